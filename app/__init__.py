@@ -1,0 +1,1 @@
+"""ec2-terminal: a browser terminal for EC2 instances."""
