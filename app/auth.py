@@ -1,0 +1,57 @@
+"""Who may use the terminal: the access token, the cookie derived from it, and the Origin check."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+COOKIE_NAME = "ec2_terminal_auth"
+_COOKIE_CONTEXT = b"ec2-terminal cookie v1"
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """Checks tokens in constant time; the cookie holds a MAC of the token, never the token."""
+
+    token: str | None = field(repr=False)
+    allowed_origins: tuple[str, ...] = ()
+
+    def token_ok(self, candidate: str | None) -> bool:
+        """Whether `candidate` is the access token."""
+        if not self.token or candidate is None:
+            return False
+        return hmac.compare_digest(candidate.encode(), self.token.encode())
+
+    def cookie_value(self) -> str:
+        """What the auth cookie holds: useless as a token, and changes when the token does."""
+        assert self.token
+        return hmac.new(self.token.encode(), _COOKIE_CONTEXT, hashlib.sha256).hexdigest()
+
+    def cookie_ok(self, candidate: str | None) -> bool:
+        """Whether `candidate` is the cookie this server set."""
+        if not self.token or candidate is None:
+            return False
+        return hmac.compare_digest(candidate.encode(), self.cookie_value().encode())
+
+    def request_ok(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> bool:
+        """Whether a request carries the cookie or an `Authorization: Bearer` token."""
+        scheme, _, credential = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and self.token_ok(credential.strip()):
+            return True
+        return self.cookie_ok(cookies.get(COOKIE_NAME))
+
+    def origin_ok(self, headers: Mapping[str, str]) -> bool:
+        """Browsers always send Origin: it must name this host or an allowed origin."""
+        origin = headers.get("origin")
+        if origin is None:
+            return True
+        if origin in self.allowed_origins:
+            return True
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return False
+        host = headers.get("host", "")
+        return hmac.compare_digest(parts.netloc.lower().encode(), host.lower().encode())

@@ -1,0 +1,194 @@
+"""Moves one client socket's frames to and from a session; knows neither Starlette nor asyncssh."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from app.closecodes import CloseCode
+from app.errors import OutputLost, ProtocolViolation, TerminalError
+from app.metrics import Metrics
+from app.protocol import (
+    FrameType,
+    Hello,
+    decode,
+    encode,
+    encode_json,
+    encode_output,
+    parse_ack,
+    parse_hello,
+    parse_resize,
+)
+from app.ratelimit import TokenBucket
+from app.registry import SessionRegistry
+from app.session import Session
+from app.terminal import Socket
+
+log = logging.getLogger(__name__)
+
+
+class _SocketGone(Exception):
+    """The client's socket closed."""
+
+
+class Bridge:
+    """Serves one WebSocket connection for its whole life."""
+
+    def __init__(self, socket: Socket, registry: SessionRegistry, metrics: Metrics) -> None:
+        self.socket = socket
+        self.registry = registry
+        self.metrics = metrics
+        self.limits = registry.limits
+        self.sent = 0
+        self._send_lock = asyncio.Lock()
+        self._closed = False
+        self._input_bucket = TokenBucket(self.limits.input_rate, self.limits.input_rate)
+        self._kicked = asyncio.Event()
+
+    async def _send(self, data: bytes) -> None:
+        async with self._send_lock:
+            if not self._closed:
+                await self.socket.send(data)
+
+    async def _close(self, code: int, reason: str) -> None:
+        async with self._send_lock:
+            if not self._closed:
+                self._closed = True
+                await self.socket.close(code, reason[:120])
+
+    async def _status(self, state: str, **extra: Any) -> None:
+        await self._send(encode_json(FrameType.STATUS, {"state": state, **extra}))
+
+    async def _receive(self) -> bytes:
+        data = await self.socket.receive()
+        if data is None:
+            raise _SocketGone
+        return data
+
+    async def run(self) -> None:
+        """Handshake, attach to a session, then pump both ways until either side ends."""
+        self.metrics.active_connections.inc()
+        session: Session | None = None
+        try:
+            hello = await self._hello()
+            session = await self._attach(hello)
+            await self._serve(session)
+        except _SocketGone:
+            pass
+        except TerminalError as exc:
+            self.metrics.errors_total.labels(exc.code).inc()
+            log.info("connection ended with %s: %s", exc.code, exc)
+            await self._fail(exc)
+        finally:
+            self.metrics.active_connections.dec()
+            if session is not None:
+                session.detach(self)
+
+    async def _fail(self, exc: TerminalError) -> None:
+        try:
+            await self._send(encode_json(FrameType.ERROR, {"code": exc.code, "message": str(exc)}))
+            await self._close(exc.close_code, str(exc))
+        except Exception:  # the socket may already be gone; there is no one left to tell
+            log.debug("could not deliver error %s", exc.code)
+
+    async def _hello(self) -> Hello:
+        try:
+            async with asyncio.timeout(self.limits.hello_timeout):
+                frame = decode(await self._receive())
+        except TimeoutError:
+            raise ProtocolViolation("no HELLO frame within the time limit") from None
+        if frame.type is not FrameType.HELLO:
+            raise ProtocolViolation("the first frame must be HELLO")
+        return parse_hello(frame.payload)
+
+    async def _attach(self, hello: Hello) -> Session:
+        if hello.resume is None:
+            await self._status("connecting")
+            session = await self.registry.open(hello.size)
+            session.attach(self)
+            self.sent = 0
+            state = "connected"
+        else:
+            session = self.registry.get(hello.resume.session_id)
+            offset = hello.resume.offset
+            if not session.buffer.start <= offset <= session.buffer.end:
+                raise OutputLost(
+                    f"cannot resume from byte {offset}: this session keeps bytes "
+                    f"{session.buffer.start} to {session.buffer.end}"
+                )
+            displaced = session.attach(self)
+            if isinstance(displaced, Bridge):
+                await displaced.kick()
+            self.sent = offset
+            session.ack(offset)
+            session.resize(hello.size)
+            state = "resumed"
+        self.registry.note_activity()
+        terminal = session.terminal
+        await self._status(
+            state,
+            session_id=session.id,
+            host_key_sha256=terminal.host_key_sha256 if terminal else "",
+            offset=self.sent,
+            window=self.limits.flow_window,
+        )
+        return session
+
+    async def kick(self) -> None:
+        """Another connection resumed this session: this one steps aside."""
+        self._kicked.set()
+        await self._status("closed", reason="resumed by another connection")
+        await self._close(CloseCode.POLICY_VIOLATION, "session resumed by another connection")
+
+    async def _kicked_wait(self) -> None:
+        await self._kicked.wait()
+
+    async def _serve(self, session: Session) -> None:
+        output = asyncio.create_task(self._pump_output(session))
+        inputs = asyncio.create_task(self._pump_input(session))
+        kicked = asyncio.create_task(self._kicked_wait())
+        try:
+            done, _ = await asyncio.wait(
+                {output, inputs, kicked}, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in (output, inputs, kicked):
+                task.cancel()
+            await asyncio.gather(output, inputs, kicked, return_exceptions=True)
+        for task in done:
+            if task is not kicked and (exc := task.exception()) is not None:
+                raise exc
+
+    async def _pump_output(self, session: Session) -> None:
+        while (chunk := await session.next_output(self.sent)) is not None:
+            await self._send(encode_output(self.sent, chunk))
+            self.sent += len(chunk)
+        info = session.exit
+        assert info is not None
+        await self._send(
+            encode_json(FrameType.EXIT, {"exit_status": info.exit_status, "reason": info.reason})
+        )
+        session.exit_delivered()
+        await self._close(CloseCode.NORMAL, info.reason)
+
+    async def _pump_input(self, session: Session) -> None:
+        while True:
+            frame = decode(await self._receive())
+            kind, payload = frame.type, frame.payload
+            if kind is FrameType.INPUT:
+                await self._input_bucket.take(len(payload))
+                await session.write(payload)
+                self.registry.note_activity()
+            elif kind is FrameType.RESIZE:
+                session.resize(parse_resize(payload))
+                self.registry.note_activity()
+            elif kind is FrameType.ACK:
+                offset = parse_ack(payload)
+                if offset > self.sent:
+                    raise ProtocolViolation(f"ACK of byte {offset}, but only {self.sent} were sent")
+                session.ack(offset)
+            elif kind is FrameType.PING:
+                await self._send(encode(FrameType.PONG, payload))
+            elif kind is FrameType.HELLO:
+                raise ProtocolViolation("HELLO may only be the first frame")

@@ -1,0 +1,280 @@
+"""The `ec2-terminal` command: `serve` and `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from app.errors import ConfigurationError
+from app.protocol import MAX_CLIENT_FRAME
+from app.server import create_app, drain
+from app.settings import AccessMethod, AddressKind, HostKeyPolicy, Limits, Settings, Target
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "EC2_TERMINAL_"
+# The prototype's variables and key location keep working.
+LEGACY_ENV = {"host": "AWS_HOSTNAME", "user": "AWS_USERNAME"}
+LEGACY_KEY_FILES = (Path("terminal/aws.pem"), Path("aws.pem"))
+
+
+def _env_name(dest: str) -> str:
+    return ENV_PREFIX + dest.upper()
+
+
+def _option(
+    parser: argparse._ActionsContainer,
+    flag: str,
+    help: str,
+    type: Callable[[str], Any] = str,
+    default: Any = None,
+    choices: Sequence[str] | None = None,
+) -> None:
+    """A flag defaulting to EC2_TERMINAL_<NAME>, then the legacy variable, then `default`."""
+    dest = flag.lstrip("-").replace("-", "_")
+    raw = os.environ.get(_env_name(dest))
+    if raw is None and dest in LEGACY_ENV:
+        raw = os.environ.get(LEGACY_ENV[dest])
+    value = type(raw) if raw not in (None, "") else default
+    parser.add_argument(
+        flag,
+        dest=dest,
+        type=type,
+        default=value,
+        choices=choices,
+        help=f"{help} [env {_env_name(dest)}]",
+    )
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    lim = Limits()
+    group = parser.add_argument_group("target")
+    _option(group, "--host", "SSH host name or address of the target")
+    _option(group, "--port", "SSH port of the target", int, 22)
+    _option(group, "--user", "login user on the target", str, "ec2-user")
+    _option(group, "--instance-id", "EC2 instance id instead of --host")
+    _option(group, "--region", "AWS region of the instance")
+    _option(group, "--endpoint-url", "AWS API endpoint override")
+    _option(
+        group,
+        "--address",
+        "which instance address to use",
+        str,
+        AddressKind.PUBLIC.value,
+        [a.value for a in AddressKind],
+    )
+    _option(
+        group,
+        "--access-method",
+        "how to log in",
+        str,
+        AccessMethod.SSH_KEY.value,
+        [a.value for a in AccessMethod],
+    )
+    _option(group, "--key-file", "private key file for ssh-key access", Path)
+    _option(
+        group,
+        "--host-key-policy",
+        "how to verify the target's host key (accept-new trusts a first-seen key)",
+        str,
+        HostKeyPolicy.KNOWN_HOSTS.value,
+        [p.value for p in HostKeyPolicy],
+    )
+    _option(group, "--known-hosts", "known_hosts file (default ~/.ssh/known_hosts)", Path)
+    _option(group, "--host-key-fingerprint", "pinned host key, SHA256:...")
+    limits = parser.add_argument_group("limits (seconds and bytes)")
+    for name, help in (
+        ("connect-timeout", "SSH connect timeout"),
+        ("idle-timeout", "end a session after this long without input"),
+        ("max-duration", "end a session after this long"),
+        ("resume-grace", "keep a session this long after its socket drops"),
+    ):
+        _option(limits, f"--{name}", help, float, getattr(lim, name.replace("-", "_")))
+    for name, help in (
+        ("max-sessions", "concurrent sessions"),
+        ("flow-window", "unacknowledged output bytes before the target is paused"),
+        ("replay-buffer", "output bytes kept for resume"),
+        ("input-rate", "keyboard input bytes per second"),
+    ):
+        _option(limits, f"--{name}", help, int, getattr(lim, name.replace("-", "_")))
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    _option(parser, "--listen-host", "address to listen on", str, "127.0.0.1")
+    _option(parser, "--listen-port", "port to listen on", int, 8000)
+    _option(parser, "--base-path", "URL prefix of every page, with slashes at both ends", str, "/")
+    _option(parser, "--token-file", "file holding the access token", Path)
+    _option(parser, "--allowed-origins", "comma-separated extra origins allowed", str, "")
+    _option(parser, "--recordings-dir", "directory for asciicast recordings", Path)
+    _option(parser, "--forwarded-allow-ips", "proxies trusted for X-Forwarded-*", str, "127.0.0.1")
+    _option(parser, "--pod-name", "own pod name, to report activity to the operator")
+    _option(parser, "--pod-namespace", "own pod namespace")
+    _option(parser, "--log-level", "log level", str, "info", ["debug", "info", "warning", "error"])
+
+
+def _read_token(args: argparse.Namespace) -> str | None:
+    if args.token_file is not None:
+        try:
+            return args.token_file.read_text().strip() or None
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read token file {args.token_file}: {exc.strerror}"
+            ) from None
+    return os.environ.get(_env_name("token")) or None
+
+
+def _key_file(args: argparse.Namespace) -> Path | None:
+    if args.key_file is not None:
+        return Path(args.key_file)
+    return next((p for p in LEGACY_KEY_FILES if p.is_file()), None)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Build the frozen settings from parsed flags."""
+    target = Target(
+        host=args.host,
+        port=args.port,
+        user=args.user,
+        instance_id=args.instance_id,
+        region=args.region,
+        endpoint_url=args.endpoint_url,
+        address=AddressKind(args.address),
+        access_method=AccessMethod(args.access_method),
+        key_file=_key_file(args),
+        host_key_policy=HostKeyPolicy(args.host_key_policy),
+        known_hosts=args.known_hosts,
+        host_key_fingerprint=args.host_key_fingerprint,
+    )
+    limits = Limits(
+        connect_timeout=args.connect_timeout,
+        idle_timeout=args.idle_timeout,
+        max_duration=args.max_duration,
+        resume_grace=args.resume_grace,
+        max_sessions=args.max_sessions,
+        flow_window=args.flow_window,
+        replay_buffer=args.replay_buffer,
+        input_rate=args.input_rate,
+    )
+    origins = tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip())
+    return Settings(
+        target=target,
+        limits=limits,
+        listen_host=args.listen_host,
+        listen_port=args.listen_port,
+        base_path=args.base_path,
+        token=_read_token(args),
+        allowed_origins=origins,
+        recordings_dir=args.recordings_dir,
+        pod_name=args.pod_name,
+        pod_namespace=args.pod_namespace,
+    )
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM or Ctrl+C, sends every client an EXIT before uvicorn closes the sockets."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is None or self._drain_task is not None:
+            self.force_exit = self.should_exit  # a second signal means now
+            self.should_exit = True
+            return
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        async def drain_then_exit() -> None:
+            try:
+                await drain(self.app)
+            finally:
+                self.should_exit = True
+
+        self._drain_task = asyncio.ensure_future(drain_then_exit())
+
+
+def uvicorn_config(
+    app: Starlette, settings: Settings, forwarded_allow_ips: str, log_level: str
+) -> uvicorn.Config:
+    """uvicorn settings shared by `serve` and `demo`."""
+    return uvicorn.Config(
+        app,
+        host=settings.listen_host,
+        port=settings.listen_port,
+        ws_max_size=MAX_CLIENT_FRAME * 4,
+        ws_per_message_deflate=False,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the session server until SIGTERM."""
+    settings = settings_from_args(args)
+    problem = settings.ready_problem
+    if problem:
+        log.warning("not ready: %s (/readyz answers 503 until fixed)", problem)
+    app = create_app(settings)
+    DrainingServer(
+        uvicorn_config(app, settings, args.forwarded_allow_ips, args.log_level), app
+    ).run()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="ec2-terminal", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the session server")
+    _add_target_options(serve_parser)
+    _add_server_options(serve_parser)
+    serve_parser.set_defaults(func=serve)
+    from app.demo import add_demo_parser
+
+    add_demo_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        result: int = args.func(args)
+    except ConfigurationError as exc:
+        print(f"ec2-terminal: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Errors a session can end with, each mapped to a protocol code and a WebSocket close code."""
+
+from __future__ import annotations
+
+from app.closecodes import CloseCode
+
+
+class TerminalError(Exception):
+    """Root of every error shown to the user: `str(error)` is safe to display and to log."""
+
+    code: str = "internal_error"
+    close_code: int = CloseCode.INTERNAL_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ProtocolViolation(TerminalError):
+    """The client sent a frame that breaks `ec2-terminal.v1`; its socket is closed."""
+
+    code = "protocol_error"
+    close_code = CloseCode.POLICY_VIOLATION
+
+
+class FrameTooLarge(ProtocolViolation):
+    """A client frame was larger than the limit."""
+
+    code = "frame_too_large"
+    close_code = CloseCode.MESSAGE_TOO_BIG
+
+
+class TooManySessions(TerminalError):
+    """The concurrent-session limit is reached; the client may try again later."""
+
+    code = "too_many_sessions"
+    close_code = CloseCode.TRY_AGAIN_LATER
+
+
+class SessionNotFound(TerminalError):
+    """A resume named a session that ended or never existed."""
+
+    code = "session_not_found"
+    close_code = CloseCode.POLICY_VIOLATION
+
+
+class OutputLost(TerminalError):
+    """A resume asked for output older than the replay buffer keeps."""
+
+    code = "output_lost"
+    close_code = CloseCode.POLICY_VIOLATION
+
+
+class SSHError(TerminalError):
+    """Reaching or talking to the target over SSH failed."""
+
+    code = "ssh_error"
+    close_code = CloseCode.NORMAL
+
+
+class HostNotFound(SSHError):
+    """The target's name does not resolve."""
+
+    code = "host_not_found"
+
+
+class ConnectionRefused(SSHError):
+    """Nothing listens on the target's SSH port."""
+
+    code = "connection_refused"
+
+
+class ConnectTimeout(SSHError):
+    """The target did not answer within the connect timeout."""
+
+    code = "connect_timeout"
+
+
+class AuthenticationFailed(SSHError):
+    """The target refused our credentials."""
+
+    code = "auth_failed"
+
+
+class HostKeyNotVerifiable(SSHError):
+    """The target's host key is not the one we trust: we refuse to connect."""
+
+    code = "host_key_mismatch"
+
+
+class ConnectionLost(SSHError):
+    """An established SSH connection dropped."""
+
+    code = "connection_lost"
+
+
+class ConfigurationError(TerminalError):
+    """The server's own settings are incomplete or contradictory."""
+
+    code = "configuration_error"

@@ -1,0 +1,160 @@
+"""HTTP and WebSocket endpoints; the state they share lives in `request.app.state`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app.auth import COOKIE_NAME, Authenticator
+from app.bridge import Bridge
+from app.errors import ProtocolViolation
+from app.protocol import SUBPROTOCOL
+from app.recording import list_recordings, recording_path
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; font-src 'self' data:; frame-ancestors 'none'; base-uri 'self'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+def _auth(request: Request | WebSocket) -> Authenticator:
+    auth: Authenticator = request.app.state.auth
+    return auth
+
+
+async def page(request: Request) -> Response:
+    """The terminal page; with `?token=`, trade the token for a cookie and drop it from the URL."""
+    token = request.query_params.get("token")
+    if token is not None:
+        auth = _auth(request)
+        if not auth.token_ok(token):
+            log.info("refused a token link from %s", request.client.host if request.client else "?")
+            return PlainTextResponse(
+                "This link's token is not valid for this terminal.",
+                status_code=401,
+                headers=SECURITY_HEADERS,
+            )
+        # Relative, so the browser stays under whatever prefix a proxy serves us at.
+        response = RedirectResponse("./", status_code=303, headers=SECURITY_HEADERS)
+        response.set_cookie(
+            COOKIE_NAME,
+            auth.cookie_value(),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            # No Path: the browser scopes the cookie to the page's own directory, so sessions
+            # served side by side under one host (/t/ns/a/, /t/ns/b/) never see each other's.
+            path=None,
+        )
+        return response
+    index = STATIC_DIR / "index.html"
+    if not index.is_file():
+        return PlainTextResponse("The front end is not built: run hack/setup.", status_code=503)
+    return FileResponse(index, headers=SECURITY_HEADERS)
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: configured, credentials present, not shutting down."""
+    problem = request.app.state.ready_problem()
+    if problem:
+        return JSONResponse({"status": "not ready", "reason": problem}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
+
+
+def _denied(status: int, message: str) -> Response:
+    return PlainTextResponse(message, status_code=status, headers=SECURITY_HEADERS)
+
+
+async def recordings(request: Request) -> Response:
+    """The list of this server's asciicast recordings, or one of them."""
+    if not _auth(request).request_ok(request.headers, request.cookies):
+        return _denied(401, "authentication required")
+    directory: Path | None = request.app.state.settings.recordings_dir
+    name = request.path_params.get("name")
+    if directory is None:
+        return JSONResponse({"recordings": [], "enabled": False}, headers=SECURITY_HEADERS)
+    if name is None:
+        return JSONResponse(
+            {"recordings": list_recordings(directory), "enabled": True}, headers=SECURITY_HEADERS
+        )
+    path = recording_path(directory, name)
+    if path is None:
+        return _denied(404, "no such recording")
+    return FileResponse(path, media_type="application/x-asciicast", headers=SECURITY_HEADERS)
+
+
+class StarletteSocket:
+    """The bridge's Socket on a Starlette WebSocket."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def receive(self) -> bytes | None:
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        data = message.get("bytes")
+        if data is None:
+            raise ProtocolViolation("text frames are not part of ec2-terminal.v1; send binary")
+        return bytes(data)
+
+    async def send(self, data: bytes) -> None:
+        await self.websocket.send_bytes(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        # The peer may have closed first.
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await self.websocket.close(code, reason)
+
+
+async def terminal_socket(websocket: WebSocket) -> None:
+    """The `ec2-terminal.v1` WebSocket: checks Origin and auth before accepting."""
+    auth = _auth(websocket)
+    state = websocket.app.state
+    if not auth.origin_ok(websocket.headers):
+        log.warning("refused a WebSocket from origin %r", websocket.headers.get("origin"))
+        await websocket.send_denial_response(_denied(403, "origin not allowed"))
+        return
+    if not auth.request_ok(websocket.headers, websocket.cookies):
+        await websocket.send_denial_response(_denied(401, "authentication required"))
+        return
+    if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
+        await websocket.send_denial_response(_denied(400, f"subprotocol {SUBPROTOCOL} required"))
+        return
+    if state.draining:
+        await websocket.send_denial_response(_denied(503, "server is shutting down"))
+        return
+    await websocket.accept(subprotocol=SUBPROTOCOL)
+    await Bridge(StarletteSocket(websocket), state.registry, state.metrics).run()

@@ -1,0 +1,85 @@
+"""Builds the ASGI application from settings; no request logic lives here."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from functools import partial
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from app import routes
+from app.auth import Authenticator
+from app.metrics import Metrics
+from app.registry import SessionRegistry
+from app.settings import Settings
+from app.ssh import SSHConnector
+from app.target import prepare_connection
+from app.terminal import Connector
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_REASON = "the terminal server is shutting down"
+
+
+def _routes(base: str) -> list[BaseRoute]:
+    health = [
+        Route("/healthz", routes.healthz),
+        Route("/readyz", routes.readyz),
+        Route("/health-check/", routes.healthz),
+        Route("/metrics", routes.metrics),
+    ]
+    prefixed = [
+        Route(base, routes.page),
+        WebSocketRoute(base + "ws", routes.terminal_socket),
+        Route(base + "recordings/", routes.recordings),
+        Route(base + "recordings/{name}", routes.recordings),
+        Mount(base + "static", StaticFiles(directory=routes.STATIC_DIR, check_dir=False)),
+    ]
+    if base != "/":
+        prefixed += [Route(base + r.path.lstrip("/"), r.endpoint) for r in health]
+    return health + prefixed
+
+
+def create_app(settings: Settings, connector: Connector | None = None) -> Starlette:
+    """The session server for `settings`; `connector` replaces SSH in unit tests."""
+    metrics = Metrics()
+    if connector is None:
+        connector = SSHConnector(partial(prepare_connection, settings), settings.limits)
+    registry = SessionRegistry(connector, settings.limits, metrics, settings.recordings_dir)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if settings.pod_name and settings.pod_namespace:
+                from app.activity import report_activity
+
+                await stack.enter_async_context(report_activity(settings, registry.activity))
+            yield
+            await drain(app)
+
+    app = Starlette(routes=_routes(settings.base_path), lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.registry = registry
+    app.state.auth = Authenticator(settings.token, settings.allowed_origins)
+    app.state.draining = False
+
+    def ready_problem() -> str | None:
+        return "shutting down" if app.state.draining else settings.ready_problem
+
+    app.state.ready_problem = ready_problem
+    return app
+
+
+async def drain(app: Starlette) -> None:
+    """Refuse new sessions, then end the open ones with an EXIT that says why."""
+    if app.state.draining:
+        return
+    app.state.draining = True
+    registry: SessionRegistry = app.state.registry
+    log.info("draining %d session(s)", len(registry))
+    await registry.shutdown(SHUTDOWN_REASON)

@@ -1,0 +1,217 @@
+"""One terminal session: the remote PTY's output buffered for resume, flow control, lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from enum import Enum
+
+from app.metrics import Metrics
+from app.protocol import MAX_OUTPUT_CHUNK, Size
+from app.recording import Recorder
+from app.replay import ReplayBuffer
+from app.settings import Limits
+from app.terminal import ExitInfo, RemoteTerminal
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class SessionState(Enum):
+    """Where a session is in its life."""
+
+    CONNECTING = "connecting"
+    ATTACHED = "attached"
+    DETACHED = "detached"
+    ENDED = "ended"
+
+
+class Session:
+    """Owns a remote terminal; outlives the sockets that attach to it, for `resume_grace`."""
+
+    def __init__(
+        self,
+        session_id: str,
+        limits: Limits,
+        metrics: Metrics,
+        recorder: Recorder | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.id = session_id
+        self.limits = limits
+        self.metrics = metrics
+        self.recorder = recorder
+        self.clock = clock
+        self.buffer = ReplayBuffer(limits.replay_buffer)
+        self.acked = 0
+        self.exit: ExitInfo | None = None
+        self.terminal: RemoteTerminal | None = None
+        self.state = SessionState.CONNECTING
+        self.started = clock()
+        self.last_activity = self.started
+        self.detached_since: float | None = None
+        self._attachment: object | None = None
+        self._output_ready = asyncio.Event()
+        self._lifetime_changed = asyncio.Event()
+        self._paused_since: float | None = None
+        self._exit_delivered = False
+
+    # -- output side: the remote terminal calls these -------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Take output from the remote terminal, pausing it when the client lags a window behind."""
+        self.buffer.append(data)
+        self.metrics.bytes_total.labels("out").inc(len(data))
+        if self.recorder:
+            self.recorder.output(data)
+        if self.terminal and self._paused_since is None and self.unacked > self.limits.flow_window:
+            self.terminal.pause_reading()
+            self._paused_since = self.clock()
+        self._output_ready.set()
+
+    def ended(self, info: ExitInfo) -> None:
+        """Record how the remote side ended; the first reason wins."""
+        if self.exit is None:
+            self.exit = info
+            log.info("session %s ended: %s (status %s)", self.id, info.reason, info.exit_status)
+        self._output_ready.set()
+        self._lifetime_changed.set()
+
+    @property
+    def unacked(self) -> int:
+        """Output bytes read from the remote side that the client has not confirmed rendering."""
+        return self.buffer.end - self.acked
+
+    # -- client side: the bridge calls these ---------------------------------------------------
+
+    def ack(self, offset: int) -> None:
+        """The client has rendered everything before `offset`: open the window again."""
+        if offset <= self.acked:
+            return
+        self.acked = min(offset, self.buffer.end)
+        if self._paused_since is not None and self.unacked <= self.limits.flow_window:
+            self.metrics.stall_seconds.inc(self.clock() - self._paused_since)
+            self._paused_since = None
+            if self.terminal:
+                self.terminal.resume_reading()
+
+    async def next_output(self, offset: int) -> bytes | None:
+        """Wait for output at `offset` and return a chunk of it; None once all is read."""
+        while True:
+            if offset < self.buffer.end:
+                return self.buffer.read(offset, MAX_OUTPUT_CHUNK)
+            if self.exit is not None:
+                return None
+            self._output_ready.clear()
+            await self._output_ready.wait()
+
+    async def write(self, data: bytes) -> None:
+        """Send input to the remote terminal, waiting while its transport is backed up."""
+        self.touch()
+        self.metrics.bytes_total.labels("in").inc(len(data))
+        if self.terminal and self.exit is None:
+            self.terminal.write(data)
+            await self.terminal.drain()
+
+    def resize(self, size: Size) -> None:
+        """Resize the remote PTY."""
+        self.touch()
+        if self.recorder:
+            self.recorder.resize(size)
+        if self.terminal and self.exit is None:
+            self.terminal.resize(size)
+
+    def touch(self) -> None:
+        """Note user activity, which keeps the idle timeout away."""
+        self.last_activity = self.clock()
+
+    # -- attachment ------------------------------------------------------------------------------
+
+    def attach(self, owner: object) -> object | None:
+        """Make `owner` the one attached client; return the one it displaced, if any."""
+        previous, self._attachment = self._attachment, owner
+        if self.exit is None:
+            self.state = SessionState.ATTACHED
+        self.detached_since = None
+        self.touch()
+        self._lifetime_changed.set()
+        return previous
+
+    def is_attached(self, owner: object) -> bool:
+        """Whether `owner` is still the attached client."""
+        return self._attachment is owner
+
+    def detach(self, owner: object) -> None:
+        """`owner`'s socket has gone; keep the session for the grace period."""
+        if self._attachment is not owner:
+            return
+        self._attachment = None
+        if self.exit is None:
+            self.state = SessionState.DETACHED
+        self.detached_since = self.clock()
+        self._lifetime_changed.set()
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    def end(self, reason: str) -> None:
+        """End the session from our side: hang up and tell the client why."""
+        self.ended(ExitInfo(None, reason))
+        self.close_terminal()
+
+    def exit_delivered(self) -> None:
+        """The client has received every byte and the EXIT: nothing is left to resume."""
+        self._exit_delivered = True
+        self._lifetime_changed.set()
+
+    def close_terminal(self) -> None:
+        """Hang up the remote terminal if it is open."""
+        self.state = SessionState.ENDED
+        if self.terminal:
+            self.terminal.close()
+
+    def _deadline(self) -> tuple[float, str]:
+        lim = self.limits
+        deadlines = [
+            (self.started + lim.max_duration, "maximum session duration reached"),
+            (self.last_activity + lim.idle_timeout, "idle timeout"),
+        ]
+        if self.detached_since is not None:
+            grace_end = self.detached_since + lim.resume_grace
+            deadlines.append((grace_end, "client did not come back within the grace period"))
+        return min(deadlines)
+
+    async def supervise(self) -> None:
+        """End the session at its earliest deadline; return once it has ended and been let go."""
+        while self.exit is None:
+            deadline, reason = self._deadline()
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                self.end(reason)
+                break
+            self._lifetime_changed.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._lifetime_changed.wait()
+            except TimeoutError:
+                pass
+        # An ended session waits for its client to fetch the rest and the EXIT, if it may return.
+        while not self._exit_delivered:
+            timeout = None
+            if self._attachment is None:
+                if self.detached_since is None:
+                    break
+                timeout = self.detached_since + self.limits.resume_grace - self.clock()
+                if timeout <= 0:
+                    break
+            self._lifetime_changed.clear()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._lifetime_changed.wait()
+            except TimeoutError:
+                break
+        self.close_terminal()
+        if self.recorder:
+            self.recorder.close()

@@ -1,0 +1,122 @@
+"""The server's configuration: one frozen object, built once by the command line and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from app.errors import ConfigurationError
+
+
+class AccessMethod(StrEnum):
+    """How the server authenticates to the target."""
+
+    SSH_KEY = "ssh-key"
+    INSTANCE_CONNECT = "instance-connect"
+
+
+class HostKeyPolicy(StrEnum):
+    """How the server decides that the target's host key is genuine."""
+
+    KNOWN_HOSTS = "known-hosts"
+    FINGERPRINT = "fingerprint"
+    CONSOLE_OUTPUT = "console-output"
+    ACCEPT_NEW = "accept-new"
+
+
+class AddressKind(StrEnum):
+    """Which of an EC2 instance's addresses to connect to."""
+
+    PUBLIC = "public"
+    PRIVATE = "private"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom to log in."""
+
+    host: str | None = None
+    port: int = 22
+    user: str = "ec2-user"
+    instance_id: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    address: AddressKind = AddressKind.PUBLIC
+    access_method: AccessMethod = AccessMethod.SSH_KEY
+    key_file: Path | None = None
+    host_key_policy: HostKeyPolicy = HostKeyPolicy.KNOWN_HOSTS
+    known_hosts: Path | None = None
+    host_key_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Timeouts and bounds; every duration is in seconds."""
+
+    connect_timeout: float = 15.0
+    hello_timeout: float = 10.0
+    idle_timeout: float = 1800.0
+    max_duration: float = 28800.0
+    resume_grace: float = 60.0
+    max_sessions: int = 32
+    flow_window: int = 1024 * 1024
+    replay_buffer: int = 1024 * 1024
+    input_rate: int = 256 * 1024
+    keepalive_interval: float = 15.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `ec2-terminal serve` needs."""
+
+    target: Target = field(default_factory=Target)
+    limits: Limits = field(default_factory=Limits)
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8000
+    base_path: str = "/"
+    token: str | None = field(default=None, repr=False)
+    allowed_origins: tuple[str, ...] = ()
+    recordings_dir: Path | None = None
+    pod_name: str | None = None
+    pod_namespace: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = list(self._problems())
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        out: list[str] = []
+        if not (self.base_path.startswith("/") and self.base_path.endswith("/")):
+            out.append(f"base path {self.base_path!r} must start and end with '/'")
+        t, lim = self.target, self.limits
+        if not 1 <= t.port <= 65535:
+            out.append(f"target port {t.port} is out of range")
+        if lim.replay_buffer < lim.flow_window:
+            out.append("the replay buffer must be at least as large as the flow-control window")
+        if lim.max_sessions < 1:
+            out.append("max sessions must be at least 1")
+        if t.host_key_policy is HostKeyPolicy.FINGERPRINT and not t.host_key_fingerprint:
+            out.append("host key policy 'fingerprint' needs --host-key-fingerprint")
+        if t.host_key_fingerprint and not t.host_key_fingerprint.startswith("SHA256:"):
+            out.append("the host key fingerprint must look like 'SHA256:...'")
+        return out
+
+    @property
+    def ready_problem(self) -> str | None:
+        """Why the server cannot serve sessions yet, or None when it can."""
+        t = self.target
+        if not self.token:
+            return "no access token configured"
+        if not t.host and not t.instance_id:
+            return "no target: set --host or --instance-id"
+        if t.access_method is AccessMethod.SSH_KEY and t.key_file is None:
+            return "no SSH key configured: set --key-file"
+        if t.key_file is not None and not t.key_file.is_file():
+            return f"SSH key file {t.key_file} is missing"
+        if t.host_key_policy is HostKeyPolicy.KNOWN_HOSTS:
+            known = t.known_hosts or Path.home() / ".ssh" / "known_hosts"
+            if not known.is_file():
+                return f"known hosts file {known} is missing"
+        return None

@@ -1,0 +1,74 @@
+"""Turns settings into a concrete plan for one SSH connection: address, identity, trust."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from app.errors import ConfigurationError
+from app.hostkeys import FingerprintVerifier, HostKeyVerifier, KnownHostsVerifier
+from app.settings import AccessMethod, HostKeyPolicy, Settings, Target
+
+
+@dataclass(frozen=True)
+class ConnectPlan:
+    """Everything one connection attempt needs."""
+
+    host: str
+    port: int
+    user: str
+    client_keys: list[asyncssh.SSHKey] = field(repr=False)
+    verifier: HostKeyVerifier
+    # Instance Connect keys race their push: a refused login is worth one fresh attempt.
+    retry_auth_once: bool = False
+
+    @property
+    def label(self) -> str:
+        """user@host:port, for logs and status."""
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+def load_key(path: Path) -> asyncssh.SSHKey:
+    """Read an unencrypted private key, with an error that names the file but not its content."""
+    try:
+        return asyncssh.read_private_key(str(path))
+    except FileNotFoundError:
+        raise ConfigurationError(f"SSH key file {path} does not exist") from None
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        raise ConfigurationError(
+            f"SSH key file {path} is not a usable private key: {exc}"
+        ) from None
+
+
+def verifier_for(target: Target) -> HostKeyVerifier:
+    """The host key verifier for policies that need nothing from AWS."""
+    policy = target.host_key_policy
+    if policy is HostKeyPolicy.FINGERPRINT:
+        assert target.host_key_fingerprint is not None
+        return FingerprintVerifier(frozenset({target.host_key_fingerprint}))
+    if policy in (HostKeyPolicy.KNOWN_HOSTS, HostKeyPolicy.ACCEPT_NEW):
+        path = target.known_hosts or Path.home() / ".ssh" / "known_hosts"
+        return KnownHostsVerifier(path, accept_new=policy is HostKeyPolicy.ACCEPT_NEW)
+    raise ConfigurationError(f"host key policy {policy} needs an EC2 instance id")
+
+
+async def prepare_connection(settings: Settings, attempt: int = 0) -> ConnectPlan:
+    """Resolve the target and credentials for connection attempt number `attempt`."""
+    target = settings.target
+    if target.instance_id is not None:
+        raise ConfigurationError("targets by EC2 instance id are not supported yet")
+    if target.host is None:
+        raise ConfigurationError("no target host configured")
+    if target.access_method is not AccessMethod.SSH_KEY:
+        raise ConfigurationError(f"access method {target.access_method} needs an EC2 instance id")
+    if target.key_file is None:
+        raise ConfigurationError("no SSH key configured: set --key-file")
+    return ConnectPlan(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        client_keys=[load_key(target.key_file)],
+        verifier=verifier_for(target),
+    )

@@ -1,0 +1,70 @@
+"""The two small interfaces the bridge moves bytes between: a remote terminal and a socket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from app.protocol import Size
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a remote terminal ended."""
+
+    exit_status: int | None
+    reason: str
+
+
+class OutputSink(Protocol):
+    """Receives what the remote terminal produces."""
+
+    def feed(self, data: bytes) -> None:
+        """Output bytes arrived."""
+
+    def ended(self, info: ExitInfo) -> None:
+        """The remote side ended; no more output follows."""
+
+
+class RemoteTerminal(Protocol):
+    """A PTY on the far side: SSH in production, anything in unit tests."""
+
+    host_key_sha256: str
+
+    def write(self, data: bytes) -> None:
+        """Send input bytes."""
+
+    async def drain(self) -> None:
+        """Wait until written input has been handed to the transport."""
+
+    def resize(self, size: Size) -> None:
+        """Change the PTY's size."""
+
+    def pause_reading(self) -> None:
+        """Stop taking output, so the remote program blocks."""
+
+    def resume_reading(self) -> None:
+        """Take output again."""
+
+    def close(self) -> None:
+        """Hang up."""
+
+
+class Connector(Protocol):
+    """Opens remote terminals."""
+
+    async def open(self, size: Size, sink: OutputSink) -> RemoteTerminal:
+        """Connect, start a shell in a PTY of `size`, and deliver its output to `sink`."""
+
+
+class Socket(Protocol):
+    """A message socket to the browser: WebSocket in production."""
+
+    async def receive(self) -> bytes | None:
+        """Next binary message, or None once the peer has gone."""
+
+    async def send(self, data: bytes) -> None:
+        """Send one binary message."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with a code and a short reason."""
