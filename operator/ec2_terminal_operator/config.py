@@ -1,0 +1,60 @@
+"""The operator's own settings: one frozen object built at startup and passed down."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULT_RESOURCES: Mapping[str, Any] = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"cpu": "500m", "memory": "256Mi"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorConfig:
+    """Settings of the operator process (not of one session)."""
+
+    session_image: str = "ec2-terminal:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    # How often each session is re-checked: pod readiness, activity, expiry, the Secret.
+    resync_seconds: float = 5.0
+    # Delay before retrying a session whose credentials Secret is missing.
+    retry_seconds: float = 5.0
+    listen_port: int = 8000
+    service_port: int = 80
+    # nginx closes idle proxied connections after 60 s by default, which would cut a quiet
+    # terminal; WebSockets need far longer read/send timeouts.
+    ingress_timeout_seconds: int = 3600
+    run_as_user: int = 10001
+    default_resources: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: dict(DEFAULT_RESOURCES)
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
+        """Reads EC2_TERMINAL_OPERATOR_* variables over the defaults."""
+        env = os.environ if env is None else env
+        defaults = cls()
+        prefix = "EC2_TERMINAL_OPERATOR_"
+
+        def get(name: str, default: Any, kind: type) -> Any:
+            raw = env.get(prefix + name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ValueError(f"{prefix}{name} must be a {kind.__name__}, not {raw!r}") from None
+
+        return cls(
+            session_image=get("SESSION_IMAGE", defaults.session_image, str),
+            image_pull_policy=get("IMAGE_PULL_POLICY", defaults.image_pull_policy, str),
+            resync_seconds=get("RESYNC_SECONDS", defaults.resync_seconds, float),
+            retry_seconds=get("RETRY_SECONDS", defaults.retry_seconds, float),
+            ingress_timeout_seconds=get(
+                "INGRESS_TIMEOUT_SECONDS", defaults.ingress_timeout_seconds, int
+            ),
+        )

@@ -1,0 +1,111 @@
+"""What the operator saw of a session's world: its pod, its Secrets, its route."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ec2_terminal_operator.resources import (
+    ANNOTATION_ACTIVE_CONNECTIONS,
+    ANNOTATION_CONFIG_HASH,
+    ANNOTATION_LAST_ACTIVITY,
+    CONTAINER_NAME,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def parse_time(raw: object) -> datetime.datetime | None:
+    """Reads an RFC 3339 timestamp as an aware UTC datetime; None when absent or unreadable."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        value = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return value.astimezone(datetime.UTC)
+
+
+def format_time(value: datetime.datetime) -> str:
+    """RFC 3339 UTC with second precision, as Kubernetes writes times."""
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass(frozen=True)
+class PodView:
+    """The parts of a session pod that matter to the session's status."""
+
+    name: str
+    phase: str
+    ready: bool
+    deleting: bool
+    created: datetime.datetime | None
+    config_hash: str | None
+    waiting_reason: str | None
+    waiting_message: str | None
+    last_activity: datetime.datetime | None
+    active_connections: int | None
+
+
+def pod_view(body: Mapping[str, Any]) -> PodView:
+    """Builds a PodView from a Pod body; bad activity annotations are ignored, not fatal."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or ()
+    )
+    waiting_reason = waiting_message = None
+    for cs in status.get("containerStatuses") or ():
+        if cs.get("name") != CONTAINER_NAME:
+            continue
+        state = cs.get("state") or {}
+        detail = state.get("waiting") or state.get("terminated")
+        if detail:
+            waiting_reason = detail.get("reason")
+            waiting_message = detail.get("message")
+    active: int | None = None
+    raw_active = annotations.get(ANNOTATION_ACTIVE_CONNECTIONS)
+    if raw_active is not None:
+        try:
+            active = max(0, int(raw_active))
+        except ValueError:
+            logger.warning("pod %s: ignoring bad %s annotation", meta.get("name"), raw_active)
+    return PodView(
+        name=str(meta.get("name", "")),
+        phase=str(status.get("phase") or "Pending"),
+        ready=ready,
+        deleting=meta.get("deletionTimestamp") is not None,
+        created=parse_time(meta.get("creationTimestamp")),
+        config_hash=annotations.get(ANNOTATION_CONFIG_HASH),
+        waiting_reason=waiting_reason,
+        waiting_message=waiting_message,
+        last_activity=parse_time(annotations.get(ANNOTATION_LAST_ACTIVITY)),
+        active_connections=active,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """The result of checking one prerequisite: ok, or a CamelCase reason and a message."""
+
+    ok: bool
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """Everything one reconcile pass observed about a session."""
+
+    deleting: bool
+    credentials: Check
+    pod: PodView | None
+    route: Check
+    health_check: Mapping[str, Any]

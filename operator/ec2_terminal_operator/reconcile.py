@@ -1,0 +1,387 @@
+"""I/O: makes a session's children match its spec and works out its status."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import logging
+import secrets
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from typing import Any, Literal, cast
+
+import kopf
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ec2_terminal_operator import lifetime, resources, status
+from ec2_terminal_operator.config import OperatorConfig
+from ec2_terminal_operator.observed import Check, Observed, PodView
+from ec2_terminal_operator.spec import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    AccessMethod,
+    ExpiryPolicy,
+    ExposureType,
+    HostKeyPolicy,
+    SecretKeyRef,
+    Session,
+)
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["created", "patched", "exists"]
+Clock = Callable[[], datetime.datetime]
+EventSink = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Clients:
+    """The typed Kubernetes API groups the operator talks to."""
+
+    core: client.CoreV1Api
+    networking: client.NetworkingV1Api
+    rbac: client.RbacAuthorizationV1Api
+    custom: client.CustomObjectsApi
+
+    @classmethod
+    def from_api_client(cls, api: client.ApiClient) -> Clients:
+        """Wraps one configured ApiClient."""
+        return cls(
+            core=client.CoreV1Api(api),
+            networking=client.NetworkingV1Api(api),
+            rbac=client.RbacAuthorizationV1Api(api),
+            custom=client.CustomObjectsApi(api),
+        )
+
+
+def utcnow() -> datetime.datetime:
+    """The default clock."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    """The default event sink: a Kubernetes Event on the session, through kopf's poster."""
+    kopf.event(cast(Any, body), type=type_, reason=reason, message=message)
+
+
+def _create_or_patch(
+    create: Callable[..., Any],
+    patch: Callable[..., Any] | None,
+    namespace: str,
+    manifest: dict[str, Any],
+) -> Outcome:
+    """Creates a child, or brings an existing one in line (fixed names make this idempotent)."""
+    name = manifest["metadata"]["name"]
+    try:
+        create(namespace=namespace, body=manifest)
+        return "created"
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    if patch is None:
+        return "exists"
+    patch(name=name, namespace=namespace, body=manifest)
+    return "patched"
+
+
+def _delete(delete: Callable[..., Any], name: str, namespace: str) -> bool:
+    """Deletes a child; False when it was already gone."""
+    try:
+        delete(name=name, namespace=namespace, propagation_policy="Background")
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+def check_secret_key(api: client.CoreV1Api, namespace: str, ref: SecretKeyRef, what: str) -> Check:
+    """Whether a referenced Secret and key exist (their values are never logged)."""
+    try:
+        secret = api.read_namespaced_secret(name=ref.name, namespace=namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            msg = f"{what} Secret {ref.name!r} not found in namespace {namespace}"
+            return Check(False, "SecretNotFound", msg)
+        if exc.status == 403:
+            return Check(False, "SecretForbidden", f"the operator may not read Secret {ref.name!r}")
+        raise
+    if ref.key not in (secret.data or {}):
+        msg = f"{what} Secret {ref.name!r} has no key {ref.key!r}"
+        return Check(False, "SecretKeyNotFound", msg)
+    return Check(True, "SecretFound", f"{what} Secret {ref.name!r} has key {ref.key!r}")
+
+
+def check_credentials(api: client.CoreV1Api, session: Session) -> Check:
+    """CredentialsReady: the private key (for SSHKey) and known_hosts Secrets are present."""
+    checks: list[Check] = []
+    if session.target.access_method is AccessMethod.SSH_KEY and session.credentials is not None:
+        checks.append(check_secret_key(api, session.namespace, session.credentials, "credentials"))
+    known_hosts = session.host_key.known_hosts
+    if session.host_key.policy is HostKeyPolicy.KNOWN_HOSTS_SECRET and known_hosts is not None:
+        checks.append(check_secret_key(api, session.namespace, known_hosts, "known_hosts"))
+    for check in checks:
+        if not check.ok:
+            return check
+    if session.target.access_method is AccessMethod.EC2_INSTANCE_CONNECT and not checks:
+        return Check(True, "InstanceConnect", "EC2 Instance Connect pushes a one-time key")
+    return Check(True, "SecretFound", "; ".join(c.message for c in checks))
+
+
+def _prior_condition(prior_status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for cond in prior_status.get("conditions") or ():
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def ensure_token_secret(clients: Clients, session: Session, owner: Mapping[str, Any]) -> Outcome:
+    """Creates the token Secret once; an existing token is never replaced."""
+    manifest = resources.build_token_secret(session, secrets.token_urlsafe(32))
+    kopf.adopt(manifest, owner=cast(Any, owner))
+    return _create_or_patch(
+        clients.core.create_namespaced_secret, None, session.namespace, manifest
+    )
+
+
+def ensure_support(
+    clients: Clients,
+    session: Session,
+    config: OperatorConfig,
+    owner: Mapping[str, Any],
+    emit: EventSink,
+) -> None:
+    """Everything but the pod: token Secret, ServiceAccount, Role, RoleBinding, Service, Ingress."""
+    ns = session.namespace
+    outcomes: list[tuple[str, str, Outcome]] = []
+    outcomes.append(
+        (
+            "Secret",
+            resources.token_secret_name(session),
+            ensure_token_secret(clients, session, owner),
+        )
+    )
+    steps: list[tuple[str, Callable[..., Any], Callable[..., Any] | None, dict[str, Any]]] = [
+        (
+            "ServiceAccount",
+            clients.core.create_namespaced_service_account,
+            None,
+            resources.build_service_account(session),
+        ),
+        (
+            "Role",
+            clients.rbac.create_namespaced_role,
+            clients.rbac.patch_namespaced_role,
+            resources.build_role(session),
+        ),
+        (
+            "RoleBinding",
+            clients.rbac.create_namespaced_role_binding,
+            None,  # roleRef is immutable and fixed by name; nothing to patch
+            resources.build_role_binding(session),
+        ),
+        (
+            "Service",
+            clients.core.create_namespaced_service,
+            clients.core.patch_namespaced_service,
+            resources.build_service(session, config),
+        ),
+    ]
+    if session.exposure.type is ExposureType.INGRESS:
+        steps.append(
+            (
+                "Ingress",
+                clients.networking.create_namespaced_ingress,
+                clients.networking.patch_namespaced_ingress,
+                resources.build_ingress(session, config),
+            )
+        )
+    elif _delete(clients.networking.delete_namespaced_ingress, resources.ingress_name(session), ns):
+        emit(owner, "Normal", "IngressDeleted", "exposure.type is no longer Ingress")
+    for kind, create, patch, manifest in steps:
+        kopf.adopt(manifest, owner=cast(Any, owner))
+        outcomes.append(
+            (kind, manifest["metadata"]["name"], _create_or_patch(create, patch, ns, manifest))
+        )
+    for kind, name, outcome in outcomes:
+        if outcome == "created":
+            logger.info("session %s/%s: created %s %s", ns, session.name, kind, name)
+            emit(owner, "Normal", f"{kind}Created", f"created {kind} {name}")
+
+
+def pick_pod(pods: Iterable[PodView]) -> PodView | None:
+    """The session's pod from the index (a live one over one being deleted)."""
+    found = sorted(pods, key=lambda p: p.deleting)
+    return found[0] if found else None
+
+
+def ensure_pod(
+    clients: Clients,
+    session: Session,
+    config: OperatorConfig,
+    owner: Mapping[str, Any],
+    pod: PodView | None,
+    want: bool,
+    why_not: str,
+    emit: EventSink,
+) -> None:
+    """Creates, replaces or removes the session pod so it matches `want` and the spec."""
+    ns = session.namespace
+    if not want:
+        if (
+            pod is not None
+            and not pod.deleting
+            and _delete(clients.core.delete_namespaced_pod, pod.name, ns)
+        ):
+            logger.info("session %s/%s: deleted pod (%s)", ns, session.name, why_not)
+            emit(owner, "Normal", "PodDeleted", f"deleted pod {pod.name}: {why_not}")
+        return
+    manifest = resources.build_pod(session, config)
+    desired_hash = manifest["metadata"]["annotations"][resources.ANNOTATION_CONFIG_HASH]
+    if pod is None:
+        kopf.adopt(manifest, owner=cast(Any, owner))
+        if _create_or_patch(clients.core.create_namespaced_pod, None, ns, manifest) == "created":
+            logger.info("session %s/%s: created pod", ns, session.name)
+            emit(owner, "Normal", "PodCreated", f"created Pod {manifest['metadata']['name']}")
+        return
+    # Pod specs are immutable: a changed spec means a new pod (created on a later pass,
+    # once the old one is gone, since the name is fixed).
+    stale = not pod.deleting and pod.config_hash != desired_hash
+    if stale and _delete(clients.core.delete_namespaced_pod, pod.name, ns):
+        emit(owner, "Normal", "PodReplaced", f"replacing pod {pod.name}: its spec changed")
+
+
+def _route_check(session: Session, services: Iterable[Any], ingresses: Iterable[Any]) -> Check:
+    if not list(services):
+        return Check(
+            False, "ServiceNotFound", f"Service {resources.service_name(session)} not found"
+        )
+    if session.exposure.type is not ExposureType.INGRESS:
+        return Check(
+            True, "ServiceReady", f"Service {resources.service_name(session)} routes to the pod"
+        )
+    if not list(ingresses):
+        return Check(
+            False, "IngressNotFound", f"Ingress {resources.ingress_name(session)} not found"
+        )
+    return Check(
+        True,
+        "IngressReady",
+        f"Ingress {resources.ingress_name(session)} routes {session.base_path}",
+    )
+
+
+@dataclasses.dataclass
+class Pass:
+    """One reconcile pass over one session: its inputs and collaborators."""
+
+    clients: Clients
+    config: OperatorConfig
+    body: Mapping[str, Any]
+    session: Session
+    pods: Iterable[PodView]
+    services: Iterable[Any]
+    ingresses: Iterable[Any]
+    memo: MutableMapping[str, Any]
+    clock: Clock = utcnow
+    emit: EventSink = post_event
+
+
+def reconcile(p: Pass) -> dict[str, Any]:
+    """Runs one level-triggered pass; returns the status merge patch (may be empty)."""
+    session, config = p.session, p.config
+    prior_status: Mapping[str, Any] = p.body.get("status") or {}
+    now = p.clock()
+    pod = pick_pod(p.pods)
+    # The Secret is read while there is no pod; a running pod has its key mounted already,
+    # and re-reading Secrets on every pass of every session would load the API server.
+    prior_creds = _prior_condition(prior_status, "CredentialsReady")
+    if pod is not None and prior_creds is not None and prior_creds.get("status") == "True":
+        creds = Check(True, str(prior_creds.get("reason")), str(prior_creds.get("message")))
+    else:
+        creds = check_credentials(p.clients.core, session)
+
+    route = _route_check(session, p.services, p.ingresses)
+    if p.memo.get("ensured_generation") != session.generation or not route.ok:
+        ensure_support(p.clients, session, config, p.body, p.emit)
+        p.memo["ensured_generation"] = session.generation
+        route = _route_check(session, [True], [True])
+
+    life = lifetime.evaluate(session, prior_status, pod, now)
+    want_pod = creds.ok and not session.suspend and life.expired is None
+    why_not = "session expired" if life.expired is not None else "spec.suspend is true"
+    if session.suspend or life.expired is not None or creds.ok:
+        ensure_pod(p.clients, session, config, p.body, pod, want_pod, why_not, p.emit)
+
+    observed = Observed(
+        deleting=False,
+        credentials=creds,
+        pod=pod if want_pod else None,
+        route=route,
+        health_check=prior_status.get("healthCheck") or {},
+    )
+    verdict = status.compute(session, observed, life, prior_status, config, now)
+    for event in verdict.events:
+        p.emit(p.body, event.type, event.reason, event.message)
+    if verdict.phase.value != prior_status.get("phase"):
+        logger.info(
+            "session %s/%s: phase %s -> %s",
+            session.namespace,
+            session.name,
+            prior_status.get("phase"),
+            verdict.phase.value,
+        )
+    if life.expired is not None and session.lifetime.on_expiry is ExpiryPolicy.DELETE:
+        delete_session(p.clients, session)
+    return status.status_changes(prior_status, verdict.status)
+
+
+def delete_session(clients: Clients, session: Session) -> None:
+    """Deletes the TerminalSession itself (lifetime.onExpiry: Delete)."""
+    try:
+        clients.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, session.namespace, PLURAL, session.name
+        )
+        logger.info("session %s/%s: deleted after expiry", session.namespace, session.name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def cleanup(clients: Clients, session: Session) -> list[str]:
+    """Deletes every child on session deletion; works with or without the garbage collector."""
+    ns = session.namespace
+    deleted: list[str] = []
+    for kind, delete, name in (
+        ("Pod", clients.core.delete_namespaced_pod, resources.pod_name(session)),
+        ("Ingress", clients.networking.delete_namespaced_ingress, resources.ingress_name(session)),
+        ("Service", clients.core.delete_namespaced_service, resources.service_name(session)),
+        ("Secret", clients.core.delete_namespaced_secret, resources.token_secret_name(session)),
+        ("RoleBinding", clients.rbac.delete_namespaced_role_binding, resources.rbac_name(session)),
+        ("Role", clients.rbac.delete_namespaced_role, resources.rbac_name(session)),
+        (
+            "ServiceAccount",
+            clients.core.delete_namespaced_service_account,
+            resources.rbac_name(session),
+        ),
+    ):
+        if _delete(delete, name, ns):
+            deleted.append(f"{kind}/{name}")
+    logger.info("session %s/%s: cleaned up %s", ns, session.name, ", ".join(deleted) or "nothing")
+    return deleted
+
+
+def read_token(clients: Clients, session: Session) -> str | None:
+    """The session token, for tests and tools that hand out URLs (never logged)."""
+    try:
+        secret = clients.core.read_namespaced_secret(
+            resources.token_secret_name(session), session.namespace
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    raw = (secret.data or {}).get(resources.TOKEN_KEY)
+    return base64.b64decode(raw).decode() if raw else None

@@ -1,0 +1,366 @@
+"""Pure builders: the manifests of a session's children, computed from its spec."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from ec2_terminal_operator.config import OperatorConfig
+from ec2_terminal_operator.spec import (
+    AccessMethod,
+    ExposureType,
+    HostKeyPolicy,
+    Session,
+)
+
+LABEL_SESSION = "ec2-terminal.io/session"
+ANNOTATION_LAST_ACTIVITY = "ec2-terminal.io/last-activity"
+ANNOTATION_ACTIVE_CONNECTIONS = "ec2-terminal.io/active-connections"
+ANNOTATION_CONFIG_HASH = "ec2-terminal.io/config-hash"
+TOKEN_KEY = "token"  # noqa: S105 (a name, not a secret)
+
+TOKEN_DIR = "/var/run/ec2-terminal/token"  # noqa: S105 (a name, not a secret)
+KEY_DIR = "/var/run/ec2-terminal/ssh"
+KNOWN_HOSTS_DIR = "/var/run/ec2-terminal/known-hosts"
+RECORDINGS_DIR = "/var/lib/ec2-terminal/recordings"
+CONTAINER_NAME = "session"
+
+_ACCESS_METHODS = {
+    AccessMethod.SSH_KEY: "ssh-key",
+    AccessMethod.EC2_INSTANCE_CONNECT: "instance-connect",
+}
+_HOST_KEY_POLICIES = {
+    HostKeyPolicy.FINGERPRINT: "fingerprint",
+    HostKeyPolicy.KNOWN_HOSTS_SECRET: "known-hosts",
+    HostKeyPolicy.CONSOLE_OUTPUT: "console-output",
+}
+
+
+def token_secret_name(session: Session) -> str:
+    """Name of the Secret holding the session's access token."""
+    return f"{session.name}-token"
+
+
+def pod_name(session: Session) -> str:
+    """Name of the session pod (fixed, so a restarted operator finds it again)."""
+    return session.name
+
+
+def service_name(session: Session) -> str:
+    """Name of the session Service."""
+    return session.name
+
+
+def ingress_name(session: Session) -> str:
+    """Name of the session Ingress."""
+    return session.name
+
+
+def rbac_name(session: Session) -> str:
+    """Name of the session's ServiceAccount, Role and RoleBinding."""
+    return f"{session.name}-session"
+
+
+def labels(session: Session) -> dict[str, str]:
+    """Labels on every child; the session label selects the pod and feeds the pod index."""
+    return {
+        "app.kubernetes.io/name": "ec2-terminal",
+        "app.kubernetes.io/component": "session",
+        "app.kubernetes.io/managed-by": "ec2-terminal-operator",
+        LABEL_SESSION: session.name,
+    }
+
+
+def session_url(session: Session, config: OperatorConfig) -> str:
+    """The address a person opens (without the token)."""
+    exposure = session.exposure
+    if exposure.type is ExposureType.INGRESS:
+        if exposure.host:
+            scheme = "https" if exposure.tls_secret_name else "http"
+            return f"{scheme}://{exposure.host}{session.base_path}"
+        return session.base_path
+    port = "" if config.service_port == 80 else f":{config.service_port}"
+    host = f"{service_name(session)}.{session.namespace}.svc"
+    return f"http://{host}{port}{session.base_path}"
+
+
+def build_token_secret(session: Session, token: str) -> dict[str, Any]:
+    """The Secret with the random token a browser presents once."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": token_secret_name(session), "labels": labels(session)},
+        "type": "Opaque",
+        "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+    }
+
+
+def build_service_account(session: Session) -> dict[str, Any]:
+    """The pod's own identity, used only to report activity on its own Pod object."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": rbac_name(session), "labels": labels(session)},
+        "automountServiceAccountToken": False,
+    }
+
+
+def build_role(session: Session) -> dict[str, Any]:
+    """Least privilege: get and patch this session's pod, nothing else."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": rbac_name(session), "labels": labels(session)},
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["pods"],
+                "resourceNames": [pod_name(session)],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    }
+
+
+def build_role_binding(session: Session) -> dict[str, Any]:
+    """Binds the session Role to the session ServiceAccount."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": rbac_name(session), "labels": labels(session)},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": rbac_name(session),
+        },
+        "subjects": [
+            {
+                "kind": "ServiceAccount",
+                "name": rbac_name(session),
+                "namespace": session.namespace,
+            }
+        ],
+    }
+
+
+def allowed_origins(session: Session) -> list[str]:
+    """Browser origins the server accepts besides its own Host."""
+    host = session.exposure.host
+    if session.exposure.type is not ExposureType.INGRESS or not host:
+        return []
+    scheme = "https" if session.exposure.tls_secret_name else "http"
+    return [f"{scheme}://{host}"]
+
+
+def build_env(session: Session, config: OperatorConfig) -> list[dict[str, Any]]:
+    """The server's EC2_TERMINAL_* configuration (the `ec2-terminal serve` contract)."""
+    target = session.target
+    plain: dict[str, str] = {}
+    if target.host:
+        plain["EC2_TERMINAL_HOST"] = target.host
+    if target.instance_id:
+        plain["EC2_TERMINAL_INSTANCE_ID"] = target.instance_id
+    if target.region:
+        plain["EC2_TERMINAL_REGION"] = target.region
+    plain["EC2_TERMINAL_PORT"] = str(target.port)
+    plain["EC2_TERMINAL_USER"] = target.user
+    plain["EC2_TERMINAL_ACCESS_METHOD"] = _ACCESS_METHODS[target.access_method]
+    if session.credentials is not None:
+        plain["EC2_TERMINAL_KEY_FILE"] = f"{KEY_DIR}/{session.credentials.key}"
+    host_key = session.host_key
+    plain["EC2_TERMINAL_HOST_KEY_POLICY"] = _HOST_KEY_POLICIES[host_key.policy]
+    if host_key.policy is HostKeyPolicy.FINGERPRINT and host_key.fingerprint:
+        plain["EC2_TERMINAL_HOST_KEY_FINGERPRINT"] = host_key.fingerprint
+    if host_key.policy is HostKeyPolicy.KNOWN_HOSTS_SECRET and host_key.known_hosts:
+        plain["EC2_TERMINAL_KNOWN_HOSTS"] = f"{KNOWN_HOSTS_DIR}/{host_key.known_hosts.key}"
+    plain["EC2_TERMINAL_BASE_PATH"] = session.base_path
+    plain["EC2_TERMINAL_TOKEN_FILE"] = f"{TOKEN_DIR}/{TOKEN_KEY}"
+    plain["EC2_TERMINAL_LISTEN_HOST"] = "0.0.0.0"
+    plain["EC2_TERMINAL_LISTEN_PORT"] = str(config.listen_port)
+    plain["EC2_TERMINAL_IDLE_TIMEOUT"] = str(session.lifetime.idle_timeout)
+    plain["EC2_TERMINAL_MAX_DURATION"] = str(session.lifetime.max_duration)
+    origins = allowed_origins(session)
+    if origins:
+        plain["EC2_TERMINAL_ALLOWED_ORIGINS"] = ",".join(origins)
+    plain["EC2_TERMINAL_RECORDINGS_DIR"] = RECORDINGS_DIR
+    # The root filesystem is read-only; anything that wants a home writes to the tmp volume.
+    plain["HOME"] = "/tmp"
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
+    env.append(_field_env("EC2_TERMINAL_POD_NAME", "metadata.name"))
+    env.append(_field_env("EC2_TERMINAL_POD_NAMESPACE", "metadata.namespace"))
+    return env
+
+
+def _field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def _secret_volume(name: str, secret: str, key: str) -> dict[str, Any]:
+    # 0440 plus fsGroup: readable by the non-root server, by nobody else.
+    return {
+        "name": name,
+        "secret": {
+            "secretName": secret,
+            "items": [{"key": key, "path": key}],
+            "defaultMode": 0o440,
+        },
+    }
+
+
+def build_volumes(session: Session) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pod's volumes and the container's mounts (secrets read-only, scratch in emptyDirs)."""
+    volumes = [_secret_volume("token", token_secret_name(session), TOKEN_KEY)]
+    mounts = [{"name": "token", "mountPath": TOKEN_DIR, "readOnly": True}]
+    if session.credentials is not None:
+        volumes.append(_secret_volume("ssh-key", session.credentials.name, session.credentials.key))
+        mounts.append({"name": "ssh-key", "mountPath": KEY_DIR, "readOnly": True})
+    known_hosts = session.host_key.known_hosts
+    if session.host_key.policy is HostKeyPolicy.KNOWN_HOSTS_SECRET and known_hosts:
+        volumes.append(_secret_volume("known-hosts", known_hosts.name, known_hosts.key))
+        mounts.append({"name": "known-hosts", "mountPath": KNOWN_HOSTS_DIR, "readOnly": True})
+    volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}})
+    mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    volumes.append({"name": "recordings", "emptyDir": {"sizeLimit": "1Gi"}})
+    mounts.append({"name": "recordings", "mountPath": RECORDINGS_DIR})
+    return volumes, mounts
+
+
+def build_pod(session: Session, config: OperatorConfig) -> dict[str, Any]:
+    """The session pod: `ec2-terminal serve` under a restricted securityContext."""
+    volumes, mounts = build_volumes(session)
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": session.pod.image or config.session_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["ec2-terminal", "serve"],
+        "env": build_env(session, config),
+        "ports": [{"name": "http", "containerPort": config.listen_port, "protocol": "TCP"}],
+        "volumeMounts": mounts,
+        "resources": dict(session.pod.resources) or dict(config.default_resources),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": config.run_as_user,
+            "runAsGroup": config.run_as_user,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 2,
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": rbac_name(session),
+        # Mounted so the server can patch activity annotations onto its own Pod, the one
+        # thing its Role allows.
+        "automountServiceAccountToken": True,
+        "enableServiceLinks": False,
+        "restartPolicy": "Always",
+        "terminationGracePeriodSeconds": 10,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": config.run_as_user,
+            "runAsGroup": config.run_as_user,
+            "fsGroup": config.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if session.pod.node_selector:
+        pod_spec["nodeSelector"] = dict(session.pod.node_selector)
+    if session.pod.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in session.pod.tolerations]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(session),
+            "labels": labels(session),
+            "annotations": {ANNOTATION_CONFIG_HASH: config_hash(pod_spec)},
+        },
+        "spec": pod_spec,
+    }
+
+
+def config_hash(pod_spec: dict[str, Any]) -> str:
+    """A digest of the pod spec: pods are immutable, so a changed hash means replace the pod."""
+    canonical = json.dumps(pod_spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def build_service(session: Session, config: OperatorConfig) -> dict[str, Any]:
+    """A ClusterIP Service in front of the session pod."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": service_name(session), "labels": labels(session)},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {LABEL_SESSION: session.name},
+            "ports": [
+                {
+                    "name": "http",
+                    "port": config.service_port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def build_ingress(session: Session, config: OperatorConfig) -> dict[str, Any]:
+    """An Ingress routing <pathPrefix>/<namespace>/<name>/ to the Service, WebSocket-friendly."""
+    exposure = session.exposure
+    timeout = str(config.ingress_timeout_seconds)
+    annotations = {
+        "nginx.ingress.kubernetes.io/proxy-read-timeout": timeout,
+        "nginx.ingress.kubernetes.io/proxy-send-timeout": timeout,
+    }
+    annotations.update(exposure.annotations)
+    rule: dict[str, Any] = {
+        "http": {
+            "paths": [
+                {
+                    "path": session.base_path.rstrip("/"),
+                    "pathType": "Prefix",
+                    "backend": {
+                        "service": {
+                            "name": service_name(session),
+                            "port": {"name": "http"},
+                        }
+                    },
+                }
+            ]
+        }
+    }
+    if exposure.host:
+        rule["host"] = exposure.host
+    spec: dict[str, Any] = {"rules": [rule]}
+    if exposure.ingress_class_name:
+        spec["ingressClassName"] = exposure.ingress_class_name
+    if exposure.tls_secret_name and exposure.host:
+        spec["tls"] = [{"hosts": [exposure.host], "secretName": exposure.tls_secret_name}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": ingress_name(session),
+            "labels": labels(session),
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
