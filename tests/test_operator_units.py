@@ -1,0 +1,357 @@
+"""Fast unit tests of the operator's pure parts: spec view, builders, lifetime, status."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from typing import Any
+
+import pytest
+from ec2_terminal_operator import lifetime, resources, status
+from ec2_terminal_operator.config import OperatorConfig
+from ec2_terminal_operator.observed import Check, Observed, PodView, pod_view
+from ec2_terminal_operator.spec import SpecError, parse_session
+
+T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
+CONFIG = OperatorConfig(session_image="registry.local/ec2-terminal:test")
+FINGERPRINT = "SHA256:" + "A" * 43
+
+
+def body(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "target": {"host": "10.0.0.5", "port": 2222, "user": "ec2-user", "accessMethod": "SSHKey"},
+        "credentialsSecretRef": {"name": "key", "key": "ssh-privatekey"},
+        "hostKey": {"policy": "Fingerprint", "fingerprint": FINGERPRINT},
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "ec2-terminal.io/v1alpha1",
+        "kind": "TerminalSession",
+        "metadata": {"name": "demo", "namespace": "team-a", "uid": "u-1", "generation": 2},
+        "spec": base,
+    }
+
+
+def env_of(pod: dict[str, Any]) -> dict[str, Any]:
+    return {
+        e["name"]: e.get("value", e.get("valueFrom")) for e in pod["spec"]["containers"][0]["env"]
+    }
+
+
+def test_spec_defaults_and_base_path() -> None:
+    s = parse_session(body())
+    assert s.lifetime.max_duration == 28800
+    assert s.lifetime.idle_timeout == 1800
+    assert s.exposure.path_prefix == "/t"
+    assert s.base_path == "/t/team-a/demo/"
+    assert s.target.describe() == "ec2-user@10.0.0.5:2222"
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ({"host": "h", "instanceId": "i-0123456789abcdef0"}, "exactly one"),
+        ({}, "exactly one"),
+    ],
+)
+def test_spec_refuses_bad_targets(target: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_session(body(target=target))
+
+
+def test_spec_needs_credentials_for_ssh_key() -> None:
+    raw = body()
+    del raw["spec"]["credentialsSecretRef"]
+    with pytest.raises(SpecError, match="credentialsSecretRef"):
+        parse_session(raw)
+
+
+def test_pod_is_restricted_and_renders_the_server_contract() -> None:
+    pod = resources.build_pod(parse_session(body()), CONFIG)
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    assert container["command"] == ["ec2-terminal", "serve"]
+    assert container["image"] == "registry.local/ec2-terminal:test"
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsNonRoot"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+    assert spec["serviceAccountName"] == "demo-session"
+    env = env_of(pod)
+    assert env["EC2_TERMINAL_HOST"] == "10.0.0.5"
+    assert env["EC2_TERMINAL_PORT"] == "2222"
+    assert env["EC2_TERMINAL_ACCESS_METHOD"] == "ssh-key"
+    assert env["EC2_TERMINAL_KEY_FILE"] == "/var/run/ec2-terminal/ssh/ssh-privatekey"
+    assert env["EC2_TERMINAL_HOST_KEY_POLICY"] == "fingerprint"
+    assert env["EC2_TERMINAL_HOST_KEY_FINGERPRINT"] == FINGERPRINT
+    assert env["EC2_TERMINAL_BASE_PATH"] == "/t/team-a/demo/"
+    assert env["EC2_TERMINAL_TOKEN_FILE"] == "/var/run/ec2-terminal/token/token"
+    assert env["EC2_TERMINAL_LISTEN_HOST"] == "0.0.0.0"
+    assert env["EC2_TERMINAL_LISTEN_PORT"] == "8000"
+    assert env["EC2_TERMINAL_IDLE_TIMEOUT"] == "1800"
+    assert env["EC2_TERMINAL_MAX_DURATION"] == "28800"
+    assert env["EC2_TERMINAL_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "EC2_TERMINAL_INSTANCE_ID" not in env
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/var/run/ec2-terminal/ssh"]["readOnly"] is True
+    assert "/tmp" in mounts
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["ssh-key"]["secret"]["secretName"] == "key"
+    assert volumes["token"]["secret"]["secretName"] == "demo-token"
+
+
+def test_pod_for_instance_connect_with_known_hosts() -> None:
+    raw = body(
+        target={
+            "instanceId": "i-0123456789abcdef0",
+            "region": "eu-west-1",
+            "accessMethod": "EC2InstanceConnect",
+        },
+        hostKey={"policy": "KnownHostsSecret", "knownHostsSecretRef": {"name": "kh"}},
+        exposure={"type": "Ingress", "host": "term.example.com", "tls": {"secretName": "tls"}},
+    )
+    del raw["spec"]["credentialsSecretRef"]
+    pod = resources.build_pod(parse_session(raw), CONFIG)
+    env = env_of(pod)
+    assert env["EC2_TERMINAL_INSTANCE_ID"] == "i-0123456789abcdef0"
+    assert env["EC2_TERMINAL_REGION"] == "eu-west-1"
+    assert env["EC2_TERMINAL_ACCESS_METHOD"] == "instance-connect"
+    assert env["EC2_TERMINAL_HOST_KEY_POLICY"] == "known-hosts"
+    assert env["EC2_TERMINAL_KNOWN_HOSTS"] == "/var/run/ec2-terminal/known-hosts/known_hosts"
+    assert env["EC2_TERMINAL_ALLOWED_ORIGINS"] == "https://term.example.com"
+    assert "EC2_TERMINAL_KEY_FILE" not in env
+    assert {v["name"] for v in pod["spec"]["volumes"]} == {
+        "token",
+        "known-hosts",
+        "tmp",
+        "recordings",
+    }
+
+
+def test_config_hash_follows_the_spec() -> None:
+    a = resources.build_pod(parse_session(body()), CONFIG)
+    b = resources.build_pod(parse_session(body(pod={"image": "other:1"})), CONFIG)
+    again = resources.build_pod(parse_session(body()), CONFIG)
+    key = resources.ANNOTATION_CONFIG_HASH
+    assert a["metadata"]["annotations"][key] == again["metadata"]["annotations"][key]
+    assert a["metadata"]["annotations"][key] != b["metadata"]["annotations"][key]
+
+
+def test_ingress_has_websocket_timeouts_and_the_session_path() -> None:
+    s = parse_session(
+        body(exposure={"type": "Ingress", "ingressClassName": "nginx", "host": "t.example.com"})
+    )
+    ing = resources.build_ingress(s, CONFIG)
+    ann = ing["metadata"]["annotations"]
+    assert ann["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+    assert ann["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "3600"
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    rule = ing["spec"]["rules"][0]
+    assert rule["host"] == "t.example.com"
+    path = rule["http"]["paths"][0]
+    assert path["path"] == "/t/team-a/demo"
+    assert path["backend"]["service"]["name"] == "demo"
+    assert resources.session_url(s, CONFIG) == "http://t.example.com/t/team-a/demo/"
+
+
+def test_cluster_ip_url_and_service() -> None:
+    s = parse_session(body())
+    assert resources.session_url(s, CONFIG) == "http://demo.team-a.svc/t/team-a/demo/"
+    svc = resources.build_service(s, CONFIG)
+    assert svc["spec"]["selector"] == {resources.LABEL_SESSION: "demo"}
+
+
+def test_role_allows_only_its_own_pod() -> None:
+    role = resources.build_role(parse_session(body()))
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["pods"],
+            "resourceNames": ["demo"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+
+
+def test_token_secret_holds_the_token() -> None:
+    secret = resources.build_token_secret(parse_session(body()), "tok")
+    assert base64.b64decode(secret["data"]["token"]) == b"tok"
+
+
+def test_pod_view_reads_readiness_and_activity() -> None:
+    view = pod_view(
+        {
+            "metadata": {
+                "name": "demo",
+                "creationTimestamp": "2026-01-01T12:00:00Z",
+                "annotations": {
+                    resources.ANNOTATION_LAST_ACTIVITY: "2026-01-01T12:05:00Z",
+                    resources.ANNOTATION_ACTIVE_CONNECTIONS: "2",
+                },
+            },
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+        }
+    )
+    assert view.ready
+    assert view.active_connections == 2
+    assert view.last_activity == T0 + datetime.timedelta(minutes=5)
+    bad = pod_view({"metadata": {"annotations": {resources.ANNOTATION_ACTIVE_CONNECTIONS: "x"}}})
+    assert bad.active_connections is None
+
+
+def pod(ready: bool = True, **kw: Any) -> PodView:
+    fields: dict[str, Any] = {
+        "name": "demo",
+        "phase": "Running" if ready else "Pending",
+        "ready": ready,
+        "deleting": False,
+        "created": T0,
+        "config_hash": "x",
+        "waiting_reason": None,
+        "waiting_message": None,
+        "last_activity": None,
+        "active_connections": None,
+    }
+    fields.update(kw)
+    return PodView(**fields)
+
+
+def observe(pod_: PodView | None, creds: bool = True, hc: dict[str, Any] | None = None) -> Observed:
+    return Observed(
+        deleting=False,
+        credentials=Check(True, "SecretFound", "ok")
+        if creds
+        else Check(False, "SecretNotFound", "credentials Secret 'key' not found"),
+        pod=pod_,
+        route=Check(True, "ServiceReady", "ok"),
+        health_check=hc or {},
+    )
+
+
+def run(
+    raw: dict[str, Any], obs: Observed, prior: dict[str, Any], now: datetime.datetime
+) -> status.Verdict:
+    s = parse_session(raw)
+    life = lifetime.evaluate(s, prior, obs.pod, now)
+    return status.compute(s, obs, life, prior, CONFIG, now)
+
+
+def conds(verdict: status.Verdict) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in verdict.status["conditions"]}
+
+
+def test_ready_session_status() -> None:
+    v = run(body(), observe(pod()), {}, T0)
+    c = conds(v)
+    assert v.phase is status.Phase.READY
+    assert c["Ready"]["status"] == "True"
+    assert c["Expired"]["status"] == "False"
+    assert c["TargetReachable"]["status"] == "Unknown"
+    assert all(x["observedGeneration"] == 2 for x in c.values())
+    assert v.status["observedGeneration"] == 2
+    assert v.status["url"] == "http://demo.team-a.svc/t/team-a/demo/"
+    assert v.status["tokenSecretRef"] == {"name": "demo-token", "key": "token"}
+    assert v.status["readyTime"] == "2026-01-01T12:00:00Z"
+    assert v.status["expiresAt"] == "2026-01-01T20:00:00Z"
+
+
+def test_missing_secret_is_pending_with_a_warning_then_recovers() -> None:
+    v1 = run(body(), observe(None, creds=False), {}, T0)
+    assert v1.phase is status.Phase.PENDING
+    assert conds(v1)["CredentialsReady"]["reason"] == "SecretNotFound"
+    assert ("Warning", "SecretNotFound") in {(e.type, e.reason) for e in v1.events}
+    later = T0 + datetime.timedelta(seconds=30)
+    v2 = run(body(), observe(pod()), v1.status, later)
+    assert v2.phase is status.Phase.READY
+    c = conds(v2)
+    assert c["CredentialsReady"]["lastTransitionTime"] == "2026-01-01T12:00:30Z"
+    assert {e.reason for e in v2.events} >= {"SecretFound", "SessionReady"}
+
+
+def test_lasttransitiontime_is_kept_while_status_holds() -> None:
+    v1 = run(body(), observe(pod()), {}, T0)
+    v2 = run(body(), observe(pod()), v1.status, T0 + datetime.timedelta(seconds=60))
+    assert conds(v2)["Ready"]["lastTransitionTime"] == "2026-01-01T12:00:00Z"
+    assert v2.events == ()
+    assert status.status_changes(v1.status, v2.status) == {}
+
+
+def test_startup_timeout_fails_and_recovers() -> None:
+    raw = body(lifetime={"startupTimeoutSeconds": 60})
+    starting = pod(ready=False, waiting_reason="ImagePullBackOff", waiting_message="no such image")
+    v1 = run(raw, observe(starting), {}, T0 + datetime.timedelta(seconds=61))
+    assert v1.phase is status.Phase.FAILED
+    assert conds(v1)["PodReady"]["reason"] == "StartupTimeout"
+    assert "ImagePullBackOff" in conds(v1)["PodReady"]["message"]
+    v2 = run(raw, observe(pod()), v1.status, T0 + datetime.timedelta(seconds=90))
+    assert v2.phase is status.Phase.READY
+
+
+def test_max_duration_expires() -> None:
+    raw = body(lifetime={"maxDurationSeconds": 60})
+    v1 = run(raw, observe(pod()), {}, T0)
+    v2 = run(raw, observe(pod()), v1.status, T0 + datetime.timedelta(seconds=60))
+    assert v2.phase is status.Phase.EXPIRED
+    assert conds(v2)["Expired"]["reason"] == "MaxDurationExceeded"
+    assert conds(v2)["Ready"]["status"] == "False"
+    # Expiry is final even if the clock were to go back or the pod reappear.
+    v3 = run(raw, observe(pod()), v2.status, T0 + datetime.timedelta(seconds=1))
+    assert v3.phase is status.Phase.EXPIRED
+
+
+def test_idle_timeout_counts_from_last_activity_and_not_while_connected() -> None:
+    raw = body(lifetime={"idleTimeoutSeconds": 30})
+    v1 = run(raw, observe(pod()), {}, T0)
+    active = pod(last_activity=T0 + datetime.timedelta(seconds=20), active_connections=1)
+    v2 = run(raw, observe(active), v1.status, T0 + datetime.timedelta(seconds=100))
+    assert v2.phase is status.Phase.READY
+    assert v2.status["activeConnections"] == 1
+    assert v2.status["lastActivityTime"] == "2026-01-01T12:00:20Z"
+    quiet = pod(last_activity=T0 + datetime.timedelta(seconds=20), active_connections=0)
+    v3 = run(raw, observe(quiet), v2.status, T0 + datetime.timedelta(seconds=49))
+    assert v3.phase is status.Phase.READY
+    v4 = run(raw, observe(quiet), v3.status, T0 + datetime.timedelta(seconds=50))
+    assert v4.phase is status.Phase.EXPIRED
+    assert conds(v4)["Expired"]["reason"] == "IdleTimeout"
+    assert v4.status["activeConnections"] == 0
+
+
+def test_suspend_is_its_own_phase_without_a_pod() -> None:
+    v = run(body(suspend=True), observe(None), {}, T0)
+    assert v.phase is status.Phase.SUSPENDED
+    assert conds(v)["PodReady"]["reason"] == "Suspended"
+    assert v.status["podName"] is None
+
+
+@pytest.mark.parametrize(
+    ("hc", "expected"),
+    [
+        ({"result": "ok", "time": "2026-01-01T12:00:00Z", "latencyMs": 12}, "True"),
+        ({"result": "error", "message": "connection refused"}, "False"),
+        ({}, "Unknown"),
+    ],
+)
+def test_health_check_becomes_target_reachable(hc: dict[str, Any], expected: str) -> None:
+    v = run(body(), observe(pod(), hc=hc), {}, T0)
+    assert conds(v)["TargetReachable"]["status"] == expected
+    # The worker's verdict is informational: the session stays Ready.
+    assert v.phase is status.Phase.READY
+
+
+def test_status_changes_deletes_cleared_keys() -> None:
+    assert status.status_changes({"podName": "a", "x": 1}, {"podName": None, "x": 1}) == {
+        "podName": None
+    }
+
+
+def test_operator_config_from_env() -> None:
+    cfg = OperatorConfig.from_env({"EC2_TERMINAL_OPERATOR_RESYNC_SECONDS": "1.5"})
+    assert cfg.resync_seconds == 1.5
+    with pytest.raises(ValueError, match="RESYNC_SECONDS"):
+        OperatorConfig.from_env({"EC2_TERMINAL_OPERATOR_RESYNC_SECONDS": "soon"})
