@@ -1,0 +1,230 @@
+"""Reports the session's activity as annotations on its own Pod, for the operator to read."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import httpx
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+ANNOTATION_LAST_ACTIVITY = "ec2-terminal.io/last-activity"
+ANNOTATION_ACTIVE_CONNECTIONS = "ec2-terminal.io/active-connections"
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+DEFAULT_INTERVAL = 10.0
+
+# (attached connections, time of the last user input as Unix seconds or an aware datetime)
+ActivitySource = Callable[[], tuple[int, "float | datetime.datetime | None"]]
+PodPatcher = Callable[[Mapping[str, str]], Awaitable[None]]
+
+
+class ActivityReportError(Exception):
+    """The API server refused an activity report (the message carries no token)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PodEndpoint:
+    """Where the pod's own object lives and how to authenticate to its API server."""
+
+    server: str
+    namespace: str
+    pod_name: str
+    ca_file: str | None = None
+    token: str | None = None
+    # Projected ServiceAccount tokens rotate, so the file is re-read for every request.
+    token_file: str | None = None
+
+    def bearer(self) -> str:
+        """The current bearer token."""
+        if self.token is not None:
+            return self.token
+        if self.token_file is None:
+            raise ActivityReportError("no ServiceAccount token configured")
+        return Path(self.token_file).read_text().strip()
+
+    @property
+    def pod_url(self) -> str:
+        """The Pod's URL on the API server."""
+        return f"{self.server.rstrip('/')}/api/v1/namespaces/{self.namespace}/pods/{self.pod_name}"
+
+
+def in_cluster_endpoint(
+    pod_name: str, namespace: str, env: Mapping[str, str] | None = None
+) -> PodEndpoint:
+    """The endpoint from the mounted ServiceAccount and KUBERNETES_SERVICE_HOST/PORT."""
+    env = os.environ if env is None else env
+    host = env.get("KUBERNETES_SERVICE_HOST")
+    port = env.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host:
+        raise ActivityReportError("KUBERNETES_SERVICE_HOST is not set: not running in a pod")
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return PodEndpoint(
+        server=f"https://{host}:{port}",
+        namespace=namespace,
+        pod_name=pod_name,
+        ca_file=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
+        token_file=str(SERVICE_ACCOUNT_DIR / "token"),
+    )
+
+
+def http_client(endpoint: PodEndpoint, timeout: float = 10.0) -> httpx.AsyncClient:
+    """An HTTP client that trusts the cluster's CA only."""
+    verify: ssl.SSLContext | bool = True
+    if endpoint.ca_file is not None:
+        verify = ssl.create_default_context(cafile=endpoint.ca_file)
+    return httpx.AsyncClient(verify=verify, timeout=timeout)
+
+
+def pod_patcher(endpoint: PodEndpoint, client: httpx.AsyncClient) -> PodPatcher:
+    """A JSON merge patch of the pod's annotations, with the pod's own identity."""
+
+    async def patch(annotations: Mapping[str, str]) -> None:
+        body = json.dumps({"metadata": {"annotations": dict(annotations)}})
+        response = await client.patch(
+            endpoint.pod_url,
+            content=body,
+            headers={
+                "Authorization": f"Bearer {endpoint.bearer()}",
+                "Content-Type": "application/merge-patch+json",
+                "Accept": "application/json",
+            },
+        )
+        if response.status_code >= 400:
+            try:
+                reason = str(response.json().get("message", ""))
+            except ValueError:
+                reason = response.reason_phrase
+            raise ActivityReportError(
+                f"patching pod {endpoint.namespace}/{endpoint.pod_name} failed: "
+                f"HTTP {response.status_code}: {reason}"
+            )
+
+    return patch
+
+
+def _to_datetime(value: float | datetime.datetime | None) -> datetime.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        return value.astimezone(datetime.UTC)
+    return datetime.datetime.fromtimestamp(value, tz=datetime.UTC)
+
+
+def annotations_for(
+    connections: int, last_activity: float | datetime.datetime | None
+) -> dict[str, str]:
+    """The annotations describing this activity (RFC 3339 UTC, whole seconds)."""
+    out = {ANNOTATION_ACTIVE_CONNECTIONS: str(max(0, int(connections)))}
+    when = _to_datetime(last_activity)
+    if when is not None:
+        out[ANNOTATION_LAST_ACTIVITY] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return out
+
+
+class Sleeper(Protocol):
+    """Waits between reports (a parameter so tests need not wait)."""
+
+    def __call__(self, seconds: float, /) -> Awaitable[None]: ...
+
+
+class ActivityReporter:
+    """Patches activity annotations at most every `interval` seconds, and only on change."""
+
+    def __init__(
+        self,
+        source: ActivitySource,
+        patch: PodPatcher,
+        interval: float = DEFAULT_INTERVAL,
+        sleep: Sleeper = asyncio.sleep,
+    ) -> None:
+        self._source = source
+        self._patch = patch
+        self._interval = interval
+        self._sleep = sleep
+        self._last_sent: dict[str, str] | None = None
+
+    async def report_once(self) -> bool:
+        """Sends the current activity if it changed; True when a patch was sent."""
+        connections, last_activity = self._source()
+        annotations = annotations_for(connections, last_activity)
+        if annotations == self._last_sent:
+            return False
+        await self._patch(annotations)
+        self._last_sent = annotations
+        return True
+
+    async def run(self) -> None:
+        """Reports until cancelled; API errors are logged and retried, never raised."""
+        while True:
+            try:
+                await self.report_once()
+            except (ActivityReportError, httpx.HTTPError, OSError) as exc:
+                logger.warning("activity report failed: %s", exc)
+            await self._sleep(self._interval)
+
+
+def interval_from_env(env: Mapping[str, str] | None = None) -> float:
+    """EC2_TERMINAL_ACTIVITY_INTERVAL in seconds (default 10)."""
+    env = os.environ if env is None else env
+    raw = env.get("EC2_TERMINAL_ACTIVITY_INTERVAL", "")
+    if not raw:
+        return DEFAULT_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"EC2_TERMINAL_ACTIVITY_INTERVAL must be seconds, not {raw!r}") from None
+    if value <= 0:
+        raise ValueError("EC2_TERMINAL_ACTIVITY_INTERVAL must be positive")
+    return value
+
+
+@contextlib.asynccontextmanager
+async def run_reporter(
+    endpoint: PodEndpoint, source: ActivitySource, interval: float = DEFAULT_INTERVAL
+) -> AsyncIterator[ActivityReporter]:
+    """Runs an ActivityReporter in the background for the duration of the block."""
+    async with http_client(endpoint) as client:
+        reporter = ActivityReporter(source, pod_patcher(endpoint, client), interval)
+        task = asyncio.create_task(reporter.run(), name="activity-reporter")
+        try:
+            yield reporter
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            # A last report, so the operator sees the connections drop to zero promptly.
+            with contextlib.suppress(ActivityReportError, httpx.HTTPError, OSError, TimeoutError):
+                await asyncio.wait_for(reporter.report_once(), timeout=2)
+
+
+@contextlib.asynccontextmanager
+async def report_activity(
+    settings: Settings, source: Callable[[], tuple[int, float | None]]
+) -> AsyncIterator[None]:
+    """The server's hook: reports activity on its own Pod when running in one."""
+    if not settings.pod_name or not settings.pod_namespace:
+        yield
+        return
+    try:
+        endpoint = in_cluster_endpoint(settings.pod_name, settings.pod_namespace)
+    except ActivityReportError as exc:
+        logger.warning("activity reporting off: %s", exc)
+        yield
+        return
+    logger.info("reporting activity on pod %s/%s", settings.pod_namespace, settings.pod_name)
+    async with run_reporter(endpoint, source, interval_from_env()):
+        yield
