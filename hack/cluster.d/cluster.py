@@ -37,6 +37,7 @@ BINARY_ENV = {
     "kube-controller-manager": "EC2_TERMINAL_KUBE_CONTROLLER_MANAGER",
     "kube-scheduler": "EC2_TERMINAL_KUBE_SCHEDULER",
     "kwok": "EC2_TERMINAL_KWOK",
+    "kwok-stages": "EC2_TERMINAL_KWOK_STAGES",
     "kubectl": "EC2_TERMINAL_KUBECTL",
     "helm": "EC2_TERMINAL_HELM",
 }
@@ -113,7 +114,9 @@ def binaries(build: bool) -> dict[str, str]:
     ).stdout
     env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     paths = {name: env[var] for name, var in BINARY_ENV.items()}
-    missing = [p for p in paths.values() if not os.access(p, os.X_OK)]
+    missing = [
+        p for n, p in paths.items() if not os.access(p, os.R_OK if n == "kwok-stages" else os.X_OK)
+    ]
     if missing:
         raise ClusterError(f"missing binaries (run hack/k8s/build): {', '.join(missing)}")
     return paths
@@ -482,11 +485,11 @@ def component_argv(
             f"--kubeconfig={layout.kubeconfig('kwok')}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
             "--cidr=10.244.0.1/16",
             "--node-ip=127.0.0.1",
             "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{p['kwok']}",
+            f"--config={bins['kwok-stages']}",
         ]
     raise ValueError(name)
 
