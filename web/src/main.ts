@@ -1,0 +1,192 @@
+// The page: an xterm.js terminal wired to the session server, and a status bar.
+
+import "@xterm/xterm/css/xterm.css";
+import "./page.css";
+
+import { Terminal } from "@xterm/xterm";
+import { FitAddon } from "@xterm/addon-fit";
+import { Unicode11Addon } from "@xterm/addon-unicode11";
+import { WebLinksAddon } from "@xterm/addon-web-links";
+import { WebglAddon } from "@xterm/addon-webgl";
+
+import { Connection, socketUrl, type UiState } from "./connection.js";
+import { mirrorStyleElements } from "./cspstyles.js";
+import { binaryStringToBytes } from "./protocol.js";
+
+function element<T extends HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`page is missing #${id}`);
+  return el as T;
+}
+
+/** Renders with WebGL when the browser can, else with the DOM renderer (also after context loss). */
+function loadWebgl(term: Terminal, onFallback: () => void): boolean {
+  try {
+    const webgl = new WebglAddon();
+    webgl.onContextLoss(() => {
+      webgl.dispose();
+      onFallback();
+    });
+    term.loadAddon(webgl);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function copySelection(term: Terminal): Promise<void> {
+  const text = term.getSelection();
+  if (!text) return;
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // Not a secure context, or no permission: the browser's own copy (context menu) still works.
+  }
+}
+
+function main(): void {
+  const container = element("terminal");
+  const stateEl = element("state");
+  const hostKeyEl = element("host-key");
+  const rttEl = element("rtt");
+  const messageEl = element("message");
+  const newSessionButton = element<HTMLButtonElement>("new-session");
+
+  mirrorStyleElements(container);
+  const term = new Terminal({
+    allowProposedApi: true,
+    cursorBlink: true,
+    fontFamily: '"DejaVu Sans Mono", Menlo, Consolas, "Liberation Mono", monospace',
+    fontSize: 14,
+    scrollback: 5000,
+    rightClickSelectsWord: true,
+    theme: { background: "#101418", foreground: "#d8dee9" },
+  });
+  const fit = new FitAddon();
+  term.loadAddon(fit);
+  term.loadAddon(new WebLinksAddon());
+  term.loadAddon(new Unicode11Addon());
+  term.unicode.activeVersion = "11";
+  term.open(container);
+  let renderer = "dom";
+  if (loadWebgl(term, () => (renderer = "dom"))) renderer = "webgl";
+
+  const encoder = new TextEncoder();
+  const states: string[] = [];
+  const taps = new Set<(data: Uint8Array) => void>();
+  const connection = new Connection(
+    socketUrl(document.baseURI),
+    {
+      write: (data, done) => term.write(data, done),
+      size: () => ({ cols: term.cols, rows: term.rows }),
+    },
+    {
+      state: (state: UiState, detail: string) => {
+        states.push(detail ? `${state}: ${detail}` : state);
+        if (states.length > 100) states.shift();
+        document.body.dataset.state = state;
+        stateEl.textContent = state === "reconnecting" ? "reconnecting…" : state;
+        stateEl.className = `state-${state}`;
+        messageEl.textContent = detail;
+        newSessionButton.hidden = state !== "closed";
+        if (state !== "connected") rttEl.textContent = "";
+      },
+      status: (status) => {
+        if (status.host_key_sha256) {
+          hostKeyEl.textContent = status.host_key_sha256;
+          hostKeyEl.title = "SSH host key fingerprint of the target";
+        }
+      },
+      exit: (exit) => {
+        const code = exit.exit_status === null ? "" : ` with status ${exit.exit_status}`;
+        const text = `Session ended${code}: ${exit.reason}`;
+        messageEl.textContent = text;
+        term.write(`\r\n\x1b[1m[${text}]\x1b[0m\r\n`);
+      },
+      error: (error) => {
+        messageEl.textContent = error.message;
+        term.write(`\r\n\x1b[1;31m[${error.message}]\x1b[0m\r\n`);
+      },
+      rtt: (ms) => {
+        rttEl.textContent = `${Math.round(ms)} ms`;
+      },
+      output: (data) => {
+        for (const tap of taps) tap(data);
+      },
+    },
+    (url, protocol) => new WebSocket(url, protocol),
+    {
+      now: () => performance.now(),
+      setTimeout: (fn, ms) => window.setTimeout(fn, ms),
+      clearTimeout: (h) => window.clearTimeout(h as number),
+      random: () => Math.random(),
+    },
+  );
+
+  term.onData((data) => connection.sendInput(encoder.encode(data)));
+  term.onBinary((data) => connection.sendInput(binaryStringToBytes(data)));
+  term.onResize(({ cols, rows }) => connection.resize(cols, rows));
+  term.onTitleChange((title) => {
+    document.title = title ? `${title} · ec2-terminal` : "ec2-terminal";
+  });
+
+  // Ctrl+Shift+C copies the selection and Ctrl+Shift+V pastes (through the browser's paste
+  // event, which xterm.js handles); plain Ctrl+C and Ctrl+V go to the remote program.
+  term.attachCustomKeyEventHandler((ev) => {
+    if (ev.type !== "keydown" || !ev.ctrlKey || !ev.shiftKey || ev.altKey || ev.metaKey) return true;
+    const key = ev.key.toLowerCase();
+    if (key === "c") {
+      ev.preventDefault();
+      void copySelection(term);
+      return false;
+    }
+    if (key === "v") return false;
+    return true;
+  });
+
+  const refit = (): void => {
+    try {
+      fit.fit();
+    } catch {
+      // Not laid out yet (hidden or zero-sized): the next resize fits it.
+    }
+  };
+  new ResizeObserver(refit).observe(container);
+  window.addEventListener("resize", refit);
+  window.addEventListener("online", () => connection.reconnectNow());
+  window.addEventListener("pagehide", () => connection.stop());
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") connection.reconnectNow();
+  });
+  newSessionButton.addEventListener("click", () => {
+    term.reset();
+    hostKeyEl.textContent = "";
+    connection.restart();
+    term.focus();
+  });
+
+  // For tests and debugging from the console; holds nothing secret (auth is an HttpOnly cookie).
+  Object.assign(window, {
+    __ec2terminal: {
+      term,
+      connection,
+      fit,
+      taps,
+      states,
+      get renderer() {
+        return renderer;
+      },
+      dropSocket: () => connection.dropSocket(),
+    },
+  });
+
+  refit();
+  connection.start();
+  term.focus();
+}
+
+if (document.readyState === "loading") {
+  document.addEventListener("DOMContentLoaded", main);
+} else {
+  main();
+}

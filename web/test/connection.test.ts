@@ -1,0 +1,391 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { Connection, socketUrl, type Clock, type SocketLike } from "../src/connection.js";
+import { ACK_EVERY_BYTES } from "../src/output.js";
+import { SUBPROTOCOL } from "../src/protocol.js";
+
+const text = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** A WebSocket whose server side is the test. */
+class FakeSocket {
+  binaryType = "blob";
+  protocol = "";
+  onopen: ((ev: unknown) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  onerror: ((ev: unknown) => void) | null = null;
+  sent: Uint8Array[] = [];
+  closedWith: number | null = null;
+
+  constructor(
+    readonly url: string,
+    readonly requested: string,
+  ) {}
+
+  send(data: Uint8Array): void {
+    this.sent.push(data.slice());
+  }
+
+  close(code?: number): void {
+    this.closedWith = code ?? 1005;
+  }
+
+  accept(): void {
+    this.protocol = this.requested;
+    this.onopen?.({});
+  }
+
+  push(frame: Uint8Array): void {
+    this.onmessage?.({ data: frame.slice().buffer });
+  }
+
+  drop(code = 1006, reason = ""): void {
+    this.onclose?.({ code, reason });
+  }
+
+  frames(type: number): Uint8Array[] {
+    return this.sent.filter((f) => f[0] === type).map((f) => f.subarray(1));
+  }
+
+  hello(): { cols: number; rows: number; resume?: { id: string; offset: number } } {
+    return JSON.parse(text.decode(this.frames(0x05)[0]));
+  }
+
+  acks(): number[] {
+    return this.frames(0x02).map((p) => Number(new DataView(p.buffer, p.byteOffset).getBigUint64(0)));
+  }
+}
+
+class FakeClock implements Clock {
+  time = 0;
+  private timers = new Map<number, { at: number; fn: () => void }>();
+  private next = 1;
+  now(): number {
+    return this.time;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.next++;
+    this.timers.set(id, { at: this.time + ms, fn });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.timers.delete(handle as number);
+  }
+  random(): number {
+    return 0.5;
+  }
+  /** Runs timers in time order up to now + ms. */
+  advance(ms: number): void {
+    const end = this.time + ms;
+    for (;;) {
+      let first: [number, { at: number; fn: () => void }] | undefined;
+      for (const entry of this.timers) if (entry[1].at <= end && (!first || entry[1].at < first[1].at)) first = entry;
+      if (!first) break;
+      this.timers.delete(first[0]);
+      this.time = first[1].at;
+      first[1].fn();
+    }
+    this.time = end;
+  }
+  pending(): number {
+    return this.timers.size;
+  }
+}
+
+function output(offset: number, data: Uint8Array | string): Uint8Array {
+  const bytes = typeof data === "string" ? encoder.encode(data) : data;
+  const out = new Uint8Array(9 + bytes.length);
+  out[0] = 0x80;
+  new DataView(out.buffer).setBigUint64(1, BigInt(offset));
+  out.set(bytes, 9);
+  return out;
+}
+
+function json(type: number, body: unknown): Uint8Array {
+  return Uint8Array.of(type, ...encoder.encode(JSON.stringify(body)));
+}
+
+function setup(options: { renderLater?: boolean } = {}) {
+  const clock = new FakeClock();
+  const sockets: FakeSocket[] = [];
+  const screen: number[] = [];
+  const pendingRenders: (() => void)[] = [];
+  const states: string[] = [];
+  const errors: string[] = [];
+  const exits: unknown[] = [];
+  const rtts: number[] = [];
+  const conn = new Connection(
+    "ws://127.0.0.1/t/ws",
+    {
+      write: (data, done) => {
+        for (const b of data) screen.push(b);
+        if (options.renderLater) pendingRenders.push(done);
+        else done();
+      },
+      size: () => ({ cols: 120, rows: 40 }),
+    },
+    {
+      state: (s, detail) => states.push(detail ? `${s}: ${detail}` : s),
+      error: (e) => errors.push(`${e.code}: ${e.message}`),
+      exit: (e) => exits.push(e),
+      rtt: (ms) => rtts.push(ms),
+    },
+    (url, protocol) => {
+      const s = new FakeSocket(url, protocol);
+      sockets.push(s);
+      return s as unknown as SocketLike;
+    },
+    clock,
+  );
+  const last = () => sockets[sockets.length - 1]!;
+  const connect = (id = "sess-1") => {
+    last().accept();
+    last().push(json(0x81, { state: "connected", session_id: id, host_key_sha256: "SHA256:abc" }));
+  };
+  return { clock, sockets, screen, pendingRenders, states, errors, exits, rtts, conn, last, connect };
+}
+
+test("the socket URL is beside the page, with ws: or wss:", () => {
+  assert.equal(socketUrl("http://h:8080/t/demo/"), "ws://h:8080/t/demo/ws");
+  assert.equal(socketUrl("https://h/t/demo/?x=1#y"), "wss://h/t/demo/ws");
+  assert.equal(socketUrl("http://127.0.0.1:9/"), "ws://127.0.0.1:9/ws");
+});
+
+test("opens with the subprotocol and sends HELLO with the terminal size first", () => {
+  const t = setup();
+  t.conn.start();
+  assert.equal(t.last().requested, SUBPROTOCOL);
+  assert.equal(t.last().binaryType, "arraybuffer");
+  t.connect();
+  assert.equal(t.last().sent[0]![0], 0x05);
+  assert.deepEqual(t.last().hello(), { cols: 120, rows: 40 });
+  assert.equal(t.conn.sessionId, "sess-1");
+  assert.equal(t.conn.hostKey, "SHA256:abc");
+  assert.deepEqual(t.states, ["connecting", "connected"]);
+});
+
+test("input and resize go out as INPUT and RESIZE; an unchanged size is not re-sent", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  t.conn.sendInput("ls\r");
+  t.conn.resize(100, 30);
+  t.conn.resize(100, 30);
+  assert.deepEqual(t.last().frames(0x00).map((p) => text.decode(p)), ["ls\r"]);
+  assert.deepEqual(t.last().frames(0x01).map((p) => [...p]), [[0, 100, 0, 30]]);
+});
+
+test("output is rendered once and ACKed on a short timer, or at once past 64 KiB", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  t.last().push(output(0, "hello"));
+  assert.equal(text.decode(Uint8Array.from(t.screen)), "hello");
+  assert.deepEqual(t.last().acks(), []);
+  t.last().push(output(5, " world"));
+  t.clock.advance(49);
+  assert.deepEqual(t.last().acks(), []);
+  t.clock.advance(1);
+  assert.deepEqual(t.last().acks(), [11]);
+  t.last().push(output(11, new Uint8Array(ACK_EVERY_BYTES)));
+  assert.deepEqual(t.last().acks(), [11, 11 + ACK_EVERY_BYTES]);
+});
+
+test("ACKs follow rendering, not receipt", () => {
+  const t = setup({ renderLater: true });
+  t.conn.start();
+  t.connect();
+  t.last().push(output(0, new Uint8Array(ACK_EVERY_BYTES * 3)));
+  t.clock.advance(1000);
+  assert.deepEqual(t.last().acks(), []);
+  t.pendingRenders.shift()!();
+  assert.deepEqual(t.last().acks(), [ACK_EVERY_BYTES * 3]);
+});
+
+test("a dropped socket reconnects with backoff and resumes from the bytes received", () => {
+  const t = setup({ renderLater: true });
+  t.conn.start();
+  t.connect();
+  t.last().push(output(0, "abcdef"));
+  t.last().drop(1006);
+  assert.equal(t.states.at(-1), "reconnecting: retrying in 0.5 s");
+  t.clock.advance(499);
+  assert.equal(t.sockets.length, 1);
+  t.clock.advance(1);
+  assert.equal(t.sockets.length, 2);
+  t.last().accept();
+  assert.deepEqual(t.last().hello(), { cols: 120, rows: 40, resume: { id: "sess-1", offset: 6 } });
+  // The server replays an overlap: only the new part reaches the screen.
+  t.last().push(json(0x81, { state: "resumed", session_id: "sess-1" }));
+  t.last().push(output(4, "efgh"));
+  assert.equal(text.decode(Uint8Array.from(t.screen)), "abcdefgh");
+  // Rendering the old socket's bytes is ACKed on the new socket.
+  t.pendingRenders.forEach((done) => done());
+  t.clock.advance(50);
+  assert.deepEqual(t.last().acks(), [8]);
+  assert.equal(t.states.at(-1), "connected: resumed");
+});
+
+test("a new socket re-sends the rendered total right after HELLO", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  t.last().push(output(0, "abc"));
+  t.last().drop();
+  t.clock.advance(600);
+  t.last().accept();
+  assert.deepEqual(
+    t.last().sent.map((f) => f[0]),
+    [0x05, 0x02, 0x03],
+  );
+  assert.deepEqual(t.last().acks(), [3]);
+});
+
+test("backoff doubles up to 10 s and resets once connected", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  const delays: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const before = t.sockets.length;
+    t.last().drop();
+    const start = t.clock.time;
+    while (t.sockets.length === before) t.clock.advance(10);
+    delays.push(t.clock.time - start);
+  }
+  assert.deepEqual(delays, [500, 1000, 2000, 4000, 8000, 10000, 10000]);
+  t.connect();
+  t.last().drop();
+  assert.match(t.states.at(-1)!, /retrying in 0.5 s/);
+});
+
+test("typing while reconnecting is sent after the resume HELLO", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  t.last().drop();
+  t.conn.sendInput("pwd\r");
+  t.clock.advance(500);
+  t.last().accept();
+  assert.deepEqual(t.last().sent.map((f) => f[0]).slice(0, 2), [0x05, 0x00]);
+});
+
+test("EXIT ends the session without reconnecting", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  t.last().push(json(0x82, { exit_status: 3, reason: "the remote shell exited" }));
+  t.last().drop(1000);
+  t.clock.advance(60_000);
+  assert.equal(t.sockets.length, 1);
+  assert.deepEqual(t.exits, [{ exit_status: 3, reason: "the remote shell exited" }]);
+  assert.equal(t.states.at(-1), "closed: the remote shell exited");
+});
+
+test("ERROR is final and shown", () => {
+  const t = setup();
+  t.conn.start();
+  t.last().accept();
+  t.last().push(json(0x83, { code: "host_key_mismatch", message: "host key changed" }));
+  t.last().drop(1000);
+  t.clock.advance(60_000);
+  assert.equal(t.sockets.length, 1);
+  assert.deepEqual(t.errors, ["host_key_mismatch: host key changed"]);
+  assert.equal(t.states.at(-1), "closed: host key changed");
+});
+
+test("1008 and 1009 closes are fatal", () => {
+  for (const code of [1008, 1009]) {
+    const t = setup();
+    t.conn.start();
+    t.connect();
+    t.last().drop(code, "bad frame");
+    t.clock.advance(60_000);
+    assert.equal(t.sockets.length, 1);
+    assert.equal(t.states.at(-1), `closed: connection closed: bad frame (${code})`);
+  }
+});
+
+test("a server that never opens is given up after a few attempts", () => {
+  const t = setup();
+  t.conn.start();
+  for (let i = 0; i < 10; i++) {
+    t.last().drop(1006);
+    t.clock.advance(20_000);
+  }
+  assert.equal(t.sockets.length, 5);
+  assert.match(t.states.at(-1)!, /^closed: cannot reach the server/);
+});
+
+test("restart after EXIT starts a new session from offset 0", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  t.last().push(output(0, "abc"));
+  t.last().push(json(0x82, { exit_status: 0, reason: "done" }));
+  t.conn.restart();
+  assert.equal(t.sockets.length, 2);
+  t.last().accept();
+  assert.deepEqual(t.last().hello(), { cols: 120, rows: 40 });
+  t.last().push(output(0, "xyz"));
+  assert.equal(text.decode(Uint8Array.from(t.screen)), "abcxyz");
+});
+
+test("server PINGs are answered with the same bytes; own PINGs measure RTT", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  t.last().push(Uint8Array.of(0x03, 1, 2, 3));
+  assert.deepEqual(t.last().frames(0x04).map((p) => [...p]), [[1, 2, 3]]);
+  const ping = t.last().frames(0x03)[0]!;
+  t.clock.advance(12);
+  t.last().push(Uint8Array.of(0x04, ...ping));
+  assert.deepEqual(t.rtts, [12]);
+});
+
+test("a socket without PONG is dropped and resumed", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  t.clock.advance(20_000);
+  assert.equal(t.sockets[0]!.closedWith, 4000);
+  t.clock.advance(600);
+  assert.equal(t.sockets.length, 2);
+  t.last().accept();
+  assert.equal(t.last().hello().resume?.id, "sess-1");
+});
+
+test("the test hook drops the socket and the session resumes", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  t.last().push(output(0, "12345"));
+  t.conn.dropSocket();
+  assert.equal(t.sockets[0]!.closedWith, 4000);
+  t.clock.advance(600);
+  t.last().accept();
+  assert.deepEqual(t.last().hello().resume, { id: "sess-1", offset: 5 });
+});
+
+test("a malformed frame or an output gap closes the socket for good", () => {
+  for (const bad of [Uint8Array.of(0x7e), output(10, "x")]) {
+    const t = setup();
+    t.conn.start();
+    t.connect();
+    t.last().push(bad);
+    assert.equal(t.sockets[0]!.closedWith, 4002);
+    t.clock.advance(60_000);
+    assert.equal(t.sockets.length, 1);
+    assert.match(t.states.at(-1)!, /^closed: protocol error/);
+  }
+});
+
+test("a server without the subprotocol is refused", () => {
+  const t = setup();
+  t.conn.start();
+  t.last().onopen?.({});
+  assert.equal(t.sockets[0]!.closedWith, 4002);
+  assert.match(t.states.at(-1)!, /does not speak ec2-terminal.v1/);
+});
