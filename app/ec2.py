@@ -1,0 +1,244 @@
+"""EC2 with boto3: an instance's address, Instance Connect keys, host keys from the console."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import asyncssh
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from app.console_keys import (
+    ConsoleHostKeys,
+    ConsoleOutputVerifier,
+    console_text,
+    parse_console_host_keys,
+)
+from app.ec2_errors import (
+    AwsError,
+    AwsRegionUnknown,
+    ConsoleHostKeysMissing,
+    InstanceAddressMissing,
+    InstanceNotFound,
+    InstanceNotRunning,
+    aws_error,
+)
+from app.hostkeys import sha256
+from app.settings import AddressKind
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import InstanceTypeDef
+    from mypy_boto3_ec2_instance_connect import EC2InstanceConnectClient
+
+log = logging.getLogger(__name__)
+
+# Standard mode retries throttling and transient errors with exponential backoff and jitter.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    connect_timeout=5,
+    read_timeout=15,
+    user_agent_extra="ec2-terminal",
+)
+# An Instance Connect key is valid on the instance for this long after the push.
+INSTANCE_CONNECT_KEY_LIFETIME = 60.0
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """The two boto3 clients one target needs (boto3 clients are thread-safe)."""
+
+    ec2: EC2Client
+    instance_connect: EC2InstanceConnectClient
+    region: str
+
+
+@dataclass(frozen=True)
+class ResolvedInstance:
+    """A running instance and the address to reach it by."""
+
+    instance_id: str
+    address: str
+    availability_zone: str
+    state: str
+    public_address: str | None
+    private_address: str | None
+
+
+def known_regions(session: boto3.session.Session) -> set[str]:
+    """Every EC2 region botocore knows, in every partition."""
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    return regions
+
+
+def make_clients(
+    region: str | None,
+    endpoint_url: str | None = None,
+    session: boto3.session.Session | None = None,
+) -> AwsClients:
+    """Clients for EC2 and EC2 Instance Connect from the usual credential chain (blocking)."""
+    session = session or boto3.session.Session()
+    region = region or session.region_name
+    if not region:
+        raise AwsRegionUnknown("no AWS region configured: set --region or AWS_REGION")
+    if region not in known_regions(session):
+        # An unknown name would otherwise become a DNS failure for ec2.<region>.amazonaws.com.
+        raise AwsRegionUnknown(
+            f"{region!r} is not an AWS region this botocore knows (for example us-east-1); "
+            "check --region, or upgrade boto3 if the region is new"
+        )
+    try:
+        ec2 = session.client("ec2", region, endpoint_url=endpoint_url, config=CLIENT_CONFIG)
+        connect = session.client(
+            "ec2-instance-connect", region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
+        )
+    except (BotoCoreError, ValueError) as exc:
+        raise aws_error(exc, "creating AWS clients", "-") from None
+    return AwsClients(ec2=ec2, instance_connect=connect, region=region)
+
+
+async def open_clients(region: str | None, endpoint_url: str | None = None) -> AwsClients:
+    """make_clients off the event loop: loading botocore's service models reads files."""
+    return await asyncio.to_thread(make_clients, region, endpoint_url)
+
+
+def _describe(ec2: EC2Client, instance_id: str) -> InstanceTypeDef:
+    try:
+        response = ec2.describe_instances(InstanceIds=[instance_id])
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(exc, "ec2:DescribeInstances", instance_id) from None
+    for reservation in response.get("Reservations", []):
+        for instance in reservation.get("Instances", []):
+            if instance.get("InstanceId") == instance_id:
+                return instance
+    raise InstanceNotFound(
+        f"instance {instance_id} does not exist in region {ec2.meta.region_name}; "
+        "check --instance-id and --region"
+    )
+
+
+def _advice(state: str) -> str:
+    if state == "pending":
+        return "wait until it is running and try again"
+    if state in ("stopped", "stopping"):
+        return "start it and try again"
+    if state in ("terminated", "shutting-down"):
+        return "a terminated instance cannot be reached; use another instance"
+    return "try again once it is running"
+
+
+def _resolve(ec2: EC2Client, instance_id: str, address: AddressKind) -> ResolvedInstance:
+    described = _describe(ec2, instance_id)
+    state = str(described.get("State", {}).get("Name", "unknown"))
+    if state != "running":
+        raise InstanceNotRunning(
+            f"instance {instance_id} is {state}, not running; {_advice(state)}"
+        )
+    public = described.get("PublicIpAddress") or described.get("PublicDnsName") or None
+    private = described.get("PrivateIpAddress") or described.get("PrivateDnsName") or None
+    chosen = public if address is AddressKind.PUBLIC else private
+    if not chosen:
+        other = "--address private" if address is AddressKind.PUBLIC else "--address public"
+        raise InstanceAddressMissing(
+            f"instance {instance_id} ({state}) has no {address.value} address; "
+            f"give it one or use {other}"
+        )
+    zone = str(described.get("Placement", {}).get("AvailabilityZone", ""))
+    log.info("instance %s is %s in %s at %s", instance_id, state, zone, chosen)
+    return ResolvedInstance(instance_id, chosen, zone, state, public, private)
+
+
+async def resolve_instance(
+    ec2: EC2Client, instance_id: str, address: AddressKind = AddressKind.PUBLIC
+) -> ResolvedInstance:
+    """The running instance's public or private address, from DescribeInstances."""
+    return await asyncio.to_thread(_resolve, ec2, instance_id, address)
+
+
+def generate_ephemeral_key() -> asyncssh.SSHKey:
+    """A fresh ed25519 key pair that lives only in memory."""
+    return asyncssh.generate_private_key("ssh-ed25519", comment="ec2-terminal")
+
+
+def _send_public_key(
+    instance_connect: EC2InstanceConnectClient,
+    instance: ResolvedInstance,
+    os_user: str,
+    public_key: str,
+) -> None:
+    action = "ec2-instance-connect:SendSSHPublicKey"
+    try:
+        response = instance_connect.send_ssh_public_key(
+            InstanceId=instance.instance_id,
+            InstanceOSUser=os_user,
+            SSHPublicKey=public_key,
+            AvailabilityZone=instance.availability_zone,
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(exc, action, instance.instance_id) from None
+    if not response.get("Success", False):
+        raise AwsError(f"{action} for instance {instance.instance_id} did not succeed")
+
+
+async def push_public_key(
+    instance_connect: EC2InstanceConnectClient,
+    instance: ResolvedInstance,
+    os_user: str,
+    key: asyncssh.SSHKey,
+) -> None:
+    """Publish `key`'s public half to the instance for `os_user` for the next 60 seconds."""
+    public = key.export_public_key("openssh").decode("ascii").strip()
+    await asyncio.to_thread(_send_public_key, instance_connect, instance, os_user, public)
+    log.info(
+        "pushed ephemeral key %s for user %s to instance %s",
+        sha256(key),
+        os_user,
+        instance.instance_id,
+    )
+
+
+def _console_output(ec2: EC2Client, instance_id: str) -> str:
+    action = "ec2:GetConsoleOutput"
+    try:
+        try:
+            response = ec2.get_console_output(InstanceId=instance_id, Latest=True)
+        except ClientError as exc:
+            # Latest is only for Nitro instances; the others answer without it.
+            if exc.response.get("Error", {}).get("Code") not in (
+                "UnsupportedOperation",
+                "InvalidParameterCombination",
+                "InvalidParameterValue",
+            ):
+                raise
+            response = ec2.get_console_output(InstanceId=instance_id)
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(exc, action, instance_id) from None
+    return console_text(response.get("Output"))
+
+
+async def console_host_keys(ec2: EC2Client, instance_id: str) -> ConsoleHostKeys:
+    """The host keys the instance printed to its console; fails closed when there are none."""
+    text = await asyncio.to_thread(_console_output, ec2, instance_id)
+    found = parse_console_host_keys(text)
+    if found.empty:
+        raise ConsoleHostKeysMissing(
+            f"instance {instance_id} has not printed its SSH host keys to the console yet; "
+            "try again in a minute, or pin a fingerprint with --host-key-policy fingerprint"
+        )
+    log.info(
+        "console of instance %s lists host keys %s",
+        instance_id,
+        ", ".join(sorted(found.trusted_fingerprints)),
+    )
+    return found
+
+
+async def console_verifier(ec2: EC2Client, instance_id: str) -> ConsoleOutputVerifier:
+    """A host key verifier that trusts only what the instance's console lists."""
+    return ConsoleOutputVerifier(instance_id, await console_host_keys(ec2, instance_id))
