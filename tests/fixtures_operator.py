@@ -1,0 +1,211 @@
+"""Fixtures for operator tests: the CRD, an operator subprocess, TerminalSession helpers."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures_kube import KubeCluster, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+CRD_PATH = ROOT / "charts/ec2-terminal/crds/terminalsessions.ec2-terminal.io.yaml"
+CRD_NAME = "terminalsessions.ec2-terminal.io"
+FINGERPRINT = "SHA256:" + "x" * 43
+# A syntactically valid key is not needed: the operator only checks that the Secret has the key.
+FAKE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n"
+)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def terminalsession_crd(kube_cluster: KubeCluster) -> str:
+    """The TerminalSession CRD, installed (or updated) once per test session."""
+    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
+    kube_cluster.kubectl("wait", "--for=condition=established", "--timeout=60s", f"crd/{CRD_NAME}")
+    return CRD_NAME
+
+
+@dataclasses.dataclass
+class OperatorProcess:
+    """An `ec2-terminal-operator` subprocess watching some namespaces."""
+
+    proc: subprocess.Popen[bytes]
+    liveness_url: str
+    log_path: Path
+
+    def alive(self) -> bool:
+        """Whether the liveness endpoint answers 200."""
+        try:
+            with urllib.request.urlopen(self.liveness_url, timeout=2) as resp:  # noqa: S310
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        """The operator's output so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as when a node dies."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if kopf does not exit in time."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+OperatorFactory = Callable[..., OperatorProcess]
+
+
+@pytest.fixture
+def operator_factory(
+    kube_cluster: KubeCluster, terminalsession_crd: str, tmp_path: Path
+) -> Iterator[OperatorFactory]:
+    """Starts operator subprocesses (namespaced, resync 1 s); stops them after the test."""
+    started: list[OperatorProcess] = []
+
+    def start(
+        *namespaces: str,
+        kubeconfig: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        resync: float = 1.0,
+    ) -> OperatorProcess:
+        port = free_port()
+        liveness = f"http://127.0.0.1:{port}/healthz"
+        log_path = tmp_path / f"operator-{len(started)}.log"
+        argv = [
+            str(Path(sys.executable).parent / "ec2-terminal-operator"),
+            *(f"--namespace={ns}" for ns in namespaces),
+            f"--liveness={liveness}",
+            f"--resync-seconds={resync}",
+            "--log-format=plain",
+        ]
+        full_env = {**kube_cluster.env, "EC2_TERMINAL_OPERATOR_SESSION_IMAGE": "ec2-terminal:test"}
+        if kubeconfig is not None:
+            full_env["KUBECONFIG"] = str(kubeconfig)
+        full_env.update(env or {})
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        op = OperatorProcess(proc=proc, liveness_url=liveness, log_path=log_path)
+        started.append(op)
+        wait_for(
+            lambda: proc.poll() is not None or op.alive(),
+            timeout=60,
+            message="operator liveness endpoint",
+        )
+        if proc.poll() is not None:
+            raise RuntimeError(f"operator exited {proc.returncode}:\n{op.log()}")
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
+    artifacts = ROOT / "test-artifacts"
+    if artifacts.is_dir():
+        for op in started:
+            with contextlib.suppress(OSError):
+                (
+                    artifacts / f"{os.getpid()}-{op.log_path.parent.name}-{op.log_path.name}"
+                ).write_text(op.log())
+
+
+@pytest.fixture
+def operator(operator_factory: OperatorFactory, namespace: str) -> OperatorProcess:
+    """One operator watching the test's namespace."""
+    return operator_factory(namespace)
+
+
+def session_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    """A valid TerminalSession onto a host with an SSH key, overridable per spec key."""
+    base: dict[str, Any] = {
+        "target": {"host": "10.0.0.5", "user": "ec2-user"},
+        "credentialsSecretRef": {"name": "ssh-key"},
+        "hostKey": {"policy": "Fingerprint", "fingerprint": FINGERPRINT},
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "ec2-terminal.io/v1alpha1",
+        "kind": "TerminalSession",
+        "metadata": {"name": name},
+        "spec": base,
+    }
+
+
+def key_secret(name: str = "ssh-key") -> dict[str, Any]:
+    """The Secret a session's credentialsSecretRef names."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "type": "Opaque",
+        "data": {"ssh-privatekey": base64.b64encode(FAKE_KEY.encode()).decode()},
+    }
+
+
+def get_session(cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any]:
+    """The TerminalSession as the API server has it."""
+    result: dict[str, Any] = cluster.kubectl_json("get", "ts", name, namespace=namespace)
+    return result
+
+
+def condition(ts: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """One status condition ({} when absent)."""
+    for c in (ts.get("status") or {}).get("conditions") or ():
+        if c.get("type") == kind:
+            return dict(c)
+    return {}
+
+
+def wait_phase(
+    cluster: KubeCluster, namespace: str, name: str, phase: str, timeout: float = 60
+) -> dict[str, Any]:
+    """Waits until the session's status.phase is `phase`; returns the session."""
+
+    def reached() -> dict[str, Any]:
+        ts = get_session(cluster, namespace, name)
+        return ts if (ts.get("status") or {}).get("phase") == phase else {}
+
+    return wait_for(reached, timeout=timeout, message=f"{namespace}/{name} phase {phase}")
+
+
+def exists(cluster: KubeCluster, namespace: str, kind: str, name: str) -> bool:
+    """Whether an object exists (and is not being deleted)."""
+    out = cluster.kubectl(
+        "get", kind, name, "--ignore-not-found", "-o", "name", namespace=namespace
+    ).strip()
+    return bool(out)
+
+
+def names(cluster: KubeCluster, namespace: str, kind: str, selector: str = "") -> list[str]:
+    """Names of the objects of a kind (optionally by label selector)."""
+    args = ["get", kind]
+    if selector:
+        args.append(f"--selector={selector}")
+    items = cluster.kubectl_json(*args, namespace=namespace)["items"]
+    return sorted(i["metadata"]["name"] for i in items)

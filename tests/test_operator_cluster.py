@@ -1,0 +1,511 @@
+"""The operator against the real control plane (kube-apiserver, etcd, controller-manager, kwok)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+from typing import Any
+
+import pytest
+
+from tests.fixtures_kube import KubeCluster, KubectlError, wait_for
+from tests.fixtures_operator import (
+    OperatorFactory,
+    OperatorProcess,
+    condition,
+    exists,
+    get_session,
+    key_secret,
+    names,
+    session_manifest,
+    wait_phase,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+CHILDREN = [
+    ("secret", "{n}-token"),
+    ("pod", "{n}"),
+    ("service", "{n}"),
+    ("ingress", "{n}"),
+    ("serviceaccount", "{n}-session"),
+    ("role", "{n}-session"),
+    ("rolebinding", "{n}-session"),
+]
+
+
+def utc(raw: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+
+
+def events(cluster: KubeCluster, namespace: str, name: str) -> list[tuple[str, str]]:
+    items = cluster.kubectl_json(
+        "get",
+        "events",
+        f"--field-selector=involvedObject.kind=TerminalSession,involvedObject.name={name}",
+        namespace=namespace,
+    )["items"]
+    return [(e["type"], e["reason"]) for e in items]
+
+
+def test_valid_session_becomes_ready_with_owned_children(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    manifest = session_manifest(
+        "web",
+        exposure={
+            "type": "Ingress",
+            "ingressClassName": "nginx",
+            "host": "term.example.com",
+            "tls": {"secretName": "term-tls"},
+        },
+    )
+    kube_cluster.apply(manifest, namespace=namespace)
+    ts = wait_phase(kube_cluster, namespace, "web", "Ready")
+    uid = ts["metadata"]["uid"]
+    status = ts["status"]
+    assert status["url"] == f"https://term.example.com/t/{namespace}/web/"
+    assert status["tokenSecretRef"] == {"name": "web-token", "key": "token"}
+    assert status["observedGeneration"] == ts["metadata"]["generation"]
+    assert status["podName"] == "web"
+    assert status["ingressName"] == "web"
+    assert status["target"] == "ec2-user@10.0.0.5:22"
+    for kind in ("CredentialsReady", "PodReady", "RouteReady", "Ready"):
+        c = condition(ts, kind)
+        assert c["status"] == "True", c
+        assert c["observedGeneration"] == ts["metadata"]["generation"]
+        assert c["lastTransitionTime"]
+    assert condition(ts, "Expired")["status"] == "False"
+    assert condition(ts, "TargetReachable")["status"] == "Unknown"
+    assert "ec2-terminal.io/cleanup" in ts["metadata"]["finalizers"]
+
+    for kind, pattern in CHILDREN:
+        obj = kube_cluster.kubectl_json("get", kind, pattern.format(n="web"), namespace=namespace)
+        refs = obj["metadata"].get("ownerReferences") or []
+        assert [(r["kind"], r["uid"], r.get("controller")) for r in refs] == [
+            ("TerminalSession", uid, True)
+        ], kind
+
+    pod = kube_cluster.kubectl_json("get", "pod", "web", namespace=namespace)
+    container = pod["spec"]["containers"][0]
+    assert container["command"] == ["ec2-terminal", "serve"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["EC2_TERMINAL_BASE_PATH"] == f"/t/{namespace}/web/"
+    assert env["EC2_TERMINAL_ALLOWED_ORIGINS"] == "https://term.example.com"
+
+    ingress = kube_cluster.kubectl_json("get", "ingress", "web", namespace=namespace)
+    ann = ingress["metadata"]["annotations"]
+    assert ann["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["path"] == f"/t/{namespace}/web"
+    assert ingress["spec"]["tls"] == [{"hosts": ["term.example.com"], "secretName": "term-tls"}]
+
+    token = kube_cluster.kubectl_json("get", "secret", "web-token", namespace=namespace)
+    assert len(base64.b64decode(token["data"]["token"])) >= 32
+
+    table = kube_cluster.kubectl("get", "ts", "web", namespace=namespace)
+    header, row = table.strip().splitlines()
+    assert header.split() == ["NAME", "PHASE", "TARGET", "URL", "AGE"]
+    assert row.split()[:4] == ["web", "Ready", "ec2-user@10.0.0.5:22", status["url"]]
+    # The short name and the category both find it.
+    assert "web" in kube_cluster.kubectl("get", "ec2-terminal", "-o", "name", namespace=namespace)
+
+    reasons = {r for _, r in events(kube_cluster, namespace, "web")}
+    assert {
+        "SecretCreated",
+        "PodCreated",
+        "ServiceCreated",
+        "IngressCreated",
+        "SessionReady",
+    } <= reasons
+
+
+def _invalid(name: str, **spec: Any) -> dict[str, Any]:
+    return session_manifest(name, **spec)
+
+
+def _without(key: str, **spec: Any) -> dict[str, Any]:
+    m = session_manifest("x", **spec)
+    del m["spec"][key]
+    return m
+
+
+INVALID = [
+    (
+        _invalid("bad-id", target={"instanceId": "i-xyz", "region": "us-east-1"}),
+        "target.instanceId must look like i-0123456789abcdef0",
+    ),
+    (
+        _invalid(
+            "both", target={"instanceId": "i-0123456789abcdef0", "region": "us-east-1", "host": "h"}
+        ),
+        "set exactly one of target.instanceId or target.host",
+    ),
+    (_invalid("neither", target={"user": "ec2-user"}), "set exactly one of target.instanceId"),
+    (
+        _without("credentialsSecretRef"),
+        "credentialsSecretRef is required when target.accessMethod is SSHKey",
+    ),
+    (
+        _invalid("big", lifetime={"maxDurationSeconds": 10_000_000}),
+        "spec.lifetime.maxDurationSeconds: Invalid value",
+    ),
+    (
+        _invalid("idle", lifetime={"maxDurationSeconds": 60, "idleTimeoutSeconds": 600}),
+        "lifetime.idleTimeoutSeconds must not exceed lifetime.maxDurationSeconds",
+    ),
+    (_invalid("port", target={"host": "h", "port": 70000}), "spec.target.port: Invalid value"),
+    (
+        _invalid("fp", hostKey={"policy": "Fingerprint", "fingerprint": "MD5:aa"}),
+        "hostKey.fingerprint must be SHA256:",
+    ),
+    (
+        _invalid("console", hostKey={"policy": "ConsoleOutput"}),
+        "hostKey.policy ConsoleOutput needs target.instanceId",
+    ),
+    (
+        _invalid("region", target={"instanceId": "i-0123456789abcdef0"}),
+        "target.region is required with target.instanceId",
+    ),
+    (
+        _invalid("eic", target={"host": "h", "accessMethod": "EC2InstanceConnect"}),
+        "target.accessMethod EC2InstanceConnect needs target.instanceId",
+    ),
+    (_invalid("Upper-Case"), "metadata.name must start with a letter"),
+    (_invalid("x" * 51), "metadata.name must be at most 50 characters"),
+    (
+        _invalid("tls", exposure={"type": "Ingress", "tls": {"secretName": "t"}}),
+        "exposure.tls needs exposure.host",
+    ),
+    (
+        _invalid("prefix", exposure={"pathPrefix": "/t/"}),
+        "exposure.pathPrefix must be empty or a path like /t",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"), INVALID, ids=[m["metadata"]["name"][:12] for m, _ in INVALID]
+)
+def test_invalid_session_is_refused_with_its_message(
+    kube_cluster: KubeCluster,
+    terminalsession_crd: str,
+    namespace: str,
+    manifest: dict[str, Any],
+    message: str,
+) -> None:
+    with pytest.raises(KubectlError) as info:
+        kube_cluster.apply(manifest, namespace=namespace)
+    assert message in info.value.stderr
+    assert names(kube_cluster, namespace, "ts") == []
+
+
+def test_target_is_immutable(
+    kube_cluster: KubeCluster, terminalsession_crd: str, namespace: str
+) -> None:
+    kube_cluster.apply(session_manifest("fixed"), namespace=namespace)
+    changed = session_manifest("fixed", target={"host": "10.0.0.6", "user": "ec2-user"})
+    with pytest.raises(KubectlError) as info:
+        kube_cluster.apply(changed, namespace=namespace)
+    assert "target is immutable: create a new TerminalSession" in info.value.stderr
+    # Other fields stay editable.
+    kube_cluster.apply(session_manifest("fixed", suspend=True), namespace=namespace)
+    assert get_session(kube_cluster, namespace, "fixed")["spec"]["target"]["host"] == "10.0.0.5"
+
+
+def test_missing_secret_then_recovery(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.apply(session_manifest("late"), namespace=namespace)
+    ts = wait_phase(kube_cluster, namespace, "late", "Pending")
+    creds = condition(ts, "CredentialsReady")
+    assert creds["status"] == "False"
+    assert creds["reason"] == "SecretNotFound"
+    assert "'ssh-key' not found" in creds["message"]
+    assert condition(ts, "Ready")["reason"] == "SecretNotFound"
+    assert ("Warning", "SecretNotFound") in events(kube_cluster, namespace, "late")
+    assert not exists(kube_cluster, namespace, "pod", "late")
+
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    ts = wait_phase(kube_cluster, namespace, "late", "Ready")
+    assert condition(ts, "CredentialsReady")["reason"] == "SecretFound"
+
+
+def test_max_duration_expires_and_keeps_the_record(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(
+        session_manifest("brief", lifetime={"maxDurationSeconds": 10, "idleTimeoutSeconds": 10}),
+        namespace=namespace,
+    )
+    # Keep it busy so only the maximum duration can end it.
+    ready = wait_phase(kube_cluster, namespace, "brief", "Ready")
+    kube_cluster.kubectl(
+        "annotate",
+        "pod",
+        "brief",
+        "--overwrite",
+        "ec2-terminal.io/active-connections=1",
+        namespace=namespace,
+    )
+    ts = wait_phase(kube_cluster, namespace, "brief", "Expired", timeout=40)
+    expired = condition(ts, "Expired")
+    assert expired["status"] == "True"
+    assert expired["reason"] == "MaxDurationExceeded"
+    started = utc(ready["status"]["startTime"])
+    assert utc(expired["lastTransitionTime"]) >= started + datetime.timedelta(seconds=10)
+    assert ts["status"]["expiresAt"] == ready["status"]["expiresAt"]
+    wait_for(lambda: not exists(kube_cluster, namespace, "pod", "brief"), message="pod removed")
+    # The object is kept as a record, with its Service and token.
+    assert exists(kube_cluster, namespace, "service", "brief")
+    assert get_session(kube_cluster, namespace, "brief")["status"]["phase"] == "Expired"
+
+
+def test_idle_timeout_counts_from_reported_activity(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(
+        session_manifest("idle", lifetime={"maxDurationSeconds": 600, "idleTimeoutSeconds": 10}),
+        namespace=namespace,
+    )
+    wait_phase(kube_cluster, namespace, "idle", "Ready")
+    # What the session pod's ActivityReporter writes: a connection, then none since `last`.
+    kube_cluster.kubectl(
+        "annotate",
+        "pod",
+        "idle",
+        "--overwrite",
+        "ec2-terminal.io/active-connections=1",
+        namespace=namespace,
+    )
+    wait_for(
+        lambda: (
+            get_session(kube_cluster, namespace, "idle")["status"].get("activeConnections") == 1
+        ),
+        message="activeConnections reported",
+    )
+    last = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    kube_cluster.kubectl(
+        "annotate",
+        "pod",
+        "idle",
+        "--overwrite",
+        "ec2-terminal.io/active-connections=0",
+        f"ec2-terminal.io/last-activity={last.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        namespace=namespace,
+    )
+    ts = wait_phase(kube_cluster, namespace, "idle", "Expired", timeout=40)
+    expired = condition(ts, "Expired")
+    assert expired["reason"] == "IdleTimeout"
+    assert ts["status"]["lastActivityTime"] == last.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert utc(expired["lastTransitionTime"]) >= last + datetime.timedelta(seconds=10)
+    assert ts["status"]["activeConnections"] == 0
+    wait_for(lambda: not exists(kube_cluster, namespace, "pod", "idle"), message="pod removed")
+
+
+def test_expiry_policy_delete_removes_the_session(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(
+        session_manifest(
+            "gone",
+            lifetime={"maxDurationSeconds": 10, "idleTimeoutSeconds": 10, "onExpiry": "Delete"},
+        ),
+        namespace=namespace,
+    )
+    wait_phase(kube_cluster, namespace, "gone", "Ready")
+    wait_for(lambda: not exists(kube_cluster, namespace, "ts", "gone"), timeout=40)
+    wait_for(lambda: not exists(kube_cluster, namespace, "secret", "gone-token"), timeout=30)
+
+
+def test_suspend_removes_only_the_pod(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(session_manifest("nap"), namespace=namespace)
+    wait_phase(kube_cluster, namespace, "nap", "Ready")
+    token_before = kube_cluster.kubectl_json("get", "secret", "nap-token", namespace=namespace)
+    kube_cluster.kubectl(
+        "patch", "ts", "nap", "--type=merge", "-p", '{"spec":{"suspend":true}}', namespace=namespace
+    )
+    ts = wait_phase(kube_cluster, namespace, "nap", "Suspended")
+    assert condition(ts, "Ready")["reason"] == "Suspended"
+    wait_for(lambda: not exists(kube_cluster, namespace, "pod", "nap"), message="pod removed")
+    assert exists(kube_cluster, namespace, "service", "nap")
+    kube_cluster.kubectl(
+        "patch",
+        "ts",
+        "nap",
+        "--type=merge",
+        "-p",
+        '{"spec":{"suspend":false}}',
+        namespace=namespace,
+    )
+    wait_phase(kube_cluster, namespace, "nap", "Ready")
+    token_after = kube_cluster.kubectl_json("get", "secret", "nap-token", namespace=namespace)
+    assert token_after["data"] == token_before["data"]
+
+
+def test_startup_timeout_fails_then_recovers_when_fixed(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    # No node has this label: the pod stays Pending, as with an image that cannot start.
+    kube_cluster.apply(
+        session_manifest(
+            "stuck",
+            lifetime={"startupTimeoutSeconds": 10},
+            pod={"nodeSelector": {"ec2-terminal.io/none": "true"}},
+        ),
+        namespace=namespace,
+    )
+    ts = wait_phase(kube_cluster, namespace, "stuck", "Failed", timeout=40)
+    pod_ready = condition(ts, "PodReady")
+    assert pod_ready["reason"] == "StartupTimeout"
+    assert "not ready after 10s" in pod_ready["message"]
+    assert ("Warning", "StartupTimeout") in events(kube_cluster, namespace, "stuck")
+    kube_cluster.kubectl(
+        "patch",
+        "ts",
+        "stuck",
+        "--type=json",
+        "-p",
+        '[{"op":"remove","path":"/spec/pod/nodeSelector"}]',
+        namespace=namespace,
+    )
+    ts = wait_phase(kube_cluster, namespace, "stuck", "Ready", timeout=60)
+    assert ("Normal", "PodReplaced") in events(kube_cluster, namespace, "stuck")
+
+
+def test_health_check_status_becomes_target_reachable(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(session_manifest("probe"), namespace=namespace)
+    wait_phase(kube_cluster, namespace, "probe", "Ready")
+
+    def write(result: str, message: str) -> None:
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        hc = {"time": now, "result": result, "latencyMs": 12, "taskId": "t1", "message": message}
+        kube_cluster.kubectl(
+            "patch",
+            "ts",
+            "probe",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"healthCheck": hc}}),
+            namespace=namespace,
+        )
+
+    write("ok", "")
+    wait_for(
+        lambda: (
+            condition(get_session(kube_cluster, namespace, "probe"), "TargetReachable")["status"]
+            == "True"
+        )
+    )
+    write("error", "connection refused")
+    ts = wait_for(
+        lambda: (
+            (t := get_session(kube_cluster, namespace, "probe"))
+            and condition(t, "TargetReachable")["status"] == "False"
+            and t
+        )
+    )
+    assert "connection refused" in condition(ts, "TargetReachable")["message"]
+    assert ts["status"]["phase"] == "Ready"
+    assert ts["status"]["healthCheck"]["taskId"] == "t1"
+
+
+def test_deleting_the_session_removes_everything_it_owned(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(session_manifest("bye", exposure={"type": "Ingress"}), namespace=namespace)
+    wait_phase(kube_cluster, namespace, "bye", "Ready")
+    kube_cluster.kubectl("delete", "ts", "bye", "--wait=true", "--timeout=60s", namespace=namespace)
+
+    def all_gone() -> bool:
+        return not any(
+            exists(kube_cluster, namespace, kind, pattern.format(n="bye"))
+            for kind, pattern in CHILDREN
+        )
+
+    wait_for(all_gone, message="every child of bye deleted")
+    # The user's own Secret is not the session's to delete.
+    assert exists(kube_cluster, namespace, "secret", "ssh-key")
+
+
+def test_killed_operator_restarts_without_duplicates(
+    kube_cluster: KubeCluster, namespace: str, operator_factory: OperatorFactory
+) -> None:
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    count = 8
+    first = operator_factory(namespace)
+    kube_cluster.apply([session_manifest(f"s{i}") for i in range(count)], namespace=namespace)
+    # Kill it as soon as it is halfway: some children exist, not all sessions are done.
+    wait_for(
+        lambda: len(names(kube_cluster, namespace, "secret", "ec2-terminal.io/session")) >= 1,
+        timeout=30,
+        interval=0.05,
+    )
+    first.kill()
+    tokens_at_kill = {
+        s["metadata"]["name"]: s["data"]["token"]
+        for s in kube_cluster.kubectl_json(
+            "get", "secret", "--selector=ec2-terminal.io/session", namespace=namespace
+        )["items"]
+    }
+    operator_factory(namespace)
+    for i in range(count):
+        wait_phase(kube_cluster, namespace, f"s{i}", "Ready", timeout=90)
+    expected = [f"s{i}" for i in range(count)]
+    assert names(kube_cluster, namespace, "pod", "ec2-terminal.io/session") == expected
+    assert names(kube_cluster, namespace, "service", "ec2-terminal.io/session") == expected
+    assert names(kube_cluster, namespace, "secret", "ec2-terminal.io/session") == [
+        f"{n}-token" for n in expected
+    ]
+    tokens = {
+        s["metadata"]["name"]: s["data"]["token"]
+        for s in kube_cluster.kubectl_json(
+            "get", "secret", "--selector=ec2-terminal.io/session", namespace=namespace
+        )["items"]
+    }
+    # Nothing created before the kill was lost or replaced.
+    for name, token in tokens_at_kill.items():
+        assert tokens[name] == token
+    for i in range(count):
+        ts = get_session(kube_cluster, namespace, f"s{i}")
+        assert ts["status"]["observedGeneration"] == ts["metadata"]["generation"]
+
+
+def test_spec_change_replaces_the_pod(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(session_manifest("img"), namespace=namespace)
+    wait_phase(kube_cluster, namespace, "img", "Ready")
+    kube_cluster.kubectl(
+        "patch",
+        "ts",
+        "img",
+        "--type=merge",
+        "-p",
+        '{"spec":{"pod":{"image":"other:2"}}}',
+        namespace=namespace,
+    )
+
+    def new_image() -> bool:
+        pod = kube_cluster.kubectl_json("get", "pod", "img", namespace=namespace)
+        return bool(pod["spec"]["containers"][0]["image"] == "other:2")
+
+    wait_for(new_image, timeout=60, message="pod replaced with the new image")
+    ts = wait_phase(kube_cluster, namespace, "img", "Ready")
+    assert ts["status"]["observedGeneration"] == 2
