@@ -1,0 +1,195 @@
+"""The Helm chart: rendered from each ci/*-values.yaml, refused on typos, installed for real."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fixtures_kube import KubeCluster, cluster_env, wait_for
+from tests.fixtures_operator import (
+    ROOT,
+    OperatorFactory,
+    exists,
+    key_secret,
+    session_manifest,
+    wait_phase,
+)
+
+CHART = ROOT / "charts/ec2-terminal"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+RENDERED = CHART / "ci/rendered"
+
+
+@pytest.fixture(scope="module")
+def helm_bin() -> str:
+    """The pinned helm binary (no cluster needed to render)."""
+    path = os.environ.get("EC2_TERMINAL_HELM") or cluster_env().get("EC2_TERMINAL_HELM", "")
+    if not path or not Path(path).exists():
+        pytest.fail("helm not found: run hack/setup (hack/cluster provides it)")
+    return path
+
+
+def render(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [helm, "template", "ec2-terminal", str(CHART), "--namespace=ec2-terminal", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=[p.stem for p in CI_VALUES])
+def test_chart_renders_as_recorded(helm_bin: str, values: Path) -> None:
+    result = render(helm_bin, f"--values={values}")
+    assert result.returncode == 0, result.stderr
+    golden = RENDERED / f"{values.stem}.yaml"
+    if os.environ.get("EC2_TERMINAL_UPDATE_GOLDEN"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(result.stdout)
+    # A template change shows up as a diff here; regenerate with EC2_TERMINAL_UPDATE_GOLDEN=1.
+    assert result.stdout == golden.read_text()
+    docs = documents(result.stdout)
+    kinds = sorted({d["kind"] for d in docs})
+    assert "Deployment" in kinds
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    assert deploy["spec"]["replicas"] == 1
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for doc in docs:
+        for rule in doc.get("rules") or ():
+            if "secrets" in rule["resources"]:
+                # The operator may never enumerate Secrets.
+                assert not {"list", "watch"} & set(rule["verbs"]), doc["metadata"]["name"]
+            assert "*" not in rule["verbs"]
+            assert "*" not in rule["resources"]
+
+
+def test_namespaced_values_grant_roles_only_in_watched_namespaces(helm_bin: str) -> None:
+    result = render(helm_bin, f"--values={CHART / 'ci/namespaced-values.yaml'}")
+    docs = documents(result.stdout)
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert [r["metadata"]["namespace"] for r in roles] == ["sessions"]
+    cluster_roles = [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"]
+    assert cluster_roles == ["ec2-terminal-framework"]
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    assert "--namespace=sessions" in deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--set=operator.resyncSecond=3", "additional properties 'resyncSecond' not allowed"),
+        ("--set=operator.logFormat=xml", "logFormat"),
+        ("--set=watch.allNamespace=false", "additional properties 'allNamespace' not allowed"),
+    ],
+)
+def test_schema_refuses_typos(helm_bin: str, flag: str, message: str) -> None:
+    result = render(helm_bin, flag)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_every_value_has_a_comment() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    stack: list[tuple[int, str]] = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "-")):
+            continue
+        indent = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        key = stripped.split(":", 1)[0]
+        # Resource quantities are described by their parent's comment.
+        if "resources" not in {k for _, k in stack}:
+            assert lines[i - 1].strip().startswith("#"), f"values.yaml:{i + 1}: {line}"
+        stack.append((indent, key))
+
+
+def _sa_kubeconfig(cluster: KubeCluster, namespace: str, sa: str, path: Path) -> Path:
+    admin: Any = yaml.safe_load(cluster.kubeconfig.read_text())
+    entry = admin["clusters"][0]["cluster"]
+    if "certificate-authority-data" not in entry:
+        ca = Path(entry["certificate-authority"])
+        if not ca.is_absolute():
+            ca = cluster.kubeconfig.parent / ca
+        entry = {
+            "server": entry["server"],
+            "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode(),
+        }
+    token = cluster.kubectl("create", "token", sa, "--duration=1h", namespace=namespace).strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": entry}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "test", "user": sa}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_chart_installs_and_its_rbac_is_enough_for_the_operator(
+    kube_cluster: KubeCluster,
+    namespace: str,
+    operator_factory: OperatorFactory,
+    tmp_path: Path,
+) -> None:
+    release = f"r{namespace}"
+    kube_cluster.helm(
+        "install",
+        release,
+        str(CHART),
+        f"--namespace={namespace}",
+        "--set=watch.allNamespaces=false",
+        f"--set=watch.namespaces={{{namespace}}}",
+        "--wait",
+        "--timeout=90s",
+    )
+    try:
+        fullname = f"{release}-ec2-terminal"
+        deploy = kube_cluster.kubectl_json("get", "deployment", fullname, namespace=namespace)
+        assert deploy["spec"]["strategy"]["type"] == "Recreate"
+        as_sa = f"--as=system:serviceaccount:{namespace}:{fullname}"
+        can = kube_cluster.kubectl(
+            "auth", "can-i", "list", "secrets", as_sa, namespace=namespace, check=False
+        )
+        assert can.strip() == "no"
+        can = kube_cluster.kubectl(
+            "auth", "can-i", "create", "pods", as_sa, namespace="default", check=False
+        )
+        assert can.strip() == "no"
+
+        # The operator, run locally but as the chart's ServiceAccount, does its whole job.
+        kubeconfig = _sa_kubeconfig(kube_cluster, namespace, fullname, tmp_path / "sa.kubeconfig")
+        operator_factory(namespace, kubeconfig=kubeconfig)
+        kube_cluster.apply(key_secret(), namespace=namespace)
+        kube_cluster.apply(
+            session_manifest("rbac", exposure={"type": "Ingress"}), namespace=namespace
+        )
+        ts = wait_phase(kube_cluster, namespace, "rbac", "Ready")
+        assert ts["status"]["ingressName"] == "rbac"
+        kube_cluster.kubectl("delete", "ts", "rbac", "--timeout=60s", namespace=namespace)
+        wait_for(lambda: not exists(kube_cluster, namespace, "pod", "rbac"), message="pod gone")
+    finally:
+        kube_cluster.helm("uninstall", release, f"--namespace={namespace}", "--wait", check=False)
