@@ -194,7 +194,7 @@ def sessions_run(kube: Kube, count: int, resync: float, timeout: float) -> dict[
 
             def all_ready() -> bool:
                 items = kube.items("terminalsessions", ns)
-                ready = sum((i.get("status") or {}).get("phase") == "Ready" for i in items)
+                ready: int = sum((i.get("status") or {}).get("phase") == "Ready" for i in items)
                 return ready == count
 
             wait_until(all_ready, timeout, "sessions")
