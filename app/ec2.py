@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -84,9 +85,12 @@ def make_clients(
 ) -> AwsClients:
     """Clients for EC2 and EC2 Instance Connect from the usual credential chain (blocking)."""
     session = session or boto3.session.Session()
-    region = region or session.region_name
+    # botocore reads AWS_DEFAULT_REGION; EKS and Lambda set AWS_REGION, so honour it too.
+    region = region or session.region_name or os.environ.get("AWS_REGION")
     if not region:
-        raise AwsRegionUnknown("no AWS region configured: set --region or AWS_REGION")
+        raise AwsRegionUnknown(
+            "no AWS region configured: set --region, AWS_REGION or AWS_DEFAULT_REGION"
+        )
     if region not in known_regions(session):
         # An unknown name would otherwise become a DNS failure for ec2.<region>.amazonaws.com.
         raise AwsRegionUnknown(

@@ -1,0 +1,221 @@
+"""app.ec2 against moto's server over HTTP: resolution, Instance Connect pushes, console keys."""
+
+from __future__ import annotations
+
+import asyncssh
+import boto3
+import pytest
+
+from app.console_keys import ConsoleOutputVerifier
+from app.ec2 import (
+    AwsClients,
+    console_host_keys,
+    console_verifier,
+    generate_ephemeral_key,
+    make_clients,
+    open_clients,
+    push_public_key,
+    resolve_instance,
+)
+from app.ec2_errors import (
+    AwsAccessDenied,
+    AwsCredentialsMissing,
+    AwsCredentialsRejected,
+    AwsRegionUnknown,
+    AwsThrottled,
+    AwsUnreachable,
+    ConsoleHostKeysMissing,
+    InstanceAddressMissing,
+    InstanceNotFound,
+    InstanceNotRunning,
+    aws_error,
+)
+from app.errors import HostKeyNotVerifiable, TerminalError
+from app.settings import AddressKind
+from tests.fixtures_moto import MotoAws
+from tests.support import free_port
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def clients(moto_aws: MotoAws) -> AwsClients:
+    return make_clients(moto_aws.region, moto_aws.endpoint_url)
+
+
+async def test_public_address(moto_aws: MotoAws, clients: AwsClients) -> None:
+    instance_id = moto_aws.run_instance(public_ip="127.0.0.1")
+    resolved = await resolve_instance(clients.ec2, instance_id, AddressKind.PUBLIC)
+    assert resolved.address == "127.0.0.1"
+    assert resolved.state == "running"
+    assert resolved.availability_zone == f"{moto_aws.region}a"
+    assert resolved.instance_id == instance_id
+
+
+async def test_private_address(moto_aws: MotoAws, clients: AwsClients) -> None:
+    instance_id = moto_aws.run_instance(public_ip=None, private_ip="10.1.2.3")
+    resolved = await resolve_instance(clients.ec2, instance_id, AddressKind.PRIVATE)
+    assert resolved.address == "10.1.2.3"
+    assert resolved.public_address is None
+
+
+async def test_missing_public_address_is_named(moto_aws: MotoAws, clients: AwsClients) -> None:
+    instance_id = moto_aws.run_instance(public_ip=None)
+    with pytest.raises(InstanceAddressMissing) as caught:
+        await resolve_instance(clients.ec2, instance_id, AddressKind.PUBLIC)
+    assert instance_id in str(caught.value)
+    assert "no public address" in str(caught.value)
+    assert "--address private" in str(caught.value)
+
+
+async def test_stopped_instance(moto_aws: MotoAws, clients: AwsClients) -> None:
+    instance_id = moto_aws.run_instance()
+    moto_aws.stop_instance(instance_id)
+    with pytest.raises(InstanceNotRunning) as caught:
+        await resolve_instance(clients.ec2, instance_id)
+    assert f"instance {instance_id} is stopped" in str(caught.value)
+    assert caught.value.code == "instance_not_running"
+
+
+async def test_terminated_instance(moto_aws: MotoAws, clients: AwsClients) -> None:
+    instance_id = moto_aws.run_instance()
+    moto_aws.terminate_instance(instance_id)
+    with pytest.raises(InstanceNotRunning, match=f"{instance_id} is terminated"):
+        await resolve_instance(clients.ec2, instance_id)
+
+
+async def test_pending_instance(moto_aws: MotoAws, clients: AwsClients) -> None:
+    instance_id = moto_aws.run_instance()
+    moto_aws.set_state(instance_id, "pending", 0)
+    with pytest.raises(InstanceNotRunning, match="is pending, not running; wait"):
+        await resolve_instance(clients.ec2, instance_id)
+
+
+async def test_unknown_instance_id(moto_aws: MotoAws, clients: AwsClients) -> None:
+    with pytest.raises(InstanceNotFound) as caught:
+        await resolve_instance(clients.ec2, "i-0123456789abcdef0")
+    assert "instance i-0123456789abcdef0 does not exist" in str(caught.value)
+    assert caught.value.code == "instance_not_found"
+
+
+async def test_missing_credentials(moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance_id = moto_aws.run_instance()
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    clients = make_clients(moto_aws.region, moto_aws.endpoint_url)
+    with pytest.raises(AwsCredentialsMissing) as caught:
+        await resolve_instance(clients.ec2, instance_id)
+    assert "no usable AWS credentials for ec2:DescribeInstances" in str(caught.value)
+    assert caught.value.code == "aws_no_credentials"
+
+
+def test_unknown_region_is_refused_before_any_call(moto_aws: MotoAws) -> None:
+    with pytest.raises(AwsRegionUnknown) as caught:
+        make_clients("mars-north-1", moto_aws.endpoint_url)
+    assert "'mars-north-1' is not an AWS region" in str(caught.value)
+    assert caught.value.code == "aws_unknown_region"
+
+
+def test_no_region_at_all(aws_env: None) -> None:
+    with pytest.raises(AwsRegionUnknown, match="no AWS region configured"):
+        make_clients(None)
+
+
+async def test_region_from_the_environment(
+    moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REGION", moto_aws.region)
+    clients = await open_clients(None, moto_aws.endpoint_url)
+    assert clients.region == moto_aws.region
+
+
+async def test_unreachable_endpoint(aws_env: None) -> None:
+    clients = make_clients("eu-west-1", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(AwsUnreachable) as caught:
+        await resolve_instance(clients.ec2, "i-0123456789abcdef0")
+    assert "could not reach http://127.0.0.1:" in str(caught.value)
+
+
+async def test_push_records_key_user_and_zone(moto_aws: MotoAws, clients: AwsClients) -> None:
+    instance_id = moto_aws.run_instance()
+    resolved = await resolve_instance(clients.ec2, instance_id)
+    key = generate_ephemeral_key()
+    await push_public_key(clients.instance_connect, resolved, "ec2-user", key)
+    [pushed] = moto_aws.pushed
+    assert pushed.instance_id == instance_id
+    assert pushed.os_user == "ec2-user"
+    assert pushed.availability_zone == resolved.availability_zone
+    assert asyncssh.import_public_key(pushed.public_key).public_data == key.public_data
+    assert "PRIVATE" not in pushed.public_key
+    assert key.algorithm == b"ssh-ed25519"
+
+
+def test_ephemeral_keys_are_fresh_each_time() -> None:
+    assert generate_ephemeral_key().public_data != generate_ephemeral_key().public_data
+
+
+async def test_console_without_host_keys_fails_closed(
+    moto_aws: MotoAws, clients: AwsClients
+) -> None:
+    instance_id = moto_aws.run_instance()
+    with pytest.raises(ConsoleHostKeysMissing) as caught:
+        await console_host_keys(clients.ec2, instance_id)
+    assert f"instance {instance_id} has not printed its SSH host keys" in str(caught.value)
+    assert isinstance(caught.value, HostKeyNotVerifiable)
+
+
+async def test_console_host_keys_per_instance(moto_aws: MotoAws, clients: AwsClients) -> None:
+    with_keys, without = moto_aws.run_instance(), moto_aws.run_instance()
+    host_key = generate_ephemeral_key()
+    line = host_key.export_public_key().decode().strip()
+    moto_aws.consoles[with_keys] = (
+        f"boot\n-----BEGIN SSH HOST KEY KEYS-----\n{line}\n-----END SSH HOST KEY KEYS-----\n"
+    )
+    verifier = await console_verifier(clients.ec2, with_keys)
+    assert isinstance(verifier, ConsoleOutputVerifier)
+    verifier.verify("127.0.0.1", 22, host_key)
+    with pytest.raises(HostKeyNotVerifiable):
+        verifier.verify("127.0.0.1", 22, generate_ephemeral_key())
+    with pytest.raises(ConsoleHostKeysMissing):
+        await console_host_keys(clients.ec2, without)
+
+
+def _client_error(code: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": "m"}}, "DescribeInstances")
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("UnauthorizedOperation", AwsAccessDenied),
+        ("AccessDeniedException", AwsAccessDenied),
+        ("AuthFailure", AwsCredentialsRejected),
+        ("RequestLimitExceeded", AwsThrottled),
+        ("ThrottlingException", AwsThrottled),
+        ("InvalidInstanceID.Malformed", InstanceNotFound),
+        ("EC2InstanceStateInvalidException", InstanceNotRunning),
+    ],
+)
+def test_client_error_codes_map_to_user_errors(code: str, kind: type[TerminalError]) -> None:
+    error = aws_error(_client_error(code), "ec2:DescribeInstances", "i-0123456789abcdef0")
+    assert type(error) is kind
+    assert code in str(error)
+
+
+async def test_access_denied_from_the_api(moto_aws: MotoAws, clients: AwsClients) -> None:
+    """moto enforces IAM when asked to: a user without ec2:DescribeInstances is refused."""
+    instance_id = moto_aws.run_instance()
+    iam = boto3.client("iam", "us-east-1", endpoint_url=moto_aws.endpoint_url)
+    iam.create_user(UserName="nobody")
+    access = iam.create_access_key(UserName="nobody")["AccessKey"]
+    session = boto3.session.Session(
+        aws_access_key_id=access["AccessKeyId"],
+        aws_secret_access_key=access["SecretAccessKey"],
+    )
+    denied = make_clients(moto_aws.region, moto_aws.endpoint_url, session)
+    with moto_aws.iam_enforced(), pytest.raises(AwsAccessDenied) as caught:
+        await resolve_instance(denied.ec2, instance_id)
+    assert "not allowed to call ec2:DescribeInstances" in str(caught.value)
+    assert access["SecretAccessKey"] not in str(caught.value)
