@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -23,13 +24,9 @@ from app.protocol import (
 from app.ratelimit import TokenBucket
 from app.registry import SessionRegistry
 from app.session import Session
-from app.terminal import Socket
+from app.terminal import Socket, SocketClosed
 
 log = logging.getLogger(__name__)
-
-
-class _SocketGone(Exception):
-    """The client's socket closed."""
 
 
 class Bridge:
@@ -60,12 +57,6 @@ class Bridge:
     async def _status(self, state: str, **extra: Any) -> None:
         await self._send(encode_json(FrameType.STATUS, {"state": state, **extra}))
 
-    async def _receive(self) -> bytes:
-        data = await self.socket.receive()
-        if data is None:
-            raise _SocketGone
-        return data
-
     async def run(self) -> None:
         """Handshake, attach to a session, then pump both ways until either side ends."""
         self.metrics.active_connections.inc()
@@ -74,7 +65,7 @@ class Bridge:
             hello = await self._hello()
             session = await self._attach(hello)
             await self._serve(session)
-        except _SocketGone:
+        except SocketClosed:
             pass
         except TerminalError as exc:
             self.metrics.errors_total.labels(exc.code).inc()
@@ -89,13 +80,13 @@ class Bridge:
         try:
             await self._send(encode_json(FrameType.ERROR, {"code": exc.code, "message": str(exc)}))
             await self._close(exc.close_code, str(exc))
-        except Exception:  # the socket may already be gone; there is no one left to tell
-            log.debug("could not deliver error %s", exc.code)
+        except SocketClosed:
+            log.debug("could not deliver error %s: the client has gone", exc.code)
 
     async def _hello(self) -> Hello:
         try:
             async with asyncio.timeout(self.limits.hello_timeout):
-                frame = decode(await self._receive())
+                frame = decode(await self.socket.receive())
         except TimeoutError:
             raise ProtocolViolation("no HELLO frame within the time limit") from None
         if frame.type is not FrameType.HELLO:
@@ -138,8 +129,9 @@ class Bridge:
     async def kick(self) -> None:
         """Another connection resumed this session: this one steps aside."""
         self._kicked.set()
-        await self._status("closed", reason="resumed by another connection")
-        await self._close(CloseCode.POLICY_VIOLATION, "session resumed by another connection")
+        with contextlib.suppress(SocketClosed):
+            await self._status("closed", reason="resumed by another connection")
+            await self._close(CloseCode.POLICY_VIOLATION, "session resumed by another connection")
 
     async def _kicked_wait(self) -> None:
         await self._kicked.wait()
@@ -174,7 +166,7 @@ class Bridge:
 
     async def _pump_input(self, session: Session) -> None:
         while True:
-            frame = decode(await self._receive())
+            frame = decode(await self.socket.receive())
             kind, payload = frame.type, frame.payload
             if kind is FrameType.INPUT:
                 await self._input_bucket.take(len(payload))

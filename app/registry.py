@@ -103,7 +103,7 @@ class SessionRegistry:
     async def shutdown(self, reason: str, patience: float = 5.0) -> None:
         """End every session with `reason` and wait, up to `patience` s, for clients to hear."""
         for session in list(self._sessions.values()):
-            session.end(reason)
+            session.end(reason, resumable=False)
         if self._supervisors:
             _, pending = await asyncio.wait(set(self._supervisors), timeout=patience)
             for task in pending:

@@ -23,10 +23,13 @@ class ReplayBuffer:
         """Offset one past the newest byte: the total ever appended."""
         return self._start + len(self._data)
 
-    def append(self, data: bytes) -> None:
-        """Add bytes at the end, forgetting the oldest beyond capacity."""
+    def append(self, data: bytes, keep_from: int) -> None:
+        """Add bytes at the end, forgetting the oldest beyond capacity but none from `keep_from` on.
+
+        Flow control bounds what is kept beyond capacity: the client has not confirmed those bytes.
+        """
         self._data += data
-        excess = len(self._data) - self.capacity
+        excess = min(len(self._data) - self.capacity, keep_from - self._start)
         if excess > 0:
             del self._data[:excess]
             self._start += excess

@@ -22,6 +22,7 @@ from app.bridge import Bridge
 from app.errors import ProtocolViolation
 from app.protocol import SUBPROTOCOL
 from app.recording import list_recordings, recording_path
+from app.terminal import SocketClosed
 
 log = logging.getLogger(__name__)
 
@@ -121,21 +122,24 @@ class StarletteSocket:
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
 
-    async def receive(self) -> bytes | None:
+    async def receive(self) -> bytes:
         message = await self.websocket.receive()
         if message["type"] == "websocket.disconnect":
-            return None
+            raise SocketClosed
         data = message.get("bytes")
         if data is None:
             raise ProtocolViolation("text frames are not part of ec2-terminal.v1; send binary")
         return bytes(data)
 
     async def send(self, data: bytes) -> None:
-        await self.websocket.send_bytes(data)
+        try:
+            await self.websocket.send_bytes(data)
+        except (OSError, RuntimeError, WebSocketDisconnect) as exc:
+            raise SocketClosed from exc
 
     async def close(self, code: int, reason: str) -> None:
         # The peer may have closed first.
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        with contextlib.suppress(OSError, RuntimeError, WebSocketDisconnect):
             await self.websocket.close(code, reason)
 
 

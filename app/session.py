@@ -58,12 +58,13 @@ class Session:
         self._lifetime_changed = asyncio.Event()
         self._paused_since: float | None = None
         self._exit_delivered = False
+        self._resumable = True
 
     # -- output side: the remote terminal calls these -------------------------------------------
 
     def feed(self, data: bytes) -> None:
         """Take output from the remote terminal, pausing it when the client lags a window behind."""
-        self.buffer.append(data)
+        self.buffer.append(data, keep_from=self.acked)
         self.metrics.bytes_total.labels("out").inc(len(data))
         if self.recorder:
             self.recorder.output(data)
@@ -156,8 +157,12 @@ class Session:
 
     # -- lifetime --------------------------------------------------------------------------------
 
-    def end(self, reason: str) -> None:
-        """End the session from our side: hang up and tell the client why."""
+    def end(self, reason: str, *, resumable: bool = True) -> None:
+        """End the session from our side: hang up and tell the client why.
+
+        With `resumable` false (the server is going away), a detached client is not waited for.
+        """
+        self._resumable = resumable
         self.ended(ExitInfo(None, reason))
         self.close_terminal()
 
@@ -201,7 +206,7 @@ class Session:
         while not self._exit_delivered:
             timeout = None
             if self._attachment is None:
-                if self.detached_since is None:
+                if self.detached_since is None or not self._resumable:
                     break
                 timeout = self.detached_since + self.limits.resume_grace - self.clock()
                 if timeout <= 0:

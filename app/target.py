@@ -7,6 +7,7 @@ from pathlib import Path
 
 import asyncssh
 
+from app import ec2
 from app.errors import ConfigurationError
 from app.hostkeys import FingerprintVerifier, HostKeyVerifier, KnownHostsVerifier
 from app.settings import AccessMethod, HostKeyPolicy, Settings, Target
@@ -54,11 +55,39 @@ def verifier_for(target: Target) -> HostKeyVerifier:
     raise ConfigurationError(f"host key policy {policy} needs an EC2 instance id")
 
 
+async def instance_plan(target: Target, instance_id: str) -> ConnectPlan:
+    """Resolve an EC2 instance; read its console host keys; push a fresh Instance Connect key."""
+    clients = await ec2.open_clients(target.region, target.endpoint_url)
+    instance = await ec2.resolve_instance(clients.ec2, instance_id, target.address)
+    # The console is read before any key is pushed, so a refusal leaves nothing behind.
+    verifier: HostKeyVerifier
+    if target.host_key_policy is HostKeyPolicy.CONSOLE_OUTPUT:
+        verifier = await ec2.console_verifier(clients.ec2, instance_id)
+    else:
+        verifier = verifier_for(target)
+    instance_connect = target.access_method is AccessMethod.INSTANCE_CONNECT
+    if instance_connect:
+        key = ec2.generate_ephemeral_key()
+        await ec2.push_public_key(clients.instance_connect, instance, target.user, key)
+    elif target.key_file is None:
+        raise ConfigurationError("no SSH key configured: set --key-file")
+    else:
+        key = load_key(target.key_file)
+    return ConnectPlan(
+        host=instance.address,
+        port=target.port,
+        user=target.user,
+        client_keys=[key],
+        verifier=verifier,
+        retry_auth_once=instance_connect,
+    )
+
+
 async def prepare_connection(settings: Settings, attempt: int = 0) -> ConnectPlan:
     """Resolve the target and credentials for connection attempt number `attempt`."""
     target = settings.target
     if target.instance_id is not None:
-        raise ConfigurationError("targets by EC2 instance id are not supported yet")
+        return await instance_plan(target, target.instance_id)
     if target.host is None:
         raise ConfigurationError("no target host configured")
     if target.access_method is not AccessMethod.SSH_KEY:

@@ -57,14 +57,18 @@ class Connector(Protocol):
         """Connect, start a shell in a PTY of `size`, and deliver its output to `sink`."""
 
 
+class SocketClosed(Exception):
+    """The browser's socket is gone; raised by Socket methods."""
+
+
 class Socket(Protocol):
     """A message socket to the browser: WebSocket in production."""
 
-    async def receive(self) -> bytes | None:
-        """Next binary message, or None once the peer has gone."""
+    async def receive(self) -> bytes:
+        """Next binary message; raises SocketClosed once the peer has gone."""
 
     async def send(self, data: bytes) -> None:
-        """Send one binary message."""
+        """Send one binary message; raises SocketClosed once the peer has gone."""
 
     async def close(self, code: int, reason: str) -> None:
         """Close with a code and a short reason."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -76,7 +77,9 @@ class TerminalClient:
             if self.keep_output:
                 self.output += data
             if self.auto_ack:
-                await self.ack()
+                # The server may have sent EXIT and closed already; a late ACK is moot.
+                with contextlib.suppress(ConnectionClosed):
+                    await self.ack()
         elif kind is FrameType.STATUS:
             self.statuses.append(json.loads(payload))
         elif kind is FrameType.EXIT:

@@ -1,0 +1,123 @@
+"""Pytest plugin: the real session server (`ec2-terminal serve`) as a subprocess."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures_sshd import Sshd
+from tests.support import env_without_proxies, free_port, poll, stop
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RunningServer:
+    """A session server process and how to reach it."""
+
+    base_url: str
+    token: str = field(repr=False)
+    port: int
+    base_path: str
+    log_path: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        return stop(self.process)
+
+
+def target_flags(sshd: Sshd) -> dict[str, str]:
+    """Flags that point a server at `sshd` with its key and pinned known_hosts."""
+    return {
+        "host": sshd.host,
+        "port": str(sshd.port),
+        "user": sshd.user,
+        "key-file": str(sshd.client_key_path),
+        "host-key-policy": "known-hosts",
+        "known-hosts": str(sshd.known_hosts_path),
+    }
+
+
+ServerFactory = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Starts servers: `server_factory(sshd, **flags)`; flags use underscores for dashes."""
+    started: list[RunningServer] = []
+
+    def start(
+        sshd: Sshd | None = None,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        **flags: str | int | float,
+    ) -> RunningServer:
+        directory = tmp_path_factory.mktemp("server")
+        token = secrets.token_urlsafe(24)
+        token_file = directory / "token"
+        token_file.write_text(token + "\n")
+        port = free_port()
+        options: dict[str, str] = target_flags(sshd) if sshd else {}
+        options |= {"listen-port": str(port), "token-file": str(token_file)}
+        options |= {k.replace("_", "-"): str(v) for k, v in flags.items()}
+        argv = [sys.executable, "-m", "app.cli", "serve"]
+        for name, value in options.items():
+            argv += [f"--{name}", value]
+        log_path = directory / "server.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                argv,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=directory,
+                env=env_without_proxies() | (env or {}),
+            )
+        base_path = options.get("base-path", "/")
+        server = RunningServer(
+            base_url=f"http://127.0.0.1:{port}{base_path}",
+            token=token,
+            port=port,
+            base_path=base_path,
+            log_path=log_path,
+            process=process,
+        )
+        started.append(server)
+        if wait:
+            poll(
+                lambda: (
+                    process.poll() is None
+                    and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+                ),
+                timeout=20,
+                what=f"the session server to answer /healthz (log: {log_path})",
+            )
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+        assert server.token not in server.log(), "the access token leaked into the server log"
+
+
+@pytest.fixture
+def server(server_factory: ServerFactory, sshd: Sshd) -> RunningServer:
+    """A session server in front of the default sshd."""
+    return server_factory(sshd)

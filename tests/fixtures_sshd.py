@@ -1,0 +1,143 @@
+"""Pytest plugin: a real OpenSSH sshd on 127.0.0.1 with generated host and user keys."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support import free_port, poll, port_open, stop
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def keygen(path: Path, kind: str = "ed25519") -> str:
+    """Make a key pair at `path`; return the public key line."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "ec2-terminal-test", "-f", str(path)],
+        check=True,
+    )
+    return Path(f"{path}.pub").read_text().strip()
+
+
+def fingerprint(public_key_path: Path) -> str:
+    """SHA256:... of a public key file, as ssh-keygen prints it."""
+    out = subprocess.run(
+        ["ssh-keygen", "-l", "-E", "sha256", "-f", str(public_key_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return out.split()[1]
+
+
+@dataclass
+class Sshd:
+    """A running sshd and everything a client needs to reach it."""
+
+    host: str
+    port: int
+    user: str
+    directory: Path
+    host_key_path: Path
+    host_public_key: str
+    host_key_sha256: str
+    client_key_path: Path
+    known_hosts_path: Path
+    config_path: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    def log(self) -> str:
+        """What sshd has logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+SshdFactory = Callable[..., Sshd]
+
+
+@pytest.fixture
+def sshd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdFactory]:
+    """Starts sshd instances; `extra_config` lines are appended to sshd_config."""
+    started: list[Sshd] = []
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+
+    def start(extra_config: str = "") -> Sshd:
+        directory = tmp_path_factory.mktemp("sshd")
+        host_key = directory / "host_ed25519"
+        host_public = keygen(host_key)
+        client_key = directory / "client_ed25519"
+        client_public = keygen(client_key)
+        authorized = directory / "authorized_keys"
+        authorized.write_text(client_public + "\n")
+        port = free_port()
+        config = directory / "sshd_config"
+        log_path = directory / "sshd.log"
+        config.write_text(
+            "\n".join(
+                [
+                    f"Port {port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {host_key}",
+                    f"PidFile {directory / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {authorized}",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    # pytest's temporary directories sit under the world-writable /tmp.
+                    "StrictModes no",
+                    "PermitRootLogin prohibit-password",
+                    "PrintMotd no",
+                    "PrintLastLog no",
+                    "LogLevel VERBOSE",
+                    "MaxStartups 100",
+                    "ClientAliveInterval 0",
+                    extra_config,
+                    "",
+                ]
+            )
+        )
+        known_hosts = directory / "known_hosts"
+        known_hosts.write_text(f"[127.0.0.1]:{port} {host_public}\n")
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(config)], stdout=log_file, stderr=log_file
+            )
+        server = Sshd(
+            host="127.0.0.1",
+            port=port,
+            user=getpass.getuser(),
+            directory=directory,
+            host_key_path=host_key,
+            host_public_key=host_public,
+            host_key_sha256=fingerprint(Path(f"{host_key}.pub")),
+            client_key_path=client_key,
+            known_hosts_path=known_hosts,
+            config_path=config,
+            log_path=log_path,
+            process=process,
+        )
+        started.append(server)
+        poll(
+            lambda: process.poll() is None and port_open(port),
+            timeout=10,
+            what=f"sshd on port {port} (log: {log_path})",
+        )
+        return server
+
+    yield start
+    for server in started:
+        stop(server.process)
+
+
+@pytest.fixture
+def sshd(sshd_factory: SshdFactory) -> Sshd:
+    """One sshd with default settings."""
+    return sshd_factory()

@@ -1,0 +1,94 @@
+"""A shell through the whole server: browser protocol, asyncssh, OpenSSH sshd."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.fixtures_server import RunningServer, ServerFactory
+from tests.fixtures_sshd import Sshd
+from tests.wsclient import TerminalClient, open_client
+
+pytestmark = pytest.mark.anyio
+
+
+async def connected(server: RunningServer, cols: int = 80, rows: int = 24) -> TerminalClient:
+    client = await open_client(server.base_url, server.token)
+    await client.hello(cols, rows)
+    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    return client
+
+
+async def test_shell_arithmetic_resize_and_exit_status(server: RunningServer, sshd: Sshd) -> None:
+    client = await connected(server)
+    status = client.statuses[-1]
+    assert status["host_key_sha256"] == sshd.host_key_sha256
+    assert status["session_id"]
+
+    await client.send_input("echo $((6*7))\r")
+    await client.until(lambda c: re.search(r"[\r\n]42\r\n", c.text) is not None)
+
+    await client.resize(100, 30)
+    await client.send_input("stty size\r")
+    await client.until_text("30 100")
+
+    await client.send_input("echo $TERM\r")
+    await client.until_text("xterm-256color")
+
+    await client.send_input("exit 3\r")
+    await client.until(lambda c: c.exit is not None)
+    assert client.exit == {"exit_status": 3, "reason": "the remote shell exited"}
+    await client.until_closed()
+    assert client.ws.close_code == 1000
+
+
+async def test_initial_size_comes_from_hello(server: RunningServer) -> None:
+    client = await connected(server, cols=132, rows=43)
+    await client.send_input("stty size\r")
+    await client.until_text("43 132")
+    await client.ws.close()
+
+
+async def test_ping_is_answered_with_the_same_bytes(server: RunningServer) -> None:
+    from app.protocol import FrameType, encode
+
+    client = await connected(server)
+    await client.ws.send(encode(FrameType.PING, b"\x01probe"))
+    await client.until(lambda c: c.pongs == [b"\x01probe"])
+    await client.ws.close()
+
+
+async def test_metrics_count_sessions_and_bytes(server: RunningServer) -> None:
+    client = await connected(server)
+    await client.send_input("echo metrics-$((1+1))\r")
+    await client.until_text("metrics-2")
+    text = httpx.get(f"{server.origin}/metrics").text
+    assert "ec2_terminal_active_sessions 1.0" in text
+    assert 'ec2_terminal_bytes_total{direction="in"}' in text
+    assert "ec2_terminal_ssh_connect_seconds_count 1.0" in text
+    await client.ws.close()
+
+
+async def test_recordings_keep_output_as_asciicast(
+    server_factory: ServerFactory, sshd: Sshd, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    recordings = tmp_path_factory.mktemp("recordings")
+    server = server_factory(sshd, recordings_dir=str(recordings))
+    client = await connected(server)
+    await client.send_input("echo recorded-$((40+2))\r")
+    await client.until_text("recorded-42")
+    await client.send_input("exit\r")
+    await client.until(lambda c: c.exit is not None)
+
+    auth = {"Authorization": f"Bearer {server.token}"}
+    assert httpx.get(f"{server.base_url}recordings/").status_code == 401
+    listing = httpx.get(f"{server.base_url}recordings/", headers=auth).json()
+    [entry] = listing["recordings"]
+    assert entry["name"] == f"{client.session_id}.cast"
+    cast = httpx.get(f"{server.base_url}recordings/{entry['name']}", headers=auth).text
+    header, *events = cast.splitlines()
+    assert '"version": 2' in header
+    assert "recorded-42" in "".join(events)
+    assert httpx.get(f"{server.base_url}recordings/..%2Ftoken", headers=auth).status_code == 404
