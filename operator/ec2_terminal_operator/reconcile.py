@@ -342,7 +342,11 @@ def delete_session(clients: Clients, session: Session) -> None:
     """Deletes the TerminalSession itself (lifetime.onExpiry: Delete)."""
     try:
         clients.custom.delete_namespaced_custom_object(
-            GROUP, VERSION, session.namespace, PLURAL, session.name
+            group=GROUP,
+            version=VERSION,
+            namespace=session.namespace,
+            plural=PLURAL,
+            name=session.name,
         )
         logger.info("session %s/%s: deleted after expiry", session.namespace, session.name)
     except ApiException as exc:

@@ -56,6 +56,11 @@ _EXPECTED_REASONS = frozenset(
         "HealthCheckDisabled",
         "Terminating",
         "ContainerCreating",
+        # Expiry is the lifetime working as asked, not a fault.
+        "Expired",
+        "PodRemoved",
+        "MaxDurationExceeded",
+        "IdleTimeout",
     }
 )
 _REACHABLE_RESULTS = frozenset({"ok", "success", "reachable"})

@@ -1,0 +1,237 @@
+"""reconcile.py against an in-memory API (beside, not instead of, the real-cluster tests)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+from ec2_terminal_operator import reconcile
+from ec2_terminal_operator.config import OperatorConfig
+from ec2_terminal_operator.observed import PodView, pod_view
+from ec2_terminal_operator.spec import parse_session
+from kubernetes.client.exceptions import ApiException
+
+T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
+
+
+class FakeApi:
+    """Stores objects by (kind, namespace, name); answers 409/404 like the API server."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.calls: list[str] = []
+
+    def _creator(self, kind: str) -> Callable[..., Any]:
+        def create(namespace: str, body: dict[str, Any]) -> None:
+            self.calls.append(f"create {kind}")
+            key = (kind, namespace, body["metadata"]["name"])
+            if key in self.objects:
+                raise ApiException(status=409)
+            self.objects[key] = body
+
+        return create
+
+    def _patcher(self, kind: str) -> Callable[..., Any]:
+        def patch(name: str, namespace: str, body: dict[str, Any]) -> None:
+            self.calls.append(f"patch {kind}")
+            self.objects[(kind, namespace, name)] = body
+
+        return patch
+
+    def _deleter(self, kind: str) -> Callable[..., Any]:
+        def delete(name: str, namespace: str, **_: Any) -> None:
+            self.calls.append(f"delete {kind}")
+            if self.objects.pop((kind, namespace, name), None) is None:
+                raise ApiException(status=404)
+
+        return delete
+
+    def __getattr__(self, attr: str) -> Callable[..., Any]:
+        verb, _, rest = attr.partition("_namespaced_")
+        kind = rest
+        if verb == "create":
+            return self._creator(kind)
+        if verb == "patch":
+            return self._patcher(kind)
+        if verb == "delete":
+            return self._deleter(kind)
+        if verb == "read":
+
+            def read(name: str, namespace: str) -> Any:
+                obj = self.objects.get((kind, namespace, name))
+                if obj is None:
+                    raise ApiException(status=404)
+
+                found = obj
+
+                class Result:
+                    data = found.get("data")
+
+                return Result()
+
+            return read
+        raise AttributeError(attr)
+
+
+def owner(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "target": {"host": "10.0.0.5"},
+        "credentialsSecretRef": {"name": "ssh-key"},
+        "hostKey": {"policy": "Fingerprint", "fingerprint": "SHA256:" + "A" * 43},
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "ec2-terminal.io/v1alpha1",
+        "kind": "TerminalSession",
+        "metadata": {"name": "demo", "namespace": "ns", "uid": "uid-1", "generation": 1},
+        "spec": base,
+    }
+
+
+class World:
+    """A fake API plus the operator-side state a pass carries between runs."""
+
+    def __init__(self) -> None:
+        self.api = FakeApi()
+        self.clients = reconcile.Clients(
+            core=self.api,  # type: ignore[arg-type]
+            networking=self.api,  # type: ignore[arg-type]
+            rbac=self.api,  # type: ignore[arg-type]
+            custom=self.api,  # type: ignore[arg-type]
+        )
+        self.memo: dict[str, Any] = {}
+        self.events: list[tuple[str, str]] = []
+
+    def add_key_secret(self) -> None:
+        data = {"ssh-privatekey": base64.b64encode(b"k").decode()}
+        self.api.objects[("secret", "ns", "ssh-key")] = {"data": data}
+
+    def pods(self) -> list[PodView]:
+        pod = self.api.objects.get(("pod", "ns", "demo"))
+        if pod is None:
+            return []
+        body = {**pod, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        return [pod_view(body)]
+
+    def run(self, body: dict[str, Any], now: datetime.datetime = T0) -> dict[str, Any]:
+        services = [1] if ("service", "ns", "demo") in self.api.objects else []
+        ingresses = [1] if ("ingress", "ns", "demo") in self.api.objects else []
+        changes = reconcile.reconcile(
+            reconcile.Pass(
+                clients=self.clients,
+                config=OperatorConfig(),
+                body=body,
+                session=parse_session(body),
+                pods=self.pods(),
+                services=services,
+                ingresses=ingresses,
+                memo=self.memo,
+                clock=lambda: now,
+                emit=lambda _b, t, reason, _m: self.events.append((t, reason)),
+            )
+        )
+        status = dict(body.get("status") or {})
+        for key, value in changes.items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
+        body["status"] = status
+        return changes
+
+
+def test_first_pass_creates_everything_once_with_owner_references() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner()
+    world.run(body)
+    kinds = sorted(k for k, _, _ in world.api.objects)
+    assert kinds == sorted(
+        ["secret", "secret", "service_account", "role", "role_binding", "service", "pod"]
+    )
+    pod = world.api.objects[("pod", "ns", "demo")]
+    assert pod["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert pod["metadata"]["ownerReferences"][0]["controller"] is True
+    assert body["status"]["phase"] == "Provisioning"
+    # Second pass: the pod is ready; nothing is created again.
+    world.api.calls.clear()
+    world.run(body, T0 + datetime.timedelta(seconds=1))
+    assert not [c for c in world.api.calls if c.startswith("create")]
+    assert body["status"]["phase"] == "Ready"
+
+
+def test_restart_keeps_the_token() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner()
+    world.run(body)
+    token = world.api.objects[("secret", "ns", "demo-token")]["data"]
+    world.memo.clear()  # a restarted operator remembers nothing
+    world.run(body)
+    assert world.api.objects[("secret", "ns", "demo-token")]["data"] == token
+    assert ("Normal", "SecretCreated") in world.events
+
+
+def test_no_pod_without_credentials() -> None:
+    world = World()
+    body = owner()
+    world.run(body)
+    assert ("pod", "ns", "demo") not in world.api.objects
+    assert body["status"]["phase"] == "Pending"
+    assert ("Warning", "SecretNotFound") in world.events
+    world.add_key_secret()
+    world.run(body)
+    assert ("pod", "ns", "demo") in world.api.objects
+
+
+def test_suspend_deletes_the_pod_and_a_spec_change_replaces_it() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner()
+    world.run(body)
+    body["spec"]["suspend"] = True
+    world.run(body)
+    assert ("pod", "ns", "demo") not in world.api.objects
+    assert body["status"]["phase"] == "Suspended"
+    assert ("service", "ns", "demo") in world.api.objects
+    body["spec"]["suspend"] = False
+    world.run(body)
+    assert ("pod", "ns", "demo") in world.api.objects
+    body["spec"]["pod"] = {"image": "other:1"}
+    body["metadata"]["generation"] = 2
+    world.run(body)
+    assert ("Normal", "PodReplaced") in world.events
+
+
+def test_ingress_follows_exposure_and_expiry_removes_the_pod() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner(exposure={"type": "Ingress"}, lifetime={"maxDurationSeconds": 60})
+    world.run(body)
+    assert ("ingress", "ns", "demo") in world.api.objects
+    world.run(body, T0 + datetime.timedelta(seconds=61))
+    assert body["status"]["phase"] == "Expired"
+    assert ("pod", "ns", "demo") not in world.api.objects
+    assert ("Normal", "MaxDurationExceeded") in world.events
+
+
+def test_expiry_policy_delete_deletes_the_session() -> None:
+    world = World()
+    world.add_key_secret()
+    world.api.objects[("custom_object", "ns", "demo")] = {}
+    body = owner(lifetime={"maxDurationSeconds": 60, "onExpiry": "Delete"})
+    world.run(body)
+    world.run(body, T0 + datetime.timedelta(seconds=61))
+    assert "delete custom_object" in world.api.calls
+
+
+def test_cleanup_deletes_every_child() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner(exposure={"type": "Ingress"})
+    world.run(body)
+    deleted = reconcile.cleanup(world.clients, parse_session(body))
+    assert len(deleted) == 7
+    assert list(world.api.objects) == [("secret", "ns", "ssh-key")]
