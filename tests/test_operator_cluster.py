@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures_kube import KubeCluster, KubectlError, wait_for
 from tests.fixtures_operator import (
+    ROOT,
     OperatorFactory,
     OperatorProcess,
     condition,
@@ -509,3 +511,13 @@ def test_spec_change_replaces_the_pod(
     wait_for(new_image, timeout=60, message="pod replaced with the new image")
     ts = wait_phase(kube_cluster, namespace, "img", "Ready")
     assert ts["status"]["observedGeneration"] == 2
+
+
+@pytest.mark.parametrize(
+    "example", sorted((ROOT / "examples").glob("session*.yaml")), ids=lambda p: p.name
+)
+def test_examples_are_accepted(
+    kube_cluster: KubeCluster, terminalsession_crd: str, namespace: str, example: Path
+) -> None:
+    out = kube_cluster.kubectl("apply", "--dry-run=server", "-f", str(example), namespace=namespace)
+    assert "created (server dry run)" in out
