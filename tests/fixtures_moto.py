@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -24,6 +30,8 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.responses.general import SAMPLE_CONSOLE_OUTPUT, General
 from moto.ec2instanceconnect.responses import Ec2InstanceConnectResponse
 from moto.server import ThreadedMotoServer
+
+from tests.fixtures_sshd import Sshd, SshdFactory
 
 REGION = "eu-west-1"
 # Instance Connect keeps a pushed key usable on the instance for this long.
@@ -78,7 +86,9 @@ class MotoAws:
     clock: ManualClock
     pushed: list[PushedKey] = field(default_factory=list)
     consoles: dict[str, str] = field(default_factory=dict)
-    # Called after each push is recorded, e.g. to age the key or delay it.
+    # Seconds until each next pushed key reaches the instance (a race), consumed in order.
+    push_delays: list[float] = field(default_factory=list)
+    # Called after each push is recorded, e.g. to age the key.
     on_push: Callable[[PushedKey], None] | None = None
 
     @property
@@ -115,7 +125,7 @@ class MotoAws:
         state.name, state.code = name, code
 
     def valid_keys(self, os_user: str) -> list[str]:
-        """Keys pushed for `os_user` that are usable now: at most 60 s old, not from the future."""
+        """Keys pushed for `os_user` that are usable now: arrived, and at most 60 s ago."""
         now = self.clock()
         return [
             k.public_key
@@ -135,6 +145,22 @@ class MotoAws:
     def env(self) -> dict[str, str]:
         """Environment for a child process that should talk to this moto."""
         return {key: os.environ[key] for key in os.environ if key.startswith("AWS_")}
+
+
+def console_with_host_keys(public_keys: list[str]) -> str:
+    """Console text in the shape cloud-init prints, listing `public_keys` (OpenSSH lines)."""
+    keys = [" ".join(line.split()[:2]) for line in public_keys]
+    return "\r\n".join(
+        [
+            "[    0.000000] Linux version 6.1.0 (builder@amazon)",
+            "ec2: #############################################################",
+            "-----BEGIN SSH HOST KEY KEYS-----",
+            *(f"{key} root@ip-10-0-0-5" for key in keys),
+            "-----END SSH HOST KEY KEYS-----",
+            "[   12.500000] cloud-init[1234]: Cloud-init v. 23.2 finished",
+            "",
+        ]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -176,7 +202,7 @@ def moto_aws(moto_endpoint: str, aws_env: None, monkeypatch: pytest.MonkeyPatch)
             os_user=self._get_param("InstanceOSUser"),
             instance_id=self._get_param("InstanceId"),
             availability_zone=self._get_param("AvailabilityZone"),
-            time=aws.clock(),
+            time=aws.clock() + (aws.push_delays.pop(0) if aws.push_delays else 0.0),
         )
         aws.pushed.append(pushed)
         if aws.on_push is not None:
@@ -198,3 +224,60 @@ def moto_aws(moto_endpoint: str, aws_env: None, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(Ec2InstanceConnectResponse, "send_ssh_public_key", recording_send)
     monkeypatch.setattr(General, "get_console_output", console_output)
     return aws
+
+
+class _KeysHandler(BaseHTTPRequestHandler):
+    """GET /keys/<user>: the Instance Connect keys usable for that user now."""
+
+    aws: MotoAws
+
+    def do_GET(self) -> None:
+        user = self.path.removeprefix("/keys/")
+        body = "".join(f"{key}\n" for key in self.aws.valid_keys(user)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: sshd asks on every login attempt."""
+
+
+AKC_SCRIPT = """#!{python} -I
+# AuthorizedKeysCommand for tests: the keys the test's moto says are valid for user $1.
+import sys
+import urllib.request
+
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))
+with opener.open("http://127.0.0.1:{port}/keys/" + sys.argv[1], timeout=5) as answer:
+    sys.stdout.write(answer.read().decode())
+"""
+
+
+@pytest.fixture
+def instance_connect_sshd(moto_aws: MotoAws, sshd_factory: SshdFactory) -> Iterator[Sshd]:
+    """sshd that, like an EC2 instance, accepts the keys Instance Connect got in the last 60 s."""
+    if os.geteuid() != 0:
+        pytest.skip("sshd's AuthorizedKeysCommand must be root-owned: run the tests as root")
+    handler = type("KeysHandler", (_KeysHandler,), {"aws": moto_aws})
+    keys_server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=keys_server.serve_forever, daemon=True)
+    thread.start()
+    # sshd runs the command only if it and every parent directory are root-owned and not
+    # group- or world-writable, which rules out /tmp.
+    directory = Path.home() / ".cache" / "ec2-terminal" / f"test-akc-{secrets.token_hex(6)}"
+    directory.mkdir(mode=0o755, parents=True)
+    directory.chmod(0o755)
+    script = directory / "authorized-keys"
+    script.write_text(AKC_SCRIPT.format(python=sys.executable, port=keys_server.server_port))
+    script.chmod(0o755)
+    try:
+        yield sshd_factory(
+            extra_config=f"AuthorizedKeysCommand {script} %u\nAuthorizedKeysCommandUser root"
+        )
+    finally:
+        keys_server.shutdown()
+        keys_server.server_close()
+        thread.join(5)
+        shutil.rmtree(directory)
