@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from app import logs
 from app.errors import ConfigurationError
 from app.protocol import MAX_CLIENT_FRAME
 from app.server import create_app, drain
@@ -96,6 +97,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     limits = parser.add_argument_group("limits (seconds and bytes)")
     for name, help in (
         ("connect-timeout", "SSH connect timeout"),
+        ("hello-timeout", "close sockets that send no HELLO within this time"),
         ("idle-timeout", "end a session after this long without input"),
         ("max-duration", "end a session after this long"),
         ("resume-grace", "keep a session this long after its socket drops"),
@@ -158,6 +160,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
     limits = Limits(
         connect_timeout=args.connect_timeout,
+        hello_timeout=args.hello_timeout,
         idle_timeout=args.idle_timeout,
         max_duration=args.max_duration,
         resume_grace=args.resume_grace,
@@ -224,6 +227,8 @@ def uvicorn_config(
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
         log_level=log_level,
+        # Our handlers, which redact credentials, serve uvicorn's loggers too.
+        log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=10,
         server_header=False,
@@ -261,10 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(getattr(args, "log_level", "info"))
     try:
         result: int = args.func(args)
     except ConfigurationError as exc:

@@ -1,0 +1,168 @@
+"""Refusals: tokens, cookies, Origin, malformed frames; none of them harms another session."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from app.protocol import SUBPROTOCOL, FrameType, encode, encode_ack
+from tests.fixtures_server import RunningServer, ServerFactory
+from tests.fixtures_sshd import Sshd
+from tests.wsclient import TerminalClient, open_client, ws_url
+
+pytestmark = pytest.mark.anyio
+
+
+async def handshake_status(server: RunningServer, **kwargs: object) -> int:
+    """The HTTP status a refused WebSocket handshake got."""
+    with pytest.raises(InvalidStatus) as refused:
+        await open_client(server.base_url, **kwargs)  # type: ignore[arg-type]
+    return refused.value.response.status_code
+
+
+async def test_wrong_or_missing_token_is_refused(server: RunningServer) -> None:
+    assert await handshake_status(server, token="not-the-token") == 401
+    assert await handshake_status(server, token=None) == 401
+
+
+async def test_token_in_the_websocket_url_does_not_authenticate(server: RunningServer) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(f"{ws_url(server.base_url)}?token={server.token}", subprotocols=[SUBPROTOCOL])  # type: ignore[list-item]
+    assert refused.value.response.status_code == 401
+
+
+async def test_foreign_origin_is_refused_even_with_the_token(server: RunningServer) -> None:
+    status = await handshake_status(server, token=server.token, origin="https://evil.example")
+    assert status == 403
+    ok = await open_client(server.base_url, server.token, origin=server.origin)
+    await ok.ws.close()
+
+
+async def test_token_link_sets_a_strict_cookie_and_leaves_the_url(server: RunningServer) -> None:
+    response = httpx.get(f"{server.base_url}?token={server.token}")
+    assert response.status_code == 303
+    assert response.headers["location"] == "./"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert server.token not in cookie
+    assert response.headers["referrer-policy"] == "no-referrer"
+    name, value = cookie.split(";")[0].split("=", 1)
+
+    ws = await connect(
+        ws_url(server.base_url),
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        additional_headers={"Cookie": f"{name}={value}"},
+        origin=server.origin,  # type: ignore[arg-type]
+    )
+    client = TerminalClient(ws)
+    await client.hello()
+    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    await ws.close()
+
+    wrong = httpx.get(f"{server.base_url}?token=guess")
+    assert wrong.status_code == 401
+    assert "set-cookie" not in wrong.headers
+
+
+async def test_missing_subprotocol_is_refused(server: RunningServer) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(
+            ws_url(server.base_url),
+            additional_headers={"Authorization": f"Bearer {server.token}"},
+        )
+    assert refused.value.response.status_code == 400
+
+
+BAD_FRAMES = [
+    pytest.param(b"", 1008, "empty frame", id="empty"),
+    pytest.param(b"\x7fhello", 1008, "unknown frame type 0x7f", id="unknown-type"),
+    pytest.param(b"\x80" + b"\x00" * 8, 1008, "sent by the server only", id="server-type"),
+    pytest.param(encode(FrameType.RESIZE, b"\x00\x50"), 1008, "RESIZE payload", id="short-resize"),
+    pytest.param(encode(FrameType.RESIZE, b"\x00\x00\x00\x18"), 1008, "1..1000", id="zero-cols"),
+    pytest.param(encode_ack(10**12), 1008, "ACK of byte", id="ack-beyond-output"),
+    pytest.param(encode(FrameType.ACK, b"\x01"), 1008, "ACK payload", id="short-ack"),
+    pytest.param(encode(FrameType.HELLO, b"{}"), 1008, "only be the first", id="second-hello"),
+    pytest.param(encode(FrameType.INPUT, b"x" * 70_000), 1009, "exceeds the limit", id="oversize"),
+    pytest.param("text", 1008, "text frames", id="text-frame"),
+]
+
+
+@pytest.mark.parametrize(("frame", "code", "reason"), BAD_FRAMES)
+async def test_bad_frames_close_only_their_own_socket(
+    server: RunningServer, frame: bytes | str, code: int, reason: str
+) -> None:
+    bystander = await open_client(server.base_url, server.token)
+    await bystander.hello()
+    await bystander.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+
+    offender = await open_client(server.base_url, server.token)
+    await offender.hello()
+    await offender.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    await offender.ws.send(frame)
+    await offender.until_closed()
+    assert offender.ws.close_code == code
+    assert reason in (offender.ws.close_reason or "")
+    assert offender.error is not None
+    assert reason in offender.error["message"]
+
+    await bystander.send_input("echo unharmed-$((5*5))\r")
+    await bystander.until_text("unharmed-25")
+    await bystander.ws.close()
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param(encode(FrameType.INPUT, b"ls\r"), id="input-first"),
+        pytest.param(encode(FrameType.HELLO, b"not json"), id="bad-json"),
+        pytest.param(encode(FrameType.HELLO, b'{"cols": 0, "rows": 24}'), id="bad-size"),
+        pytest.param(
+            encode(FrameType.HELLO, b'{"cols": 80, "rows": 24, "resume": {"id": 5}}'),
+            id="bad-resume",
+        ),
+    ],
+)
+async def test_a_bad_first_frame_is_refused(server: RunningServer, first: bytes) -> None:
+    client = await open_client(server.base_url, server.token)
+    await client.ws.send(first)
+    await client.until_closed()
+    assert client.ws.close_code == 1008
+    assert client.error is not None
+    assert client.error["code"] == "protocol_error"
+
+
+async def test_silent_client_is_closed_after_the_hello_timeout(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    server = server_factory(sshd, hello_timeout=1)
+    client = await open_client(server.base_url, server.token)
+    await client.until_closed(timeout=20)
+    assert client.ws.close_code == 1008
+    assert "HELLO" in (client.ws.close_reason or "")
+
+
+def test_log_filter_redacts_tokens_in_urls_and_headers() -> None:
+    import logging
+
+    from app.logs import RedactSecrets
+
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '"%s" %s',
+        ("GET /?token=s3cr3t&x=1", "ok"),
+        None,
+    )
+    RedactSecrets().filter(record)
+    assert "s3cr3t" not in record.getMessage()
+    assert "token=[redacted]&x=1" in record.getMessage()
+    header = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "Authorization: Bearer abc.def", None, None
+    )
+    RedactSecrets().filter(header)
+    assert "abc.def" not in header.getMessage()
