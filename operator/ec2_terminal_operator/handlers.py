@@ -19,6 +19,13 @@ FINALIZER = "ec2-terminal.io/cleanup"
 SESSION_SELECTOR = {resources.LABEL_SESSION: kopf.PRESENT}
 
 
+class QuietResync(logging.Filter):
+    """Drops kopf's "Timer 'reconcile' succeeded." line, logged per session per resync."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timer 'reconcile' succeeded")
+
+
 def load_clients() -> reconcile.Clients:
     """Kubernetes clients from the in-cluster account, else from KUBECONFIG."""
     configuration = client.Configuration()
@@ -45,7 +52,12 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix="ec2-terminal.io", key="last-handled-configuration"
         )
-        settings.posting.level = logging.INFO
+        # Events come from reconcile (kopf.event); kopf's own INFO lines ("Timer succeeded",
+        # once per resync) would flood `kubectl describe`, so only its warnings become Events.
+        settings.posting.level = logging.WARNING
+        objects_logger = logging.getLogger("kopf.objects")
+        if not any(isinstance(f, QuietResync) for f in objects_logger.filters):
+            objects_logger.addFilter(QuietResync())
         settings.execution.max_workers = 16
         # A watch that silently stalls would freeze every session; reconnect regularly.
         settings.watching.server_timeout = 300
