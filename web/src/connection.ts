@@ -222,7 +222,6 @@ export class Connection {
     for (const f of this.pending) this.send(f);
     this.pending = [];
     this.pendingBytes = 0;
-    this.ping();
   }
 
   private onMessage(socket: SocketLike, data: unknown): void {
@@ -261,6 +260,8 @@ export class Connection {
         }
         if (st.state === "connected" || st.state === "resumed") {
           this.attempt = 0;
+          // Keepalive starts once the server is past the SSH connect, which may hold PONGs back.
+          if (this.pingTimer === null && this.pongTimer === null) this.ping();
           this.setState("connected", st.state === "resumed" ? "resumed" : "");
         } else if (st.state === "connecting") {
           this.setState(this.uiState === "reconnecting" ? "reconnecting" : "connecting", "");

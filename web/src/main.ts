@@ -73,6 +73,8 @@ function main(): void {
 
   const encoder = new TextEncoder();
   const states: string[] = [];
+  /** Why the session ended (EXIT or ERROR), shown while closed. */
+  let ending = "";
   const taps = new Set<(data: Uint8Array) => void>();
   const connection = new Connection(
     socketUrl(document.baseURI),
@@ -87,7 +89,7 @@ function main(): void {
         document.body.dataset.state = state;
         stateEl.textContent = state === "reconnecting" ? "reconnecting…" : state;
         stateEl.className = `state-${state}`;
-        messageEl.textContent = detail;
+        messageEl.textContent = state === "closed" && ending ? ending : detail;
         newSessionButton.hidden = state !== "closed";
         if (state !== "connected") rttEl.textContent = "";
       },
@@ -100,11 +102,11 @@ function main(): void {
       exit: (exit) => {
         const code = exit.exit_status === null ? "" : ` with status ${exit.exit_status}`;
         const text = `Session ended${code}: ${exit.reason}`;
-        messageEl.textContent = text;
+        ending = text;
         term.write(`\r\n\x1b[1m[${text}]\x1b[0m\r\n`);
       },
       error: (error) => {
-        messageEl.textContent = error.message;
+        ending = error.message;
         term.write(`\r\n\x1b[1;31m[${error.message}]\x1b[0m\r\n`);
       },
       rtt: (ms) => {
@@ -160,6 +162,7 @@ function main(): void {
   });
   newSessionButton.addEventListener("click", () => {
     term.reset();
+    ending = "";
     hostKeyEl.textContent = "";
     connection.restart();
     term.focus();

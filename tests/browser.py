@@ -1,0 +1,150 @@
+"""Headless Chromium (Debian's, through Playwright) driving the terminal page, for browser tests."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+# Reads the terminal through the object the page exposes for tests (no secrets in it).
+_SCREEN_JS = """() => {
+  const buf = window.__ec2terminal.term.buffer.active;
+  const lines = [];
+  for (let i = 0; i < buf.length; i++) lines.push(buf.getLine(i).translateToString(true));
+  return lines;
+}"""
+# Collects CSP violations from the first script on, before the page's own.
+_CSP_WATCH_JS = """window.__csp = [];
+document.addEventListener('securitypolicyviolation',
+  (e) => window.__csp.push(e.effectiveDirective + ' ' + (e.blockedURI || 'inline')));"""
+
+
+@contextlib.contextmanager
+def chromium(width: int = 900, height: int = 500) -> Iterator[BrowserContext]:
+    """A fresh headless Chromium profile; never downloads a browser."""
+    with tempfile.TemporaryDirectory(prefix="ec2t-chromium-") as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": width, "height": height},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@dataclass
+class TerminalPage:
+    """The terminal page in a browser tab, with waits on what it shows."""
+
+    page: Page
+    #: Uncaught exceptions and console errors of the page, other than the expected CSP refusals.
+    errors: list[str] = field(default_factory=list)
+    #: The HTTP status of each response on the way to the page (the token link's 303 first).
+    statuses: list[int] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, context: BrowserContext, url: str) -> TerminalPage:
+        """Open `url` (usually the token link) and wait until the shell session is connected."""
+        terminal = cls(context.new_page())
+        page = terminal.page
+        page.set_default_timeout(15_000)
+        page.on("pageerror", lambda exc: terminal.errors.append(str(exc)))
+        page.on("console", lambda msg: _keep_errors(msg, terminal.errors))
+        page.add_init_script(_CSP_WATCH_JS)
+        response = page.goto(url)
+        assert response is not None
+        request = response.request
+        while request.redirected_from is not None:
+            request = request.redirected_from
+            earlier = request.response()
+            terminal.statuses.insert(0, earlier.status if earlier else 0)
+        terminal.statuses.append(response.status)
+        terminal.wait_state("connected")
+        return terminal
+
+    def eval(self, js: str, arg: Any = None) -> Any:
+        """Evaluate JS in the page; wait_for_function needs arrow functions (CSP forbids eval)."""
+        return self.page.evaluate(js, arg)
+
+    def state(self) -> str:
+        return str(self.eval("() => window.__ec2terminal.connection.uiState"))
+
+    def wait_state(self, state: str, timeout: float = 15) -> None:
+        self.page.wait_for_function(
+            "(s) => window.__ec2terminal && window.__ec2terminal.connection.uiState === s",
+            arg=state,
+            timeout=timeout * 1000,
+        )
+
+    def lines(self) -> list[str]:
+        """Every line of the terminal buffer (scrollback and screen), trailing blanks trimmed."""
+        return [str(line) for line in self.eval(_SCREEN_JS)]
+
+    def wait_line(self, text: str, timeout: float = 15) -> None:
+        """Wait until some terminal line is exactly `text` (after trimming spaces)."""
+        self.page.wait_for_function(
+            """(want) => {
+              const buf = window.__ec2terminal.term.buffer.active;
+              for (let i = 0; i < buf.length; i++) {
+                if (buf.getLine(i).translateToString(true).trim() === want) return true;
+              }
+              return false;
+            }""",
+            arg=text,
+            timeout=timeout * 1000,
+        )
+
+    def wait_prompt(self) -> None:
+        """Wait until the shell is ready: a marker echoed by the shell comes back."""
+        self.run("echo ready-$((40+2))")
+        self.wait_line("ready-42")
+
+    def run(self, command: str) -> None:
+        """Type a command line into the terminal as a user would, and press Enter."""
+        self.page.locator(".xterm-helper-textarea").focus()
+        self.page.keyboard.type(command)
+        self.page.keyboard.press("Enter")
+
+    def size(self) -> tuple[int, int]:
+        cols, rows = self.eval(
+            "() => [window.__ec2terminal.term.cols, window.__ec2terminal.term.rows]"
+        )
+        return int(cols), int(rows)
+
+    def csp_violations(self) -> list[str]:
+        return [str(v) for v in self.eval("() => window.__csp")]
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        self.page.screenshot(path=str(path))
+        return path
+
+
+def _keep_errors(msg: ConsoleMessage, errors: list[str]) -> None:
+    # xterm.js writes some CSS into <style> elements, which the page's CSP refuses (and the page
+    # mirrors into constructed stylesheets); those refusals are expected, anything else is not.
+    if msg.type == "error" and "Content Security Policy directive 'style-src" not in msg.text:
+        errors.append(msg.text)

@@ -1,0 +1,181 @@
+"""The terminal page in headless Chromium, through the real server and OpenSSH sshd."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import BrowserContext
+
+from tests.browser import TerminalPage, chromium
+from tests.fixtures_server import RunningServer
+from tests.fixtures_sshd import Sshd
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def browser() -> Iterator[BrowserContext]:
+    with chromium() as context:
+        yield context
+
+
+def open_terminal(browser: BrowserContext, server: RunningServer) -> TerminalPage:
+    terminal = TerminalPage.open(browser, f"{server.base_url}?token={server.token}")
+    terminal.wait_prompt()
+    return terminal
+
+
+def test_token_link_command_output_and_fit(
+    browser: BrowserContext, server: RunningServer, sshd: Sshd
+) -> None:
+    terminal = open_terminal(browser, server)
+    assert terminal.statuses == [303, 200]
+    assert terminal.page.url == server.base_url, "the token must leave the address bar"
+    assert server.token not in terminal.page.content()
+
+    terminal.run("echo $((6*7))")
+    terminal.wait_line("42")
+
+    status_bar = terminal.page.locator("#status-bar")
+    assert "connected" in status_bar.inner_text()
+    assert sshd.host_key_sha256 in status_bar.inner_text()
+    terminal.page.wait_for_function(
+        "() => /\\d+ ms/.test(document.getElementById('rtt').textContent)"
+    )
+
+    cols, rows = terminal.size()
+    terminal.run("stty size")
+    terminal.wait_line(f"{rows} {cols}")
+
+    terminal.page.set_viewport_size({"width": 1200, "height": 700})
+    terminal.page.wait_for_function(
+        "([c, r]) => window.__ec2terminal.term.cols > c && window.__ec2terminal.term.rows > r",
+        arg=[cols, rows],
+    )
+    new_cols, new_rows = terminal.size()
+    terminal.run("stty size")
+    terminal.wait_line(f"{new_rows} {new_cols}")
+
+    terminal.screenshot("browser-terminal.png")
+    assert not terminal.errors
+    # The only CSP refusals are xterm.js's <style> elements (mirrored into adopted sheets).
+    assert {v.split()[0] for v in terminal.csp_violations()} <= {"style-src-elem"}
+
+
+def test_dropped_socket_resumes_without_lost_output(
+    browser: BrowserContext, server: RunningServer
+) -> None:
+    terminal = open_terminal(browser, server)
+    # Collect every byte the page renders, and drop the socket once in the middle of the output.
+    terminal.eval(
+        """(dropAfter) => {
+          const t = window.__ec2terminal;
+          const decoder = new TextDecoder();
+          const dropAt = t.connection.stream.received + dropAfter;
+          window.__seen = [];
+          window.__dropped = null;
+          t.taps.add((data) => {
+            window.__seen.push(decoder.decode(data, { stream: true }));
+            if (window.__dropped === null && t.connection.stream.received >= dropAt) {
+              t.dropSocket();
+              window.__dropped = t.connection.uiState;
+            }
+          });
+        }""",
+        300_000,
+    )
+    terminal.run("seq 1 200000; echo seq-$((1+1))-done")
+    terminal.wait_line("seq-2-done", timeout=60)
+    assert terminal.eval("window.__dropped") == "reconnecting"
+    states = terminal.eval("window.__ec2terminal.states")
+    assert "connected: resumed" in states, states
+
+    seen: str = terminal.eval("window.__seen.join('')")
+    expected = "".join(f"{i}\r\n" for i in range(1, 200001))
+    first = re.search(r"(?<![0-9])1\r\n2\r\n3\r\n", seen)
+    assert first, seen[:500]
+    start = first.start()
+    got = seen[start : start + len(expected)]
+    if got != expected:
+        at = next(i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b)
+        pytest.fail(f"output differs at byte {at}: {got[at - 20 : at + 20]!r}")
+    assert seen[start + len(expected) :].startswith("seq-2-done")
+    terminal.run("echo $((6*7))")
+    terminal.wait_line("42")
+    assert not terminal.errors
+
+
+def test_exit_reason_shows_and_new_session_starts(
+    browser: BrowserContext, server: RunningServer
+) -> None:
+    terminal = open_terminal(browser, server)
+    first_session = terminal.eval("window.__ec2terminal.connection.sessionId")
+    terminal.run("exit 3")
+    terminal.wait_state("closed")
+    message = terminal.page.locator("#message").inner_text()
+    assert re.search(r"status 3\b", message), message
+    assert "exited" in message
+    assert terminal.page.locator("#state").inner_text() == "closed"
+    button = terminal.page.locator("#new-session")
+    assert button.is_visible()
+
+    button.click()
+    terminal.wait_state("connected")
+    assert not button.is_visible()
+    assert terminal.eval("window.__ec2terminal.connection.sessionId") != first_session
+    terminal.wait_prompt()
+    terminal.run("echo $((6*7))")
+    terminal.wait_line("42")
+    assert not terminal.errors
+
+
+def test_dom_renderer_after_webgl_context_loss(
+    browser: BrowserContext, server: RunningServer
+) -> None:
+    terminal = open_terminal(browser, server)
+    if terminal.eval("window.__ec2terminal.renderer") == "webgl":
+        terminal.eval(
+            """() => {
+              for (const canvas of document.querySelectorAll('#terminal canvas')) {
+                const gl = canvas.getContext('webgl2');
+                if (gl) gl.getExtension('WEBGL_lose_context').loseContext();
+              }
+            }"""
+        )
+        # xterm.js waits a few seconds for the context to come back before giving up on it.
+        terminal.page.wait_for_function(
+            "() => window.__ec2terminal.renderer === 'dom'", timeout=15_000
+        )
+    assert terminal.page.locator("#terminal canvas").count() == 0
+    terminal.run("printf 'plain \\033[31mred\\033[0m\\n'")
+    terminal.wait_line("plain red")
+    red = terminal.page.locator(".xterm-rows span.xterm-fg-1", has_text="red").last
+    red.wait_for()
+    color = "e => getComputedStyle(e).color"
+    assert red.evaluate(color) == "rgb(204, 0, 0)", "xterm.js's default red"
+    terminal.screenshot("browser-dom-renderer.png")
+    # The theme's colors live in a <style> the CSP refuses: without the sheets the page mirrors
+    # them into, the text would lose its color.
+    terminal.eval("() => { document.adoptedStyleSheets = []; }")
+    assert red.evaluate(color) != "rgb(204, 0, 0)"
+    assert not terminal.errors
+
+
+def test_copy_and_paste_shortcuts(browser: BrowserContext, server: RunningServer) -> None:
+    browser.grant_permissions(["clipboard-read", "clipboard-write"])
+    terminal = open_terminal(browser, server)
+    terminal.run("echo copy-$((1+2))-me")
+    terminal.wait_line("copy-3-me")
+    terminal.eval("window.__ec2terminal.term.selectAll()")
+    terminal.page.keyboard.press("Control+Shift+C")
+    terminal.page.wait_for_function(
+        "() => navigator.clipboard.readText().then((t) => t.includes('copy-3-me'))"
+    )
+
+    terminal.eval("() => navigator.clipboard.writeText('echo pasted-$((2+3))')")
+    terminal.page.keyboard.press("Control+Shift+V")
+    terminal.page.keyboard.press("Enter")
+    terminal.wait_line("pasted-5")
+    assert not terminal.errors
