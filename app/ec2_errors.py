@@ -148,6 +148,10 @@ def _client_error(exc: ClientError, action: str, instance_id: str) -> AwsError:
             f"instance {instance_id} is not in a state that allows {action} ({code}); "
             "is it running?"
         )
+    if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
+        return AwsAccessDenied(
+            f"AWS refused {action} on instance {instance_id} ({code}); {POLICY_HINT}"
+        )
     # AWS error messages describe the request, not credentials, so they are safe to show.
     message = str(error.get("Message", ""))[:300]
     return AwsError(f"AWS call {action} for instance {instance_id} failed: {code}: {message}")
