@@ -1,0 +1,147 @@
+"""The HTTP surface: page, health, readiness, metrics, base path, and the demo command."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures_server import ServerFactory
+from tests.fixtures_sshd import Sshd
+from tests.support import env_without_proxies, poll, stop
+from tests.wsclient import TerminalClient
+
+pytestmark = pytest.mark.anyio
+
+
+def test_health_endpoints(server_factory: ServerFactory, sshd: Sshd) -> None:
+    server = server_factory(sshd)
+    assert httpx.get(f"{server.origin}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{server.origin}/health-check/").json() == {"status": "ok"}
+    assert httpx.get(f"{server.origin}/readyz").json() == {"status": "ready"}
+    metrics = httpx.get(f"{server.origin}/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    for name in (
+        "ec2_terminal_active_sessions",
+        "ec2_terminal_bytes_total",
+        "ec2_terminal_ssh_connect_seconds",
+        "ec2_terminal_flow_control_stall_seconds_total",
+        "ec2_terminal_errors_total",
+    ):
+        assert name in metrics.text
+
+
+def test_readyz_names_what_is_missing(
+    server_factory: ServerFactory, sshd: Sshd, tmp_path: Path
+) -> None:
+    server = server_factory(sshd, key_file=str(tmp_path / "absent"))
+    ready = httpx.get(f"{server.origin}/readyz")
+    assert ready.status_code == 503
+    assert "absent" in ready.json()["reason"]
+    assert httpx.get(f"{server.origin}/healthz").status_code == 200
+
+
+def test_page_is_served_with_a_strict_policy(server_factory: ServerFactory, sshd: Sshd) -> None:
+    server = server_factory(sshd)
+    page = httpx.get(server.base_url)
+    assert page.status_code == 200
+    assert "static/dist/terminal.js" in page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert httpx.get(f"{server.base_url}static/dist/terminal.js").status_code == 200
+
+
+async def test_everything_moves_under_a_base_path(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    from tests.wsclient import open_client
+
+    server = server_factory(sshd, base_path="/t/demo/")
+    assert server.base_url.endswith("/t/demo/")
+    assert httpx.get(server.base_url).status_code == 200
+    assert httpx.get(f"{server.base_url}static/dist/terminal.js").status_code == 200
+    assert httpx.get(f"{server.base_url}healthz").status_code == 200
+    assert httpx.get(f"{server.origin}/static/dist/terminal.js").status_code == 404
+    link = httpx.get(f"{server.base_url}?token={server.token}")
+    assert link.status_code == 303
+    client = await open_client(server.base_url, server.token)
+    await client.hello()
+    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    await client.ws.close()
+
+
+def test_configuration_errors_are_reported_plainly(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--base-path", "no-slashes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env_without_proxies(),
+    )
+    assert result.returncode == 2
+    assert "base path 'no-slashes' must start and end with '/'" in result.stderr
+
+
+def test_prototype_environment_variables_still_work(tmp_path: Path) -> None:
+    from app.cli import build_parser, settings_from_args
+
+    os.environ["AWS_HOSTNAME"] = "ec2-1-2-3-4.compute-1.amazonaws.com"
+    os.environ["AWS_USERNAME"] = "ubuntu"
+    try:
+        settings = settings_from_args(build_parser().parse_args(["serve"]))
+    finally:
+        del os.environ["AWS_HOSTNAME"], os.environ["AWS_USERNAME"]
+    assert settings.target.host == "ec2-1-2-3-4.compute-1.amazonaws.com"
+    assert settings.target.user == "ubuntu"
+
+
+async def test_demo_prints_a_link_that_serves_a_shell(tmp_path: Path) -> None:
+    from websockets.asyncio.client import connect
+
+    from app.protocol import SUBPROTOCOL
+    from tests.wsclient import ws_url
+
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "demo", "--listen-port", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env_without_proxies() | {"SHELL": "/bin/sh"},
+        )
+    try:
+        found = poll(
+            lambda: re.search(r"http://\S+\?token=\S+", log.read_text()),
+            timeout=30,
+            what="the demo's link",
+        )
+        assert found is not None
+        link = found.group(0)
+        base = link.split("?")[0]
+        response = httpx.get(link)
+        assert response.status_code == 303
+        cookie = response.headers["set-cookie"].split(";")[0]
+        ws = await connect(
+            ws_url(base),
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            additional_headers={"Cookie": cookie},
+            origin=base.rstrip("/"),  # type: ignore[arg-type]
+        )
+        client = TerminalClient(ws)
+        await client.hello(90, 20)
+        await client.send_input("echo demo-$((6*7)); stty size\r")
+        await client.until_text("20 90")
+        assert "demo-42" in client.text
+        await ws.close()
+    finally:
+        code = stop(demo, signal.SIGINT)
+    assert code == 0, log.read_text()
+    assert "stopped" in log.read_text()

@@ -1,0 +1,97 @@
+"""Session lifetime: idle timeout, maximum duration, resume grace, limits, graceful shutdown."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.fixtures_server import RunningServer, ServerFactory
+from tests.fixtures_sshd import Sshd
+from tests.support import poll
+from tests.wsclient import TerminalClient, open_client
+
+pytestmark = pytest.mark.anyio
+
+
+async def connected(server: RunningServer) -> TerminalClient:
+    client = await open_client(server.base_url, server.token)
+    await client.hello()
+    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    return client
+
+
+async def test_idle_session_ends_with_a_reason(server_factory: ServerFactory, sshd: Sshd) -> None:
+    server = server_factory(sshd, idle_timeout=2)
+    client = await connected(server)
+    await client.until(lambda c: c.exit is not None, timeout=15)
+    assert client.exit == {"exit_status": None, "reason": "idle timeout"}
+    await client.until_closed()
+    assert client.ws.close_code == 1000
+
+
+async def test_input_keeps_a_session_alive_until_max_duration(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    server = server_factory(sshd, idle_timeout=2, max_duration=4)
+    client = await connected(server)
+    # Typing every half second outlives the idle timeout; only the maximum duration ends it.
+    n = 0
+    while client.exit is None:
+        await client.send_input(f"echo tick-{n}\r")
+        try:
+            await client.until(lambda c: c.exit is not None, timeout=0.5)
+        except TimeoutError:
+            n += 1
+    assert n >= 5
+    assert client.exit == {"exit_status": None, "reason": "maximum session duration reached"}
+
+
+async def test_detached_session_is_dropped_after_the_grace_period(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    server = server_factory(sshd, resume_grace=1)
+    first = await connected(server)
+    session_id, offset = first.session_id, first.offset
+    await first.ws.close()
+    poll(
+        lambda: "session " + session_id + " closed" in server.log(),
+        timeout=15,
+        what="the detached session to be dropped",
+    )
+    second = await open_client(server.base_url, server.token)
+    await second.hello(resume=(session_id, offset))
+    await second.until_closed()
+    assert second.error is not None
+    assert second.error["code"] == "session_not_found"
+
+
+async def test_session_limit_refuses_one_more(server_factory: ServerFactory, sshd: Sshd) -> None:
+    server = server_factory(sshd, max_sessions=1)
+    first = await connected(server)
+    second = await open_client(server.base_url, server.token)
+    await second.hello()
+    await second.until_closed()
+    assert second.error is not None
+    assert second.error["code"] == "too_many_sessions"
+    assert second.ws.close_code == 1013
+    await first.send_input("echo first-still-$((4+4))\r")
+    await first.until_text("first-still-8")
+    await first.ws.close()
+
+
+async def test_sigterm_tells_clients_and_closes_ssh(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    server = server_factory(sshd)
+    client = await connected(server)
+    server.process.send_signal(signal.SIGTERM)
+    await client.until(lambda c: c.exit is not None, timeout=15)
+    assert client.exit == {"exit_status": None, "reason": "the terminal server is shutting down"}
+    await client.until_closed()
+    assert client.ws.close_code == 1000
+    assert server.process.wait(15) == 0
+    poll(
+        lambda: "Close session" in sshd.log() or "Disconnected from" in sshd.log(),
+        what="sshd to see the hang-up",
+    )
