@@ -51,6 +51,18 @@ def events(cluster: KubeCluster, namespace: str, name: str) -> list[tuple[str, s
     return [(e["type"], e["reason"]) for e in items]
 
 
+def wait_events(
+    cluster: KubeCluster, namespace: str, name: str, *wanted: tuple[str, str]
+) -> list[tuple[str, str]]:
+    """Waits until the session has these (type, reason) Events (kopf posts them async)."""
+
+    def seen() -> list[tuple[str, str]]:
+        got = events(cluster, namespace, name)
+        return got if set(wanted) <= set(got) else []
+
+    return wait_for(seen, timeout=30, message=f"events {wanted} on {name}")
+
+
 def test_valid_session_becomes_ready_with_owned_children(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -115,14 +127,9 @@ def test_valid_session_becomes_ready_with_owned_children(
     # The short name and the category both find it.
     assert "web" in kube_cluster.kubectl("get", "ec2-terminal", "-o", "name", namespace=namespace)
 
-    reasons = {r for _, r in events(kube_cluster, namespace, "web")}
-    assert {
-        "SecretCreated",
-        "PodCreated",
-        "ServiceCreated",
-        "IngressCreated",
-        "SessionReady",
-    } <= reasons
+    created = ("SecretCreated", "PodCreated", "ServiceCreated", "IngressCreated")
+    wanted = [("Normal", r) for r in (*created, "SessionReady")]
+    wait_events(kube_cluster, namespace, "web", *wanted)
 
 
 def _invalid(name: str, **spec: Any) -> dict[str, Any]:
@@ -228,7 +235,7 @@ def test_missing_secret_then_recovery(
     assert creds["reason"] == "SecretNotFound"
     assert "'ssh-key' not found" in creds["message"]
     assert condition(ts, "Ready")["reason"] == "SecretNotFound"
-    assert ("Warning", "SecretNotFound") in events(kube_cluster, namespace, "late")
+    wait_events(kube_cluster, namespace, "late", ("Warning", "SecretNotFound"))
     assert not exists(kube_cluster, namespace, "pod", "late")
 
     kube_cluster.apply(key_secret(), namespace=namespace)
@@ -371,7 +378,7 @@ def test_startup_timeout_fails_then_recovers_when_fixed(
     pod_ready = condition(ts, "PodReady")
     assert pod_ready["reason"] == "StartupTimeout"
     assert "not ready after 10s" in pod_ready["message"]
-    assert ("Warning", "StartupTimeout") in events(kube_cluster, namespace, "stuck")
+    wait_events(kube_cluster, namespace, "stuck", ("Warning", "StartupTimeout"))
     kube_cluster.kubectl(
         "patch",
         "ts",
@@ -382,7 +389,7 @@ def test_startup_timeout_fails_then_recovers_when_fixed(
         namespace=namespace,
     )
     ts = wait_phase(kube_cluster, namespace, "stuck", "Ready", timeout=60)
-    assert ("Normal", "PodReplaced") in events(kube_cluster, namespace, "stuck")
+    wait_events(kube_cluster, namespace, "stuck", ("Normal", "PodReplaced"))
 
 
 def test_health_check_status_becomes_target_reachable(
