@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -56,59 +57,67 @@ def target_flags(sshd: Sshd) -> dict[str, str]:
     }
 
 
+def start_server(
+    directory: Path,
+    sshd: Sshd | None = None,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+    **flags: str | int | float,
+) -> RunningServer:
+    """Run `ec2-terminal serve` with its files in `directory`; flags use underscores for dashes."""
+    token = secrets.token_urlsafe(24)
+    token_file = directory / "token"
+    token_file.write_text(token + "\n")
+    port = free_port()
+    options: dict[str, str] = target_flags(sshd) if sshd else {}
+    options |= {"listen-port": str(port), "token-file": str(token_file)}
+    options |= {k.replace("_", "-"): str(v) for k, v in flags.items()}
+    argv = [sys.executable, "-m", "app.cli", "serve"]
+    for name, value in options.items():
+        argv += [f"--{name}", value]
+    log_path = directory / "server.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            argv,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+            env=env_without_proxies() | (env or {}),
+        )
+    base_path = options.get("base-path", "/")
+    server = RunningServer(
+        base_url=f"http://127.0.0.1:{port}{base_path}",
+        token=token,
+        port=port,
+        base_path=base_path,
+        log_path=log_path,
+        process=process,
+    )
+    if wait:
+        try:
+            poll(
+                lambda: process.poll() is None
+                and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200,
+                timeout=20,
+                what=f"the session server to answer /healthz (log: {log_path})",
+            )
+        except TimeoutError:
+            server.stop()
+            raise
+    return server
+
+
 ServerFactory = Callable[..., RunningServer]
 
 
 @pytest.fixture
 def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
-    """Starts servers: `server_factory(sshd, **flags)`; flags use underscores for dashes."""
+    """Starts servers: `server_factory(sshd, **flags)`, stopped after the test."""
     started: list[RunningServer] = []
 
-    def start(
-        sshd: Sshd | None = None,
-        env: dict[str, str] | None = None,
-        wait: bool = True,
-        **flags: str | int | float,
-    ) -> RunningServer:
-        directory = tmp_path_factory.mktemp("server")
-        token = secrets.token_urlsafe(24)
-        token_file = directory / "token"
-        token_file.write_text(token + "\n")
-        port = free_port()
-        options: dict[str, str] = target_flags(sshd) if sshd else {}
-        options |= {"listen-port": str(port), "token-file": str(token_file)}
-        options |= {k.replace("_", "-"): str(v) for k, v in flags.items()}
-        argv = [sys.executable, "-m", "app.cli", "serve"]
-        for name, value in options.items():
-            argv += [f"--{name}", value]
-        log_path = directory / "server.log"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                argv,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=directory,
-                env=env_without_proxies() | (env or {}),
-            )
-        base_path = options.get("base-path", "/")
-        server = RunningServer(
-            base_url=f"http://127.0.0.1:{port}{base_path}",
-            token=token,
-            port=port,
-            base_path=base_path,
-            log_path=log_path,
-            process=process,
-        )
+    def start(sshd: Sshd | None = None, **kwargs: Any) -> RunningServer:
+        server = start_server(tmp_path_factory.mktemp("server"), sshd, **kwargs)
         started.append(server)
-        if wait:
-            poll(
-                lambda: (
-                    process.poll() is None
-                    and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-                ),
-                timeout=20,
-                what=f"the session server to answer /healthz (log: {log_path})",
-            )
         return server
 
     yield start

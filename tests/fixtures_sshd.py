@@ -62,74 +62,83 @@ class Sshd:
 SshdFactory = Callable[..., Sshd]
 
 
-@pytest.fixture
-def sshd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdFactory]:
-    """Starts sshd instances; `extra_config` lines are appended to sshd_config."""
-    started: list[Sshd] = []
+def start_sshd(directory: Path, extra_config: str = "") -> Sshd:
+    """Start sshd with fresh keys, its files in `directory`; wait until it accepts connections."""
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-
-    def start(extra_config: str = "") -> Sshd:
-        directory = tmp_path_factory.mktemp("sshd")
-        host_key = directory / "host_ed25519"
-        host_public = keygen(host_key)
-        client_key = directory / "client_ed25519"
-        client_public = keygen(client_key)
-        authorized = directory / "authorized_keys"
-        authorized.write_text(client_public + "\n")
-        port = free_port()
-        config = directory / "sshd_config"
-        log_path = directory / "sshd.log"
-        config.write_text(
-            "\n".join(
-                [
-                    f"Port {port}",
-                    "ListenAddress 127.0.0.1",
-                    f"HostKey {host_key}",
-                    f"PidFile {directory / 'sshd.pid'}",
-                    f"AuthorizedKeysFile {authorized}",
-                    "PasswordAuthentication no",
-                    "KbdInteractiveAuthentication no",
-                    "UsePAM no",
-                    # pytest's temporary directories sit under the world-writable /tmp.
-                    "StrictModes no",
-                    "PermitRootLogin prohibit-password",
-                    "PrintMotd no",
-                    "PrintLastLog no",
-                    "LogLevel VERBOSE",
-                    "MaxStartups 100",
-                    "ClientAliveInterval 0",
-                    extra_config,
-                    "",
-                ]
-            )
+    host_key = directory / "host_ed25519"
+    host_public = keygen(host_key)
+    client_key = directory / "client_ed25519"
+    client_public = keygen(client_key)
+    authorized = directory / "authorized_keys"
+    authorized.write_text(client_public + "\n")
+    port = free_port()
+    config = directory / "sshd_config"
+    log_path = directory / "sshd.log"
+    config.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {host_key}",
+                f"PidFile {directory / 'sshd.pid'}",
+                f"AuthorizedKeysFile {authorized}",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                # pytest's temporary directories sit under the world-writable /tmp.
+                "StrictModes no",
+                "PermitRootLogin prohibit-password",
+                "PrintMotd no",
+                "PrintLastLog no",
+                "LogLevel VERBOSE",
+                "MaxStartups 100",
+                "ClientAliveInterval 0",
+                extra_config,
+                "",
+            ]
         )
-        known_hosts = directory / "known_hosts"
-        known_hosts.write_text(f"[127.0.0.1]:{port} {host_public}\n")
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(config)], stdout=log_file, stderr=log_file
-            )
-        server = Sshd(
-            host="127.0.0.1",
-            port=port,
-            user=getpass.getuser(),
-            directory=directory,
-            host_key_path=host_key,
-            host_public_key=host_public,
-            host_key_sha256=fingerprint(Path(f"{host_key}.pub")),
-            client_key_path=client_key,
-            known_hosts_path=known_hosts,
-            config_path=config,
-            log_path=log_path,
-            process=process,
+    )
+    known_hosts = directory / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_public}\n")
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(config)], stdout=log_file, stderr=log_file
         )
-        started.append(server)
+    server = Sshd(
+        host="127.0.0.1",
+        port=port,
+        user=getpass.getuser(),
+        directory=directory,
+        host_key_path=host_key,
+        host_public_key=host_public,
+        host_key_sha256=fingerprint(Path(f"{host_key}.pub")),
+        client_key_path=client_key,
+        known_hosts_path=known_hosts,
+        config_path=config,
+        log_path=log_path,
+        process=process,
+    )
+    try:
         poll(
             lambda: process.poll() is None and port_open(port),
             timeout=10,
             what=f"sshd on port {port} (log: {log_path})",
         )
+    except TimeoutError:
+        stop(process)
+        raise
+    return server
+
+
+@pytest.fixture
+def sshd_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdFactory]:
+    """Starts sshd instances; `extra_config` lines are appended to sshd_config."""
+    started: list[Sshd] = []
+
+    def start(extra_config: str = "") -> Sshd:
+        server = start_sshd(tmp_path_factory.mktemp("sshd"), extra_config)
+        started.append(server)
         return server
 
     yield start
