@@ -78,13 +78,8 @@ def known_regions(session: boto3.session.Session) -> set[str]:
     return regions
 
 
-def make_clients(
-    region: str | None,
-    endpoint_url: str | None = None,
-    session: boto3.session.Session | None = None,
-) -> AwsClients:
-    """Clients for EC2 and EC2 Instance Connect from the usual credential chain (blocking)."""
-    session = session or boto3.session.Session()
+def checked_region(session: boto3.session.Session, region: str | None) -> str:
+    """The region to use: given, else from the environment or profile; refused if unknown."""
     # botocore reads AWS_DEFAULT_REGION; EKS and Lambda set AWS_REGION, so honour it too.
     region = region or session.region_name or os.environ.get("AWS_REGION")
     if not region:
@@ -97,6 +92,17 @@ def make_clients(
             f"{region!r} is not an AWS region this botocore knows (for example us-east-1); "
             "check --region, or upgrade boto3 if the region is new"
         )
+    return region
+
+
+def make_clients(
+    region: str | None,
+    endpoint_url: str | None = None,
+    session: boto3.session.Session | None = None,
+) -> AwsClients:
+    """Clients for EC2 and EC2 Instance Connect from the usual credential chain (blocking)."""
+    session = session or boto3.session.Session()
+    region = checked_region(session, region)
     try:
         ec2 = session.client("ec2", region, endpoint_url=endpoint_url, config=CLIENT_CONFIG)
         connect = session.client(
@@ -246,3 +252,22 @@ async def console_host_keys(ec2: EC2Client, instance_id: str) -> ConsoleHostKeys
 async def console_verifier(ec2: EC2Client, instance_id: str) -> ConsoleOutputVerifier:
     """A host key verifier that trusts only what the instance's console lists."""
     return ConsoleOutputVerifier(instance_id, await console_host_keys(ec2, instance_id))
+
+
+def aws_ready_problem(region: str | None) -> str | None:
+    """Why AWS calls cannot work (no or unknown region, no credentials), or None; blocking."""
+    session = boto3.session.Session()
+    try:
+        checked_region(session, region)
+        # Finding credentials may ask the metadata service, so call this once, not per probe.
+        found = session.get_credentials()
+    except AwsError as exc:
+        return str(exc)
+    except BotoCoreError as exc:
+        return f"AWS credentials could not be loaded: {type(exc).__name__}"
+    if found is None:
+        return (
+            "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or give the pod a role (IRSA, Pod Identity)"
+        )
+    return None

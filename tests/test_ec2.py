@@ -9,6 +9,7 @@ import pytest
 from app.console_keys import ConsoleOutputVerifier
 from app.ec2 import (
     AwsClients,
+    aws_ready_problem,
     console_host_keys,
     console_verifier,
     generate_ephemeral_key,
@@ -219,3 +220,13 @@ async def test_access_denied_from_the_api(moto_aws: MotoAws, clients: AwsClients
         await resolve_instance(denied.ec2, instance_id)
     assert "not allowed to call ec2:DescribeInstances" in str(caught.value)
     assert access["SecretAccessKey"] not in str(caught.value)
+
+
+def test_ready_problem_names_what_is_missing(
+    moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert aws_ready_problem(moto_aws.region) is None
+    assert "not an AWS region" in str(aws_ready_problem("mars-north-1"))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    assert "no AWS credentials found" in str(aws_ready_problem(moto_aws.region))
