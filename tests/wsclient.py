@@ -39,6 +39,7 @@ class TerminalClient:
     pongs: list[bytes] = field(default_factory=list)
     digest: Any = field(default_factory=hashlib.sha256)
     keep_output: bool = True
+    last_chunk: bytes = b""
 
     @property
     def session_id(self) -> str:
@@ -73,6 +74,7 @@ class TerminalClient:
                 f"gap or overlap: got offset {offset}, expected {self.offset}"
             )
             self.offset += len(data)
+            self.last_chunk = data
             self.digest.update(data)
             if self.keep_output:
                 self.output += data

@@ -1,0 +1,227 @@
+"""Bridge against direct OpenSSH, side by side on loopback: throughput of `cat` and echo latency.
+
+    .venv/bin/python -m bench.bridge [--size-mib 256] [--samples 300]
+
+Starts a real sshd and the real session server; prints ratios (bridge / direct) and writes JSON
+to bench/results/bridge.json. Everything runs on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.fixtures_server import RunningServer, start_server
+from tests.fixtures_sshd import Sshd, start_sshd
+from tests.support import stop
+from tests.wsclient import TerminalClient, open_client
+
+END = b"<<END>>"
+RESULTS = Path(__file__).parent / "results"
+
+
+def ssh_argv(sshd: Sshd, *extra: str) -> list[str]:
+    """Plain OpenSSH client options matching what the bridge verifies and offers."""
+    return [
+        "ssh",
+        *extra,
+        "-i",
+        str(sshd.client_key_path),
+        "-o",
+        f"UserKnownHostsFile={sshd.known_hosts_path}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-F",
+        "none",
+        "-p",
+        str(sshd.port),
+        f"{sshd.user}@{sshd.host}",
+    ]
+
+
+def make_payload(directory: Path, size: int) -> Path:
+    chunk = base64.b64encode(os.urandom(3 * 1024 * 1024))
+    path = directory / "payload.b64"
+    with path.open("wb") as out:
+        written = 0
+        while written < size:
+            part = chunk[: size - written]
+            out.write(part)
+            written += len(part)
+    return path
+
+
+async def direct_throughput(sshd: Sshd, path: Path, tty: bool) -> float:
+    argv = ssh_argv(sshd, "-tt") if tty else ssh_argv(sshd)
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        f"cat {path}",
+        stdin=asyncio.subprocess.PIPE if tty else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    received = 0
+    while chunk := await process.stdout.read(1 << 20):
+        received += len(chunk)
+    await process.wait()
+    elapsed = time.perf_counter() - started
+    assert received >= path.stat().st_size, f"direct ssh delivered {received} bytes"
+    return path.stat().st_size / elapsed
+
+
+async def connected(server: RunningServer) -> TerminalClient:
+    client = await open_client(server.base_url, server.token, keep_output=False)
+    await client.hello(200, 50)
+    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    return client
+
+
+async def bridge_throughput(server: RunningServer, path: Path) -> float:
+    client = await connected(server)
+    client.keep_output = True
+    await client.send_input("stty -echo\r")
+    await client.until(lambda c: b"stty -echo" in c.output)
+    client.keep_output = False
+    tail = bytearray()
+
+    def done(c: TerminalClient) -> bool:
+        return END in tail
+
+    # Track only the last bytes: the payload itself is not kept.
+    original = client.receive_one
+
+    async def receive_tracking_tail() -> Any:
+        before = client.offset
+        kind = await original()
+        if client.offset > before:
+            tail.extend(client.last_chunk)
+            del tail[: max(0, len(tail) - 64)]
+        return kind
+
+    client.receive_one = receive_tracking_tail  # type: ignore[method-assign]
+    started = time.perf_counter()
+    await client.send_input(f"cat {path}; printf '<<E''ND>>'\r")
+    await client.until(done, timeout=600)
+    elapsed = time.perf_counter() - started
+    await client.ws.close()
+    return path.stat().st_size / elapsed
+
+
+async def direct_latencies(sshd: Sshd, samples: int) -> list[float]:
+    process = await asyncio.create_subprocess_exec(
+        *ssh_argv(sshd, "-tt"),
+        "cat > /dev/null",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    # Wait until the remote tty echoes, then time one keystroke at a time.
+    process.stdin.write(b"w")
+    await process.stdin.drain()
+    await asyncio.wait_for(process.stdout.readexactly(1), 30)
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        process.stdin.write(b"k")
+        await process.stdin.drain()
+        echo = await asyncio.wait_for(process.stdout.readexactly(1), 10)
+        times.append(time.perf_counter() - started)
+        assert echo == b"k"
+    process.stdin.write(b"\x04")
+    process.kill()
+    await process.wait()
+    return times
+
+
+async def bridge_latencies(server: RunningServer, samples: int) -> list[float]:
+    client = await connected(server)
+    client.keep_output = True
+    await client.send_input("cat > /dev/null\r")
+    await client.send_input("w")
+    await client.until(lambda c: c.output.endswith(b"w"))
+    times = []
+    for _ in range(samples):
+        before = client.offset
+        started = time.perf_counter()
+        await client.send_input("k")
+        await client.until(lambda c, before=before: c.offset > before)  # type: ignore[misc]
+        times.append(time.perf_counter() - started)
+    await client.ws.close()
+    return times
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def run(size_mib: int, samples: int, rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="ec2-terminal-bench-") as tmp:
+        work = Path(tmp)
+        (work / "sshd").mkdir()
+        (work / "server").mkdir()
+        sshd = start_sshd(work / "sshd")
+        server = start_server(work / "server", sshd, log_level="warning")
+        try:
+            payload = make_payload(work, size_mib * 1024 * 1024)
+            rates: dict[str, list[float]] = {"direct": [], "direct_tty": [], "bridge": []}
+            # Interleave the runs so drifting machine load hits each side alike.
+            for _ in range(rounds):
+                rates["direct"].append(await direct_throughput(sshd, payload, tty=False))
+                rates["direct_tty"].append(await direct_throughput(sshd, payload, tty=True))
+                rates["bridge"].append(await bridge_throughput(server, payload))
+            direct_lat = await direct_latencies(sshd, samples)
+            bridge_lat = await bridge_latencies(server, samples)
+        finally:
+            server.stop()
+            stop(sshd.process)
+    best = {k: max(v) for k, v in rates.items()}
+    return {
+        "size_mib": size_mib,
+        "rounds": rounds,
+        "throughput_mib_s": {k: round(v / 2**20, 1) for k, v in best.items()},
+        "throughput_ratio_vs_ssh": round(best["bridge"] / best["direct"], 3),
+        "throughput_ratio_vs_ssh_tt": round(best["bridge"] / best["direct_tty"], 3),
+        "latency_ms": {
+            "direct_p50": round(statistics.median(direct_lat) * 1000, 3),
+            "direct_p99": round(percentile(direct_lat, 99) * 1000, 3),
+            "bridge_p50": round(statistics.median(bridge_lat) * 1000, 3),
+            "bridge_p99": round(percentile(bridge_lat, 99) * 1000, 3),
+        },
+        "latency_ratio_p50": round(
+            statistics.median(bridge_lat) / statistics.median(direct_lat), 3
+        ),
+        "latency_ratio_p99": round(percentile(bridge_lat, 99) / percentile(direct_lat, 99), 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    result = asyncio.run(run(args.size_mib, args.samples, args.rounds))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bridge.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
