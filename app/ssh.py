@@ -29,6 +29,15 @@ from app.terminal import ExitInfo, OutputSink
 log = logging.getLogger(__name__)
 
 TERM_TYPE = "xterm-256color"
+# AES-GCM runs on the CPU's AES instructions through OpenSSL: about twice the throughput of
+# asyncssh's ChaCha20-Poly1305 here. All of these are current, authenticated ciphers.
+CIPHERS = [
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+]
 PlanSource = Callable[[int], Awaitable[ConnectPlan]]
 
 
@@ -177,6 +186,7 @@ class SSHConnector:
             "agent_path": None,
             "config": [],
             "preferred_auth": "publickey",
+            "encryption_algs": CIPHERS,
             "keepalive_interval": self._limits.keepalive_interval,
             "keepalive_count_max": 3,
         }
