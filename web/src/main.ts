@@ -156,7 +156,6 @@ function main(): void {
   new ResizeObserver(refit).observe(container);
   window.addEventListener("resize", refit);
   window.addEventListener("online", () => connection.reconnectNow());
-  window.addEventListener("pagehide", () => connection.stop());
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") connection.reconnectNow();
   });

@@ -389,3 +389,15 @@ test("a server without the subprotocol is refused", () => {
   assert.equal(t.sockets[0]!.closedWith, 4002);
   assert.match(t.states.at(-1)!, /does not speak ec2-terminal.v1/);
 });
+
+test("keepalive waits until the server is past the SSH connect", () => {
+  const t = setup();
+  t.conn.start();
+  t.last().accept();
+  t.last().push(json(0x81, { state: "connecting", session_id: "s" }));
+  t.clock.advance(60_000);
+  assert.deepEqual(t.last().frames(0x03), []);
+  assert.equal(t.sockets.length, 1, "a slow SSH connect is not a dead socket");
+  t.last().push(json(0x81, { state: "connected", session_id: "s" }));
+  assert.equal(t.last().frames(0x03).length, 1);
+});
