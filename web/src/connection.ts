@@ -156,12 +156,6 @@ export class Connection {
     }
   }
 
-  /** Ends everything without reconnecting (page unload). */
-  stop(): void {
-    this.final = true;
-    this.teardown();
-  }
-
   sendInput(data: string | Uint8Array): void {
     if (this.final) return;
     const frames = encodeInput(data);

@@ -38,9 +38,18 @@ async function copySelection(term: Terminal): Promise<void> {
   const text = term.getSelection();
   if (!text) return;
   try {
+    // Needs a secure context (https:, or http: on localhost).
     await navigator.clipboard.writeText(text);
   } catch {
-    // Not a secure context, or no permission: the browser's own copy (context menu) still works.
+    // The older way works over plain http: too, within the key press.
+    const buffer = document.createElement("textarea");
+    buffer.className = "copy-buffer";
+    buffer.value = text;
+    document.body.append(buffer);
+    buffer.select();
+    document.execCommand("copy");
+    buffer.remove();
+    term.focus();
   }
 }
 
@@ -132,18 +141,18 @@ function main(): void {
     document.title = title ? `${title} · ec2-terminal` : "ec2-terminal";
   });
 
-  // Ctrl+Shift+C copies the selection and Ctrl+Shift+V pastes (through the browser's paste
-  // event, which xterm.js handles); plain Ctrl+C and Ctrl+V go to the remote program.
+  // Ctrl+Shift+C (or Ctrl+Insert) copies the selection; Ctrl+Shift+V pastes through the
+  // browser's paste event, which xterm.js handles. Plain Ctrl+C and Ctrl+V reach the remote side.
   term.attachCustomKeyEventHandler((ev) => {
-    if (ev.type !== "keydown" || !ev.ctrlKey || !ev.shiftKey || ev.altKey || ev.metaKey) return true;
+    if (ev.type !== "keydown" || !ev.ctrlKey || ev.altKey || ev.metaKey) return true;
     const key = ev.key.toLowerCase();
-    if (key === "c") {
+    const copyKey = ev.shiftKey && key === "c";
+    if (copyKey || (!ev.shiftKey && key === "insert" && term.hasSelection())) {
       ev.preventDefault();
       void copySelection(term);
       return false;
     }
-    if (key === "v") return false;
-    return true;
+    return !(ev.shiftKey && key === "v");
   });
 
   const refit = (): void => {
