@@ -40,7 +40,13 @@ def free_port() -> int:
 def terminalsession_crd(kube_cluster: KubeCluster) -> str:
     """The TerminalSession CRD, installed (or updated) once per test session."""
     kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
-    kube_cluster.kubectl("wait", "--for=condition=established", "--timeout=60s", f"crd/{CRD_NAME}")
+
+    def established() -> bool:
+        crd = kube_cluster.kubectl_json("get", "crd", CRD_NAME)
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_for(established, timeout=60, message=f"CRD {CRD_NAME} established")
     return CRD_NAME
 
 
