@@ -352,6 +352,15 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def running(pid: int) -> bool:
+    """True unless PID is gone or has exited (a zombie only waits for init to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def test_down_leaves_no_process_and_no_listening_port(tmp_path: Path) -> None:
     # Its own instance in its own directory and ports, so the session's cluster is untouched.
     run_dir = tmp_path / "cluster"
@@ -379,7 +388,7 @@ def test_down_leaves_no_process_and_no_listening_port(tmp_path: Path) -> None:
         down = hack_cluster("down")
     assert down.returncode == 0, down.stderr
     assert processes_mentioning(str(run_dir)) == []
-    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+    assert [pid for pid in pids if running(pid)] == []
     assert ports.isdisjoint(listening_ports())
     for port in ports:
         with socket.socket() as s:

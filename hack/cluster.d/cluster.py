@@ -460,7 +460,6 @@ def component_argv(
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             f"--cluster-cidr={POD_CIDR}",
             "--allocate-node-cidrs=false",
-            "--controllers=*,-cloud-node-lifecycle,-service-lb-controller",
             "--leader-elect=false",
             "--profiling=false",
         ]
@@ -513,11 +512,6 @@ def node_manifest(name: str) -> dict[str, object]:
         "status": {
             "allocatable": resources,
             "capacity": resources,
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                "kubeletVersion": "fake",
-            },
         },
     }
 
@@ -704,6 +698,9 @@ def cmd_env(layout: Layout) -> int:
     print(f"export EC2_TERMINAL_CLUSTER_DIR={shlex.quote(str(layout.dir))}")
     for name, var in BINARY_ENV.items():
         print(f"export {var}={shlex.quote(bins[name])}")
+    # kubectl and helm of the matching minor first on PATH, ahead of any system kubectl.
+    tools = sorted({str(Path(bins["kubectl"]).parent), str(Path(bins["helm"]).parent)})
+    print(f'export PATH={shlex.quote(":".join(tools))}:"$PATH"')
     return 0
 
 
