@@ -66,6 +66,12 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
             memo["clients"] = load_clients()
         memo["config"] = cfg
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A fresh registry has none of kopf's default login handlers: in-cluster account or
+        # KUBECONFIG, through the kubernetes client library.
+        return kopf.login_via_client(**kwargs)
+
     @kopf.index("pods", labels=SESSION_SELECTOR, id="session_pods", registry=registry)
     def session_pods(
         namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
