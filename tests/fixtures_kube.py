@@ -18,7 +18,9 @@ Fixtures:
 - ``namespace`` (per test) -> str: a fresh namespace ``t-<8 hex>`` whose ``default``
   ServiceAccount exists. Teardown deletes the custom resources in it first (stripping finalizers
   that are still there after a grace period, so a stopped operator cannot wedge teardown), then
-  the namespace, and waits until it is gone.
+  deletes the namespace without waiting (that takes the namespace controller seconds); at the
+  end of the session ``kube_test_namespaces`` waits until every one of them is gone, and fails
+  if one is stuck.
 
 Helper: ``wait_for(predicate, timeout=30, interval=0.2, message="")`` polls until the predicate
 returns something truthy and returns it; exceptions inside it count as "not yet".
@@ -58,7 +60,9 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 HACK_CLUSTER = ROOT / "hack/cluster"
 MARKER = ("kube-system", "ec2-terminal-test-cluster")
-CLUSTER_FIXTURES = frozenset({"kube_cluster", "kubeconfig", "kubectl", "helm", "namespace"})
+CLUSTER_FIXTURES = frozenset(
+    {"kube_cluster", "kubeconfig", "kubectl", "helm", "namespace", "kube_test_namespaces"}
+)
 TEST_NAMESPACE_LABEL = "ec2-terminal.io/test"
 
 
@@ -333,7 +337,7 @@ def delete_namespace(cluster: KubeCluster, name: str, grace: float = 30.0) -> No
     def remaining() -> list[str]:
         if not kinds:
             return []
-        out = cluster.kubectl("get", ",".join(kinds), "-o", "name", namespace=name)
+        out = cluster.kubectl("get", ",".join(kinds), "-o", "name", namespace=name, check=False)
         return out.split()
 
     try:
@@ -353,19 +357,34 @@ def delete_namespace(cluster: KubeCluster, name: str, grace: float = 30.0) -> No
                 namespace=name,
                 check=False,
             )
+    # The namespace controller takes seconds per namespace; the session waits for all at the end.
     cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 
-    def gone() -> bool:
-        out = cluster.kubectl("get", "namespace", name, "--ignore-not-found", "-o", "name")
-        return out.strip() == ""
 
-    wait_for(gone, timeout=120, interval=0.5, message=f"namespace {name} deleted")
+def wait_namespaces_gone(cluster: KubeCluster, names: list[str], timeout: float = 120) -> None:
+    """Waits until none of NAMES exists any more."""
+
+    def gone() -> bool:
+        out = cluster.kubectl("get", "namespaces", "-o", "name")
+        return not {f"namespace/{n}" for n in names} & set(out.split())
+
+    wait_for(gone, timeout=timeout, interval=0.5, message=f"test namespaces {names} deleted")
+
+
+@pytest.fixture(scope="session")
+def kube_test_namespaces(kube_cluster: KubeCluster) -> Iterator[list[str]]:
+    """Names of the namespaces this session made; at the end, waits until all are gone."""
+    names: list[str] = []
+    yield names
+    if names:
+        wait_namespaces_gone(kube_cluster, names)
 
 
 @pytest.fixture
-def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
+def namespace(kube_cluster: KubeCluster, kube_test_namespaces: list[str]) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards (custom resources first)."""
     name = f"t-{secrets.token_hex(4)}"
+    kube_test_namespaces.append(name)
     kube_cluster.apply(
         {
             "apiVersion": "v1",

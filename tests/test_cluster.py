@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_kube import HACK_CLUSTER, ROOT, KubeCluster, KubectlError, wait_for
+from tests.fixtures_kube import (
+    HACK_CLUSTER,
+    ROOT,
+    KubeCluster,
+    KubectlError,
+    check_test_cluster,
+    cluster_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -28,6 +36,66 @@ RESTRICTED_CONTAINER: dict[str, Any] = {
         "seccompProfile": {"type": "RuntimeDefault"},
     },
 }
+
+
+def test_wait_for_returns_the_first_truthy_value() -> None:
+    values = iter([0, None, ValueError("not yet"), "done", "later"])
+
+    def next_value() -> object:
+        value = next(values)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    assert wait_for(next_value, timeout=5, interval=0) == "done"
+
+
+def test_wait_for_times_out_with_the_message_and_last_error() -> None:
+    def never() -> bool:
+        raise RuntimeError("still broken")
+
+    with pytest.raises(TimeoutError, match=r"the thing: not true after 0.2s.*still broken"):
+        wait_for(never, timeout=0.2, interval=0.05, message="the thing")
+
+
+def unreachable_cluster(server: str, tmp_path: Path) -> KubeCluster:
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    tools = cluster_env()
+    return KubeCluster(
+        config,
+        server,
+        Path(tools["EC2_TERMINAL_KUBECTL"]),
+        Path(tools["EC2_TERMINAL_HELM"]),
+        dict(os.environ),
+    )
+
+
+def test_fixture_refuses_a_server_that_is_not_loopback(tmp_path: Path) -> None:
+    # Refused before any request: the address is never contacted.
+    cluster = unreachable_cluster("https://203.0.113.10:6443", tmp_path)
+    with pytest.raises(pytest.fail.Exception, match="not a loopback address"):
+        check_test_cluster(cluster)
+
+
+def test_fixture_refuses_a_loopback_server_without_the_marker(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: connections are refused
+        cluster = unreachable_cluster(f"https://127.0.0.1:{port}", tmp_path)
+        with pytest.raises(pytest.fail.Exception, match="no ConfigMap kube-system/"):
+            check_test_cluster(cluster)
 
 
 def pinned_kube_version() -> str:
