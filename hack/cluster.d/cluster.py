@@ -447,6 +447,8 @@ def component_argv(
             f"--kubeconfig={kc}",
             f"--authentication-kubeconfig={kc}",
             f"--authorization-kubeconfig={kc}",
+            # No front proxy here: don't look up (and keep warning about) its request-header CA.
+            "--authentication-skip-lookup=true",
             "--bind-address=127.0.0.1",
             f"--secure-port={p[name]}",
             f"--tls-cert-file={pki / 'serving.crt'}",
@@ -470,6 +472,8 @@ def component_argv(
             f"--kubeconfig={kc}",
             f"--authentication-kubeconfig={kc}",
             f"--authorization-kubeconfig={kc}",
+            # No front proxy here: don't look up (and keep warning about) its request-header CA.
+            "--authentication-skip-lookup=true",
             "--bind-address=127.0.0.1",
             f"--secure-port={p[name]}",
             f"--tls-cert-file={pki / 'serving.crt'}",
