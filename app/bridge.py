@@ -71,6 +71,11 @@ class Bridge:
             self.metrics.errors_total.labels(exc.code).inc()
             log.info("connection ended with %s: %s", exc.code, exc)
             await self._fail(exc)
+        except Exception:
+            # A bug must not leave the browser guessing: say so, keep details in the log.
+            log.exception("connection failed unexpectedly")
+            self.metrics.errors_total.labels(TerminalError.code).inc()
+            await self._fail(TerminalError("internal error in the terminal server"))
         finally:
             self.metrics.active_connections.dec()
             if session is not None:

@@ -12,7 +12,7 @@ from app.errors import SessionNotFound, TooManySessions
 from app.metrics import Metrics
 from app.protocol import Size
 from app.recording import RECORDING_SUFFIX, Recorder
-from app.session import Clock, Session
+from app.session import Clock, Session, SessionState
 from app.settings import Limits
 from app.terminal import Connector
 
@@ -97,7 +97,7 @@ class SessionRegistry:
 
     def activity(self) -> tuple[int, float | None]:
         """Attached connections and the Unix time of the last user activity."""
-        attached = sum(1 for s in self._sessions.values() if s.detached_since is None)
+        attached = sum(1 for s in self._sessions.values() if s.state is SessionState.ATTACHED)
         return attached, self._last_activity_wall
 
     async def shutdown(self, reason: str, patience: float = 5.0) -> None:

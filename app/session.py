@@ -188,6 +188,24 @@ class Session:
             deadlines.append((grace_end, "client did not come back within the grace period"))
         return min(deadlines)
 
+    async def _lifetime_change(self, patience: float | None) -> bool:
+        """Wait for an attach, detach or end, up to `patience` s; False if the time ran out."""
+        self._lifetime_changed.clear()
+        try:
+            async with asyncio.timeout(patience):
+                await self._lifetime_changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _grace_left(self) -> float | None:
+        """How long an ended session still waits for its client; None: while it is attached."""
+        if self._attachment is not None:
+            return None
+        if self.detached_since is None or not self._resumable:
+            return 0.0
+        return self.detached_since + self.limits.resume_grace - self.clock()
+
     async def supervise(self) -> None:
         """End the session at its earliest deadline; return once it has ended and been let go."""
         while self.exit is None:
@@ -196,26 +214,13 @@ class Session:
             if remaining <= 0:
                 self.end(reason)
                 break
-            self._lifetime_changed.clear()
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._lifetime_changed.wait()
-            except TimeoutError:
-                pass
+            await self._lifetime_change(remaining)
         # An ended session waits for its client to fetch the rest and the EXIT, if it may return.
         while not self._exit_delivered:
-            timeout = None
-            if self._attachment is None:
-                if self.detached_since is None or not self._resumable:
-                    break
-                timeout = self.detached_since + self.limits.resume_grace - self.clock()
-                if timeout <= 0:
-                    break
-            self._lifetime_changed.clear()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._lifetime_changed.wait()
-            except TimeoutError:
+            left = self._grace_left()
+            if left is not None and left <= 0:
+                break
+            if not await self._lifetime_change(left):
                 break
         self.close_terminal()
         if self.recorder:

@@ -15,6 +15,15 @@ import pytest
 from tests.support import free_port, poll, port_open, stop
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+# The machine's login profile is not under test, and can hang (pyenv's rehash lock, left by a
+# shell killed mid-login): sessions run a plain bash, interactive or with the client's command.
+SESSION_SCRIPT = """#!/bin/sh
+export PS1='test$ '
+if [ -n "$SSH_ORIGINAL_COMMAND" ]; then
+  exec /bin/bash --noprofile --norc -c "$SSH_ORIGINAL_COMMAND"
+fi
+exec /bin/bash --noprofile --norc -i
+"""
 
 
 def keygen(path: Path, kind: str = "ed25519") -> str:
@@ -75,6 +84,9 @@ def start_sshd(directory: Path, extra_config: str = "") -> Sshd:
     port = free_port()
     config = directory / "sshd_config"
     log_path = directory / "sshd.log"
+    session = directory / "session.sh"
+    session.write_text(SESSION_SCRIPT)
+    session.chmod(0o755)
     config.write_text(
         "\n".join(
             [
@@ -94,6 +106,7 @@ def start_sshd(directory: Path, extra_config: str = "") -> Sshd:
                 "LogLevel VERBOSE",
                 "MaxStartups 100",
                 "ClientAliveInterval 0",
+                f"ForceCommand {session}",
                 extra_config,
                 "",
             ]

@@ -67,6 +67,7 @@ async def test_unacknowledged_output_stops_at_the_window_and_resumes_intact(
     acked = client.offset
     await client.send_input(CAT.format(path=path))
 
+    await client.until(lambda c: c.offset - acked >= WINDOW, timeout=60)
     await read_until_quiet(client, quiet=1.5)
     unacked = client.offset - acked
     assert WINDOW <= unacked <= WINDOW + 256 * 1024, f"{unacked} bytes in flight"
