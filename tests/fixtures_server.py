@@ -96,8 +96,10 @@ def start_server(
     if wait:
         try:
             poll(
-                lambda: process.poll() is None
-                and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200,
+                lambda: (
+                    process.poll() is None
+                    and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+                ),
                 timeout=20,
                 what=f"the session server to answer /healthz (log: {log_path})",
             )
