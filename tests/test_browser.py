@@ -179,3 +179,33 @@ def test_copy_and_paste_shortcuts(browser: BrowserContext, server: RunningServer
     terminal.page.keyboard.press("Enter")
     terminal.wait_line("pasted-5")
     assert not terminal.errors
+
+
+def test_web_links_open_on_click(browser: BrowserContext, server: RunningServer) -> None:
+    terminal = open_terminal(browser, server)
+    terminal.run("echo https://example.invalid/$((6*7))")
+    terminal.wait_line("https://example.invalid/42")
+    # Stand in for window.open: the test only checks the link was recognized and activated.
+    terminal.eval(
+        "() => { window.__opened = 0; window.open = () => { window.__opened++; return null; }; }"
+    )
+    x, y = terminal.eval(
+        """() => {
+          const term = window.__ec2terminal.term;
+          const buf = term.buffer.active;
+          const rect = document.querySelector('#terminal .xterm-screen').getBoundingClientRect();
+          const cellW = rect.width / term.cols, cellH = rect.height / term.rows;
+          for (let i = buf.length - 1; i >= 0; i--) {
+            const text = buf.getLine(i).translateToString(true);
+            if (text.trim() === 'https://example.invalid/42') {
+              const col = text.indexOf('https') + 5.5, row = i - buf.viewportY + 0.5;
+              return [rect.left + col * cellW, rect.top + row * cellH];
+            }
+          }
+          return null;
+        }"""
+    )
+    terminal.page.mouse.move(x, y)
+    terminal.page.mouse.move(x + 2, y)
+    terminal.page.mouse.click(x + 2, y)
+    terminal.page.wait_for_function("() => window.__opened > 0")
