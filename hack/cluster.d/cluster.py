@@ -47,6 +47,14 @@ class ClusterError(Exception):
     """A component failed to start or stop; the message says which and where its log is."""
 
 
+class ComponentExited(ClusterError):
+    """A component exited while starting; ``port_clash`` when its port was taken meanwhile."""
+
+    def __init__(self, message: str, port_clash: bool) -> None:
+        super().__init__(message)
+        self.port_clash = port_clash
+
+
 def log(msg: str, *args: object) -> None:
     print("==> " + (msg % args if args else msg), file=sys.stderr, flush=True)
 
@@ -608,13 +616,15 @@ def stop(layout: Layout, grace: float = 15.0) -> None:
                 os.killpg(pid, signal.SIGKILL)
             while alive(entry):
                 time.sleep(0.05)
-    deadline = time.monotonic() + 10
+    # Our processes are gone and have no children, so their sockets are closed; a port still
+    # listening now belongs to someone else (say, a port taken while we were starting).
+    deadline = time.monotonic() + 5
     busy = [int(p) for p in ports.values() if listening(int(p))]
     while busy and time.monotonic() < deadline:
         time.sleep(0.1)
         busy = [p for p in busy if listening(p)]
     if busy:
-        raise ClusterError(f"ports still listening after stop: {busy}")
+        log("ports %s are in use by other processes", busy)
     with contextlib.suppress(FileNotFoundError):
         layout.state.unlink()
     shutil.rmtree(layout.etcd_data, ignore_errors=True)
@@ -628,10 +638,41 @@ def wait_healthy(
 
     def ready() -> bool:
         if not alive(entry):
-            raise ClusterError(f"{name} exited:\n{tail(log_path)}")
+            last = tail(log_path)
+            raise ComponentExited(f"{name} exited:\n{last}", "address already in use" in last)
         return healthy(layout, name, ports)[0]
 
     wait_until(ready, timeout, name, lambda: tail(log_path))
+
+
+def start_components(layout: Layout, bins: dict[str, str], timeout: float) -> None:
+    """Starts every component on fresh ports and waits until the cluster is usable."""
+    ports = pick_ports()
+    server = f"https://127.0.0.1:{ports['kube-apiserver']}"
+    for user in ("admin", "controller-manager", "scheduler", "kwok"):
+        write_kubeconfig(layout.kubeconfig(user), server, layout.pki, user)
+    shutil.rmtree(layout.etcd_data, ignore_errors=True)
+    state: dict[str, object] = {"ports": ports, "server": server, "processes": {}}
+    procs: dict[str, object] = {}
+    state["processes"] = procs
+    try:
+        for group in (
+            ("etcd",),
+            ("kube-apiserver",),
+            ("kube-controller-manager", "kube-scheduler", "kwok"),
+        ):
+            for name in group:
+                procs[name] = spawn(layout, name, component_argv(name, layout, bins, ports))
+                save_state(layout, state)
+            for name in group:
+                entry = procs[name]
+                assert isinstance(entry, dict)
+                wait_healthy(layout, name, entry, ports, timeout)
+        bootstrap(layout, bins, ports, timeout)
+    except BaseException:
+        log("cluster failed to start; logs in %s; stopping what was started", layout.logs)
+        stop(layout)
+        raise
 
 
 def cmd_up(layout: Layout, timeout: float, build: bool) -> int:
@@ -646,32 +687,16 @@ def cmd_up(layout: Layout, timeout: float, build: bool) -> int:
         layout.dir.mkdir(parents=True, exist_ok=True)
         layout.dir.chmod(0o700)
         make_pki(layout.pki)
-        ports = pick_ports()
-        server = f"https://127.0.0.1:{ports['kube-apiserver']}"
-        for user in ("admin", "controller-manager", "scheduler", "kwok"):
-            write_kubeconfig(layout.kubeconfig(user), server, layout.pki, user)
-        shutil.rmtree(layout.etcd_data, ignore_errors=True)
-        state: dict[str, object] = {"ports": ports, "server": server, "processes": {}}
-        procs: dict[str, object] = {}
-        state["processes"] = procs
-        try:
-            for group in (
-                ("etcd",),
-                ("kube-apiserver",),
-                ("kube-controller-manager", "kube-scheduler", "kwok"),
-            ):
-                for name in group:
-                    procs[name] = spawn(layout, name, component_argv(name, layout, bins, ports))
-                    save_state(layout, state)
-                for name in group:
-                    entry = procs[name]
-                    assert isinstance(entry, dict)
-                    wait_healthy(layout, name, entry, ports, timeout)
-            bootstrap(layout, bins, ports, timeout)
-        except BaseException:
-            log("cluster failed to start; logs in %s; stopping what was started", layout.logs)
-            stop(layout)
-            raise
+        for attempt in (1, 2):
+            try:
+                start_components(layout, bins, timeout)
+                break
+            except ComponentExited as exc:
+                # A free port probed here can be taken by another process before the component
+                # binds it; one retry on fresh ports makes that race harmless.
+                if attempt == 2 or not exc.port_clash:
+                    raise
+                log("%s; retrying on other ports", str(exc).splitlines()[0])
     log(
         "cluster up in %.1fs: export KUBECONFIG=%s",
         time.monotonic() - started,
