@@ -57,6 +57,7 @@ class OperatorProcess:
     proc: subprocess.Popen[bytes]
     liveness_url: str
     log_path: Path
+    namespaces: tuple[str, ...] = ()
 
     def alive(self) -> bool:
         """Whether the liveness endpoint answers 200."""
@@ -118,7 +119,9 @@ def operator_factory(
         full_env.update(env or {})
         with log_path.open("wb") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env)
-        op = OperatorProcess(proc=proc, liveness_url=liveness, log_path=log_path)
+        op = OperatorProcess(
+            proc=proc, liveness_url=liveness, log_path=log_path, namespaces=namespaces
+        )
         started.append(op)
         wait_for(
             lambda: proc.poll() is not None or op.alive(),
@@ -130,6 +133,20 @@ def operator_factory(
         return op
 
     yield start
+    # Sessions go while an operator still runs, so its finalizer is released properly
+    # instead of the namespace teardown waiting and stripping it.
+    for op in started:
+        if op.proc.poll() is None:
+            for ns in op.namespaces:
+                kube_cluster.kubectl(
+                    "delete",
+                    "ts",
+                    "--all",
+                    "--wait=true",
+                    "--timeout=60s",
+                    namespace=ns,
+                    check=False,
+                )
     for op in started:
         op.stop()
     artifacts = ROOT / "test-artifacts"
