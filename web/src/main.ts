@@ -12,11 +12,11 @@ import { WebglAddon } from "@xterm/addon-webgl";
 import { Connection, socketUrl, type UiState } from "./connection.js";
 import { mirrorStyleElements } from "./cspstyles.js";
 import { binaryStringToBytes } from "./protocol.js";
+import { StatusBar } from "./statusbar.js";
 
-function element<T extends HTMLElement>(id: string): T {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`page is missing #${id}`);
-  return el as T;
+/** Server messages shown inside the terminal, without control characters of their own. */
+function plain(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f-\x9f]/g, " ");
 }
 
 /** Renders with WebGL when the browser can, else with the DOM renderer (also after context loss). */
@@ -54,12 +54,9 @@ async function copySelection(term: Terminal): Promise<void> {
 }
 
 function main(): void {
-  const container = element("terminal");
-  const stateEl = element("state");
-  const hostKeyEl = element("host-key");
-  const rttEl = element("rtt");
-  const messageEl = element("message");
-  const newSessionButton = element<HTMLButtonElement>("new-session");
+  const container = document.getElementById("terminal");
+  if (!container) throw new Error("page is missing #terminal");
+  const bar = new StatusBar(document);
 
   mirrorStyleElements(container);
   const term = new Terminal({
@@ -81,9 +78,6 @@ function main(): void {
   if (loadWebgl(term, () => (renderer = "dom"))) renderer = "webgl";
 
   const encoder = new TextEncoder();
-  const states: string[] = [];
-  /** Why the session ended (EXIT or ERROR), shown while closed. */
-  let ending = "";
   const taps = new Set<(data: Uint8Array) => void>();
   const connection = new Connection(
     socketUrl(document.baseURI),
@@ -92,35 +86,21 @@ function main(): void {
       size: () => ({ cols: term.cols, rows: term.rows }),
     },
     {
-      state: (state: UiState, detail: string) => {
-        states.push(detail ? `${state}: ${detail}` : state);
-        if (states.length > 100) states.shift();
-        document.body.dataset.state = state;
-        stateEl.textContent = state === "reconnecting" ? "reconnecting…" : state;
-        stateEl.className = `state-${state}`;
-        messageEl.textContent = state === "closed" && ending ? ending : detail;
-        newSessionButton.hidden = state !== "closed";
-        if (state !== "connected") rttEl.textContent = "";
-      },
+      state: (state: UiState, detail: string) => bar.state(state, detail),
       status: (status) => {
-        if (status.host_key_sha256) {
-          hostKeyEl.textContent = status.host_key_sha256;
-          hostKeyEl.title = "SSH host key fingerprint of the target";
-        }
+        if (status.host_key_sha256) bar.hostKey(status.host_key_sha256);
       },
       exit: (exit) => {
         const code = exit.exit_status === null ? "" : ` with status ${exit.exit_status}`;
         const text = `Session ended${code}: ${exit.reason}`;
-        ending = text;
-        term.write(`\r\n\x1b[1m[${text}]\x1b[0m\r\n`);
+        bar.ended(text);
+        term.write(`\r\n\x1b[1m[${plain(text)}]\x1b[0m\r\n`);
       },
       error: (error) => {
-        ending = error.message;
-        term.write(`\r\n\x1b[1;31m[${error.message}]\x1b[0m\r\n`);
+        bar.ended(error.message);
+        term.write(`\r\n\x1b[1;31m[${plain(error.message)}]\x1b[0m\r\n`);
       },
-      rtt: (ms) => {
-        rttEl.textContent = `${Math.round(ms)} ms`;
-      },
+      rtt: (ms) => bar.rtt(ms),
       output: (data) => {
         for (const tap of taps) tap(data);
       },
@@ -168,10 +148,8 @@ function main(): void {
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") connection.reconnectNow();
   });
-  newSessionButton.addEventListener("click", () => {
+  bar.onNewSession(() => {
     term.reset();
-    ending = "";
-    hostKeyEl.textContent = "";
     connection.restart();
     term.focus();
   });
@@ -183,7 +161,7 @@ function main(): void {
       connection,
       fit,
       taps,
-      states,
+      states: bar.history,
       get renderer() {
         return renderer;
       },
