@@ -235,11 +235,8 @@ async def test_page_assets_and_websocket_through_nginx(
 
 
 @pytest.mark.browser
-def test_browser_through_nginx_with_prefix_stripped(
-    server_factory: ServerFactory, nginx_factory: NginxFactory, sshd: Sshd
-) -> None:
-    server = server_factory(sshd, base_path="/")
-    nginx = nginx_factory(server, True)
+def test_browser_through_nginx(proxied: tuple[RunningServer, Nginx], sshd: Sshd) -> None:
+    server, nginx = proxied
     with chromium() as browser:
         terminal = TerminalPage.open(browser, f"{nginx.base_url}?token={server.token}")
         assert terminal.statuses == [303, 200]
@@ -253,5 +250,6 @@ def test_browser_through_nginx_with_prefix_stripped(
         cols, rows = terminal.size()
         terminal.run("stty size")
         terminal.wait_line(f"{rows} {cols}")
-        terminal.screenshot("browser-nginx.png")
+        mode = "prefix-stripped" if server.base_path == "/" else "prefix-kept"
+        terminal.screenshot(f"browser-nginx-{mode}.png")
         assert not terminal.errors
