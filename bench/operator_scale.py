@@ -129,6 +129,12 @@ def rss_kib(pid: int, field: str) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -147,7 +153,8 @@ def sessions_run(kube: Kube, count: int, resync: float, timeout: float) -> dict[
                 f"--namespace={ns}",
                 f"--liveness={liveness}",
                 f"--resync-seconds={resync}",
-                "--log-format=plain",
+                "--log-format=full",
+                *(["--verbose"] if os.environ.get("BENCH_VERBOSE") else []),
             ],
             env=kube.env,
             stdout=log,
@@ -189,6 +196,7 @@ def sessions_run(kube: Kube, count: int, resync: float, timeout: float) -> dict[
                 }
                 for i in range(count)
             ]
+            cpu_before = cpu_seconds(proc.pid)
             start = time.monotonic()
             kube.apply(sessions, ns)
 
@@ -203,6 +211,7 @@ def sessions_run(kube: Kube, count: int, resync: float, timeout: float) -> dict[
                 "seconds": elapsed,
                 "operator_peak_rss_mib": rss_kib(proc.pid, "VmHWM") / 1024,
                 "operator_idle_rss_mib": idle_rss / 1024,
+                "operator_cpu_seconds": cpu_seconds(proc.pid) - cpu_before,
             }
         finally:
             proc.terminate()
@@ -230,6 +239,8 @@ def main() -> int:
         "ratio_sessions_to_bare_pods": round(run["seconds"] / base, 2),
         "operator_peak_rss_mib": round(run["operator_peak_rss_mib"], 1),
         "operator_idle_rss_mib": round(run["operator_idle_rss_mib"], 1),
+        "operator_cpu_seconds_until_all_ready": round(run["operator_cpu_seconds"], 1),
+        "load_average_1m": round(os.getloadavg()[0], 1),
     }
     (ROOT / "bench/results/operator_scale.json").write_text(json.dumps(result, indent=2) + "\n")
     for k, v in result.items():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +26,7 @@ class FakeApi:
         self.calls: list[str] = []
 
     def _creator(self, kind: str) -> Callable[..., Any]:
-        def create(namespace: str, body: dict[str, Any]) -> None:
+        def create(namespace: str, body: dict[str, Any], **_: Any) -> None:
             self.calls.append(f"create {kind}")
             key = (kind, namespace, body["metadata"]["name"])
             if key in self.objects:
@@ -34,7 +36,7 @@ class FakeApi:
         return create
 
     def _patcher(self, kind: str) -> Callable[..., Any]:
-        def patch(name: str, namespace: str, body: dict[str, Any]) -> None:
+        def patch(name: str, namespace: str, body: dict[str, Any], **_: Any) -> None:
             self.calls.append(f"patch {kind}")
             self.objects[(kind, namespace, name)] = body
 
@@ -59,17 +61,11 @@ class FakeApi:
             return self._deleter(kind)
         if verb == "read":
 
-            def read(name: str, namespace: str) -> Any:
+            def read(name: str, namespace: str, **_: Any) -> Any:
                 obj = self.objects.get((kind, namespace, name))
                 if obj is None:
                     raise ApiException(status=404)
-
-                found = obj
-
-                class Result:
-                    data = found.get("data")
-
-                return Result()
+                return types.SimpleNamespace(data=json.dumps(obj).encode())
 
             return read
         raise AttributeError(attr)

@@ -23,6 +23,9 @@ class OperatorConfig:
     resync_seconds: float = 5.0
     # Delay before retrying a session whose credentials Secret is missing.
     retry_seconds: float = 5.0
+    # Threads running reconcile passes: a first pass waits on about nine API calls, so
+    # throughput at scale is set by concurrency rather than CPU.
+    workers: int = 48
     listen_port: int = 8000
     service_port: int = 80
     # nginx closes idle proxied connections after 60 s by default, which would cut a quiet
@@ -54,6 +57,7 @@ class OperatorConfig:
             image_pull_policy=get("IMAGE_PULL_POLICY", defaults.image_pull_policy, str),
             resync_seconds=get("RESYNC_SECONDS", defaults.resync_seconds, float),
             retry_seconds=get("RETRY_SECONDS", defaults.retry_seconds, float),
+            workers=get("WORKERS", defaults.workers, int),
             ingress_timeout_seconds=get(
                 "INGRESS_TIMEOUT_SECONDS", defaults.ingress_timeout_seconds, int
             ),

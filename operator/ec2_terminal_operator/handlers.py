@@ -26,9 +26,11 @@ class QuietResync(logging.Filter):
         return not record.getMessage().startswith("Timer 'reconcile' succeeded")
 
 
-def load_clients() -> reconcile.Clients:
+def load_clients(pool_size: int) -> reconcile.Clients:
     """Kubernetes clients from the in-cluster account, else from KUBECONFIG."""
     configuration = client.Configuration()
+    # One connection per executor thread, not urllib3's default 10.
+    configuration.connection_pool_maxsize = pool_size
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -58,12 +60,12 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
         objects_logger = logging.getLogger("kopf.objects")
         if not any(isinstance(f, QuietResync) for f in objects_logger.filters):
             objects_logger.addFilter(QuietResync())
-        settings.execution.max_workers = 16
+        settings.execution.max_workers = cfg.workers
         # A watch that silently stalls would freeze every session; reconnect regularly.
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         if "clients" not in memo:
-            memo["clients"] = load_clients()
+            memo["clients"] = load_clients(cfg.workers)
         memo["config"] = cfg
 
     @kopf.on.login(registry=registry)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime
+import json
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
@@ -32,6 +32,8 @@ from ec2_terminal_operator.spec import (
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["created", "patched", "exists"]
+# Calls pass _preload_content=False: turning every response into the client's model objects
+# costs more CPU than the rest of a reconcile pass, and the operator needs none of them.
 Clock = Callable[[], datetime.datetime]
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 
@@ -75,21 +77,26 @@ def _create_or_patch(
     """Creates a child, or brings an existing one in line (fixed names make this idempotent)."""
     name = manifest["metadata"]["name"]
     try:
-        create(namespace=namespace, body=manifest)
+        create(namespace=namespace, body=manifest, _preload_content=False)
         return "created"
     except ApiException as exc:
         if exc.status != 409:
             raise
     if patch is None:
         return "exists"
-    patch(name=name, namespace=namespace, body=manifest)
+    patch(name=name, namespace=namespace, body=manifest, _preload_content=False)
     return "patched"
 
 
 def _delete(delete: Callable[..., Any], name: str, namespace: str) -> bool:
     """Deletes a child; False when it was already gone."""
     try:
-        delete(name=name, namespace=namespace, propagation_policy="Background")
+        delete(
+            name=name,
+            namespace=namespace,
+            propagation_policy="Background",
+            _preload_content=False,
+        )
         return True
     except ApiException as exc:
         if exc.status == 404:
@@ -100,7 +107,9 @@ def _delete(delete: Callable[..., Any], name: str, namespace: str) -> bool:
 def check_secret_key(api: client.CoreV1Api, namespace: str, ref: SecretKeyRef, what: str) -> Check:
     """Whether a referenced Secret and key exist (their values are never logged)."""
     try:
-        secret = api.read_namespaced_secret(name=ref.name, namespace=namespace)
+        response = api.read_namespaced_secret(
+            name=ref.name, namespace=namespace, _preload_content=False
+        )
     except ApiException as exc:
         if exc.status == 404:
             msg = f"{what} Secret {ref.name!r} not found in namespace {namespace}"
@@ -108,7 +117,8 @@ def check_secret_key(api: client.CoreV1Api, namespace: str, ref: SecretKeyRef, w
         if exc.status == 403:
             return Check(False, "SecretForbidden", f"the operator may not read Secret {ref.name!r}")
         raise
-    if ref.key not in (secret.data or {}):
+    secret: dict[str, Any] = json.loads(response.data)  # type: ignore[arg-type]
+    if ref.key not in (secret.get("data") or {}):
         msg = f"{what} Secret {ref.name!r} has no key {ref.key!r}"
         return Check(False, "SecretKeyNotFound", msg)
     return Check(True, "SecretFound", f"{what} Secret {ref.name!r} has key {ref.key!r}")
@@ -152,8 +162,12 @@ def ensure_support(
     config: OperatorConfig,
     owner: Mapping[str, Any],
     emit: EventSink,
+    has_ingress: bool = True,
 ) -> None:
-    """Everything but the pod: token Secret, ServiceAccount, Role, RoleBinding, Service, Ingress."""
+    """Everything but the pod: token Secret, ServiceAccount, Role, RoleBinding, Service, Ingress.
+
+    `has_ingress` False (from the ingress index) spares a DELETE when none is wanted or there.
+    """
     ns = session.namespace
     outcomes: list[tuple[str, str, Outcome]] = []
     outcomes.append(
@@ -198,7 +212,9 @@ def ensure_support(
                 resources.build_ingress(session, config),
             )
         )
-    elif _delete(clients.networking.delete_namespaced_ingress, resources.ingress_name(session), ns):
+    elif has_ingress and _delete(
+        clients.networking.delete_namespaced_ingress, resources.ingress_name(session), ns
+    ):
         emit(owner, "Normal", "IngressDeleted", "exposure.type is no longer Ingress")
     for kind, create, patch, manifest in steps:
         kopf.adopt(manifest, owner=cast(Any, owner))
@@ -305,7 +321,8 @@ def reconcile(p: Pass) -> dict[str, Any]:
 
     route = _route_check(session, p.services, p.ingresses)
     if p.memo.get("ensured_generation") != session.generation or not route.ok:
-        ensure_support(p.clients, session, config, p.body, p.emit)
+        has_ingress = bool(list(p.ingresses))
+        ensure_support(p.clients, session, config, p.body, p.emit, has_ingress)
         p.memo["ensured_generation"] = session.generation
         route = _route_check(session, [True], [True])
 
@@ -375,17 +392,3 @@ def cleanup(clients: Clients, session: Session) -> list[str]:
             deleted.append(f"{kind}/{name}")
     logger.info("session %s/%s: cleaned up %s", ns, session.name, ", ".join(deleted) or "nothing")
     return deleted
-
-
-def read_token(clients: Clients, session: Session) -> str | None:
-    """The session token, for tests and tools that hand out URLs (never logged)."""
-    try:
-        secret = clients.core.read_namespaced_secret(
-            resources.token_secret_name(session), session.namespace
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    raw = (secret.data or {}).get(resources.TOKEN_KEY)
-    return base64.b64decode(raw).decode() if raw else None
