@@ -378,6 +378,7 @@ def test_startup_timeout_fails_then_recovers_when_fixed(
     pod_ready = condition(ts, "PodReady")
     assert pod_ready["reason"] == "StartupTimeout"
     assert "not ready after 10s" in pod_ready["message"]
+    assert "Unschedulable" in pod_ready["message"]
     wait_events(kube_cluster, namespace, "stuck", ("Warning", "StartupTimeout"))
     kube_cluster.kubectl(
         "patch",

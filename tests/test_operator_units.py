@@ -205,6 +205,29 @@ def test_pod_view_reads_readiness_and_activity() -> None:
     assert bad.active_connections is None
 
 
+def test_pod_view_explains_an_unschedulable_pod() -> None:
+    view = pod_view(
+        {
+            "metadata": {"name": "demo"},
+            "status": {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/2 nodes are available",
+                    }
+                ],
+            },
+        }
+    )
+    assert (view.waiting_reason, view.waiting_message) == (
+        "Unschedulable",
+        "0/2 nodes are available",
+    )
+
+
 def pod(ready: bool = True, **kw: Any) -> PodView:
     fields: dict[str, Any] = {
         "name": "demo",

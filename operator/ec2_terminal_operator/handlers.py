@@ -45,7 +45,7 @@ def _key(namespace: str | None, session: str) -> tuple[str, str]:
 def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
     """Registers every handler of the operator in `registry`, with intervals from `cfg`."""
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
@@ -68,7 +68,7 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
             memo["clients"] = load_clients(cfg.workers)
         memo["config"] = cfg
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # A fresh registry has none of kopf's default login handlers: in-cluster account or
         # KUBECONFIG, through the kubernetes client library.

@@ -70,6 +70,12 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
         if detail:
             waiting_reason = detail.get("reason")
             waiting_message = detail.get("message")
+    if waiting_reason is None:
+        # No container yet: the scheduler's verdict (e.g. Unschedulable) is the explanation.
+        for c in status.get("conditions") or ():
+            if c.get("type") == "PodScheduled" and c.get("status") == "False":
+                waiting_reason = c.get("reason")
+                waiting_message = c.get("message")
     active: int | None = None
     raw_active = annotations.get(ANNOTATION_ACTIVE_CONNECTIONS)
     if raw_active is not None:
