@@ -72,12 +72,14 @@ def in_cluster_endpoint(
         raise ActivityReportError("KUBERNETES_SERVICE_HOST is not set: not running in a pod")
     if ":" in host:  # an IPv6 address
         host = f"[{host}]"
+    # Overridable so the server can run outside a pod with a pod's identity (tests, debugging).
+    account = Path(env.get("EC2_TERMINAL_SERVICE_ACCOUNT_DIR") or SERVICE_ACCOUNT_DIR)
     return PodEndpoint(
         server=f"https://{host}:{port}",
         namespace=namespace,
         pod_name=pod_name,
-        ca_file=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
-        token_file=str(SERVICE_ACCOUNT_DIR / "token"),
+        ca_file=str(account / "ca.crt"),
+        token_file=str(account / "token"),
     )
 
 

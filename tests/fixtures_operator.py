@@ -232,3 +232,51 @@ def names(cluster: KubeCluster, namespace: str, kind: str, selector: str = "") -
         args.append(f"--selector={selector}")
     items = cluster.kubectl_json(*args, namespace=namespace)["items"]
     return sorted(i["metadata"]["name"] for i in items)
+
+
+# --- playing the kubelet: run a rendered session pod's command as a local process ---
+
+
+def materialize_volumes(
+    pod: dict[str, Any], secret_data: dict[str, dict[str, bytes]], root: Path
+) -> dict[str, Path]:
+    """Creates every volume under root; returns mountPath -> local directory."""
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    mounts: dict[str, Path] = {}
+    for mount in pod["spec"]["containers"][0]["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        local = root / mount["name"]
+        local.mkdir(parents=True)
+        if "secret" in volume:
+            data = secret_data[volume["secret"]["secretName"]]
+            for item in volume["secret"]["items"]:
+                path = local / item["path"]
+                path.write_bytes(data[item["key"]])
+                path.chmod(volume["secret"]["defaultMode"])
+        mounts[mount["mountPath"]] = local
+    return mounts
+
+
+def pod_environment(
+    pod: dict[str, Any], mounts: dict[str, Path], namespace: str = "team-a"
+) -> dict[str, str]:
+    """The container's environment as the kubelet sets it, with mount paths made local."""
+    env: dict[str, str] = {}
+    fields = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": namespace}
+    for entry in pod["spec"]["containers"][0]["env"]:
+        if "valueFrom" in entry:
+            env[entry["name"]] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
+            continue
+        value = entry["value"]
+        for mount_path, local in sorted(mounts.items(), key=lambda m: -len(m[0])):
+            if value == mount_path or value.startswith(mount_path + "/"):
+                value = str(local) + value[len(mount_path) :]
+                break
+        env[entry["name"]] = value
+    return env
+
+
+def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Starts a process with exactly `env`, output to log_path."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)

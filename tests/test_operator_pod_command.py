@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ec2_terminal_operator import resources
@@ -22,50 +20,9 @@ from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import parse_session
 
 from tests.fixtures_kube import wait_for
-from tests.fixtures_operator import free_port
+from tests.fixtures_operator import free_port, materialize_volumes, pod_environment, spawn
 from tests.fixtures_sshd import Sshd
 from tests.wsclient import open_client
-
-
-def _materialize(
-    pod: dict[str, Any], secret_data: dict[str, dict[str, bytes]], root: Path
-) -> dict[str, Path]:
-    """Creates every volume under root; returns mountPath -> local directory."""
-    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-    mounts: dict[str, Path] = {}
-    for mount in pod["spec"]["containers"][0]["volumeMounts"]:
-        volume = volumes[mount["name"]]
-        local = root / mount["name"]
-        local.mkdir(parents=True)
-        if "secret" in volume:
-            data = secret_data[volume["secret"]["secretName"]]
-            for item in volume["secret"]["items"]:
-                path = local / item["path"]
-                path.write_bytes(data[item["key"]])
-                path.chmod(volume["secret"]["defaultMode"])
-        mounts[mount["mountPath"]] = local
-    return mounts
-
-
-def _environment(pod: dict[str, Any], mounts: dict[str, Path]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    fields = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": "team-a"}
-    for entry in pod["spec"]["containers"][0]["env"]:
-        if "valueFrom" in entry:
-            env[entry["name"]] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
-            continue
-        value = entry["value"]
-        for mount_path, local in sorted(mounts.items(), key=lambda m: -len(m[0])):
-            if value == mount_path or value.startswith(mount_path + "/"):
-                value = str(local) + value[len(mount_path) :]
-                break
-        env[entry["name"]] = value
-    return env
-
-
-def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("wb") as log:
-        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.anyio
@@ -85,8 +42,8 @@ async def test_rendered_pod_command_serves_a_working_shell(sshd: Sshd, tmp_path:
         "demo-token": {k: base64.b64decode(v) for k, v in token_secret["data"].items()},
         "ssh-key": {"ssh-privatekey": sshd.client_key_path.read_bytes()},
     }
-    mounts = _materialize(pod, secret_data, tmp_path / "volumes")
-    env = _environment(pod, mounts)
+    mounts = materialize_volumes(pod, secret_data, tmp_path / "volumes")
+    env = pod_environment(pod, mounts)
     port = free_port()
     # The one deviation from the pod: tests listen on loopback only.
     env.update(EC2_TERMINAL_LISTEN_HOST="127.0.0.1", EC2_TERMINAL_LISTEN_PORT=str(port))
@@ -94,7 +51,7 @@ async def test_rendered_pod_command_serves_a_working_shell(sshd: Sshd, tmp_path:
     command = pod["spec"]["containers"][0]["command"]
     argv = [str(Path(sys.executable).parent / command[0]), *command[1:]]
     log_path = tmp_path / "server.log"
-    proc = _spawn(argv, env, log_path)
+    proc = spawn(argv, env, log_path)
     try:
 
         def ready() -> bool:
