@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -117,6 +118,8 @@ async def test_instance_connect_with_console_host_keys(
     assert pushed.availability_zone == f"{moto_aws.region}a"
     assert accepted_fingerprints(sshd) == [fingerprint_of(pushed)]
     assert "PRIVATE KEY" not in server.log()
+    for path in filter(Path.is_file, server.log_path.parent.rglob("*")):
+        assert b"PRIVATE KEY" not in path.read_bytes(), f"a private key was written to {path}"
     await client.ws.close()
 
 

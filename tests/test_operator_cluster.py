@@ -529,3 +529,25 @@ def test_examples_are_accepted(
 ) -> None:
     out = kube_cluster.kubectl("apply", "--dry-run=server", "-f", str(example), namespace=namespace)
     assert "created (server dry run)" in out
+
+
+def test_a_foreign_service_with_the_same_name_is_left_alone(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "taken"},
+        "spec": {"selector": {"app": "theirs"}, "ports": [{"port": 80}]},
+    }
+    kube_cluster.apply(foreign, namespace=namespace)
+    kube_cluster.apply(session_manifest("taken"), namespace=namespace)
+    ts = wait_phase(kube_cluster, namespace, "taken", "Failed")
+    assert condition(ts, "PodReady")["reason"] == "NameConflict"
+    svc = kube_cluster.kubectl_json("get", "service", "taken", namespace=namespace)
+    assert svc["spec"]["selector"] == {"app": "theirs"}
+    assert not svc["metadata"].get("ownerReferences")
+    assert not exists(kube_cluster, namespace, "pod", "taken")
+    kube_cluster.kubectl("delete", "service", "taken", namespace=namespace)
+    wait_phase(kube_cluster, namespace, "taken", "Ready")

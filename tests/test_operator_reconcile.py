@@ -231,3 +231,26 @@ def test_cleanup_deletes_every_child() -> None:
     deleted = reconcile.cleanup(world.clients, parse_session(body))
     assert len(deleted) == 7
     assert list(world.api.objects) == [("secret", "ns", "ssh-key")]
+
+
+def test_a_foreign_object_with_a_childs_name_is_never_taken_over() -> None:
+    world = World()
+    world.add_key_secret()
+    foreign = {"metadata": {"name": "demo"}, "spec": {"selector": {"app": "theirs"}}}
+    world.api.objects[("service", "ns", "demo")] = foreign
+    body = owner()
+    world.run(body)
+    assert world.api.objects[("service", "ns", "demo")] is foreign
+    assert "patch service" not in world.api.calls
+    assert ("pod", "ns", "demo") not in world.api.objects
+    assert body["status"]["phase"] == "Failed"
+    pod_ready = next(c for c in body["status"]["conditions"] if c["type"] == "PodReady")
+    assert pod_ready["reason"] == "NameConflict"
+    assert (
+        "Service 'demo' already exists and does not belong to this session" in pod_ready["message"]
+    )
+    assert ("Warning", "NameConflict") in world.events
+    # Once the foreign Service is gone, the session proceeds.
+    del world.api.objects[("service", "ns", "demo")]
+    world.run(body)
+    assert ("pod", "ns", "demo") in world.api.objects

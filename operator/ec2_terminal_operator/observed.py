@@ -115,3 +115,5 @@ class Observed:
     pod: PodView | None
     route: Check
     health_check: Mapping[str, Any]
+    # A child's name taken by an object the session does not own: nothing can proceed.
+    conflict: Check | None = None

@@ -68,13 +68,29 @@ def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -
     kopf.event(cast(Any, body), type=type_, reason=reason, message=message)
 
 
+class NameConflict(Exception):
+    """A child's name is taken by an object this session does not own; it is left alone."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(
+            f"{kind} {name!r} already exists and does not belong to this session: "
+            "rename the session or remove that object"
+        )
+        self.kind = kind
+
+
 def _create_or_patch(
     create: Callable[..., Any],
+    read: Callable[..., Any],
     patch: Callable[..., Any] | None,
     namespace: str,
     manifest: dict[str, Any],
 ) -> Outcome:
-    """Creates a child, or brings an existing one in line (fixed names make this idempotent)."""
+    """Creates a child, or brings an existing one in line (fixed names make this idempotent).
+
+    An existing object is touched only if it is owned by the same session, so a session can
+    never take over, say, a Service someone else created under the same name.
+    """
     name = manifest["metadata"]["name"]
     try:
         create(namespace=namespace, body=manifest, _preload_content=False)
@@ -82,6 +98,11 @@ def _create_or_patch(
     except ApiException as exc:
         if exc.status != 409:
             raise
+    existing = json.loads(read(name=name, namespace=namespace, _preload_content=False).data)
+    ours = {r.get("uid") for r in manifest["metadata"].get("ownerReferences") or ()}
+    theirs = {r.get("uid") for r in existing.get("metadata", {}).get("ownerReferences") or ()}
+    if not ours & theirs:
+        raise NameConflict(str(manifest["kind"]), name)
     if patch is None:
         return "exists"
     patch(name=name, namespace=namespace, body=manifest, _preload_content=False)
@@ -152,7 +173,11 @@ def ensure_token_secret(clients: Clients, session: Session, owner: Mapping[str, 
     manifest = resources.build_token_secret(session, secrets.token_urlsafe(32))
     kopf.adopt(manifest, owner=cast(Any, owner))
     return _create_or_patch(
-        clients.core.create_namespaced_secret, None, session.namespace, manifest
+        clients.core.create_namespaced_secret,
+        clients.core.read_namespaced_secret,
+        None,
+        session.namespace,
+        manifest,
     )
 
 
@@ -177,28 +202,36 @@ def ensure_support(
             ensure_token_secret(clients, session, owner),
         )
     )
-    steps: list[tuple[str, Callable[..., Any], Callable[..., Any] | None, dict[str, Any]]] = [
+    steps: list[
+        tuple[
+            str, Callable[..., Any], Callable[..., Any], Callable[..., Any] | None, dict[str, Any]
+        ]
+    ] = [
         (
             "ServiceAccount",
             clients.core.create_namespaced_service_account,
+            clients.core.read_namespaced_service_account,
             None,
             resources.build_service_account(session),
         ),
         (
             "Role",
             clients.rbac.create_namespaced_role,
+            clients.rbac.read_namespaced_role,
             clients.rbac.patch_namespaced_role,
             resources.build_role(session),
         ),
         (
             "RoleBinding",
             clients.rbac.create_namespaced_role_binding,
+            clients.rbac.read_namespaced_role_binding,
             None,  # roleRef is immutable and fixed by name; nothing to patch
             resources.build_role_binding(session),
         ),
         (
             "Service",
             clients.core.create_namespaced_service,
+            clients.core.read_namespaced_service,
             clients.core.patch_namespaced_service,
             resources.build_service(session, config),
         ),
@@ -208,6 +241,7 @@ def ensure_support(
             (
                 "Ingress",
                 clients.networking.create_namespaced_ingress,
+                clients.networking.read_namespaced_ingress,
                 clients.networking.patch_namespaced_ingress,
                 resources.build_ingress(session, config),
             )
@@ -216,11 +250,10 @@ def ensure_support(
         clients.networking.delete_namespaced_ingress, resources.ingress_name(session), ns
     ):
         emit(owner, "Normal", "IngressDeleted", "exposure.type is no longer Ingress")
-    for kind, create, patch, manifest in steps:
+    for kind, create, read, patch, manifest in steps:
         kopf.adopt(manifest, owner=cast(Any, owner))
-        outcomes.append(
-            (kind, manifest["metadata"]["name"], _create_or_patch(create, patch, ns, manifest))
-        )
+        outcome = _create_or_patch(create, read, patch, ns, manifest)
+        outcomes.append((kind, manifest["metadata"]["name"], outcome))
     for kind, name, outcome in outcomes:
         if outcome == "created":
             logger.info("session %s/%s: created %s %s", ns, session.name, kind, name)
@@ -258,7 +291,8 @@ def ensure_pod(
     desired_hash = manifest["metadata"]["annotations"][resources.ANNOTATION_CONFIG_HASH]
     if pod is None:
         kopf.adopt(manifest, owner=cast(Any, owner))
-        if _create_or_patch(clients.core.create_namespaced_pod, None, ns, manifest) == "created":
+        create, read = clients.core.create_namespaced_pod, clients.core.read_namespaced_pod
+        if _create_or_patch(create, read, None, ns, manifest) == "created":
             logger.info("session %s/%s: created pod", ns, session.name)
             emit(owner, "Normal", "PodCreated", f"created Pod {manifest['metadata']['name']}")
         return
@@ -319,18 +353,26 @@ def reconcile(p: Pass) -> dict[str, Any]:
     else:
         creds = check_credentials(p.clients.core, session)
 
+    conflict: Check | None = None
     route = _route_check(session, p.services, p.ingresses)
     if p.memo.get("ensured_generation") != session.generation or not route.ok:
         has_ingress = bool(list(p.ingresses))
-        ensure_support(p.clients, session, config, p.body, p.emit, has_ingress)
-        p.memo["ensured_generation"] = session.generation
-        route = _route_check(session, [True], [True])
+        try:
+            ensure_support(p.clients, session, config, p.body, p.emit, has_ingress)
+        except NameConflict as exc:
+            conflict = route = Check(False, "NameConflict", str(exc))
+        else:
+            p.memo["ensured_generation"] = session.generation
+            route = _route_check(session, [True], [True])
 
     life = lifetime.evaluate(session, prior_status, pod, now)
-    want_pod = creds.ok and not session.suspend and life.expired is None
+    want_pod = creds.ok and not session.suspend and life.expired is None and conflict is None
     why_not = "session expired" if life.expired is not None else "spec.suspend is true"
-    if session.suspend or life.expired is not None or creds.ok:
-        ensure_pod(p.clients, session, config, p.body, pod, want_pod, why_not, p.emit)
+    if conflict is None and (session.suspend or life.expired is not None or creds.ok):
+        try:
+            ensure_pod(p.clients, session, config, p.body, pod, want_pod, why_not, p.emit)
+        except NameConflict as exc:
+            conflict = Check(False, "NameConflict", str(exc))
 
     observed = Observed(
         deleting=False,
@@ -338,6 +380,7 @@ def reconcile(p: Pass) -> dict[str, Any]:
         pod=pod if want_pod else None,
         route=route,
         health_check=prior_status.get("healthCheck") or {},
+        conflict=conflict,
     )
     verdict = status.compute(session, observed, life, prior_status, config, now)
     for event in verdict.events:

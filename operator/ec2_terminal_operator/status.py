@@ -92,7 +92,6 @@ class Verdict:
     status: dict[str, Any]
     phase: Phase
     events: tuple[Event, ...]
-    startup_timed_out: bool
 
 
 def _credentials(session: Session, observed: Observed) -> Condition:
@@ -105,7 +104,7 @@ def _credentials(session: Session, observed: Observed) -> Condition:
 def _pod(
     session: Session, observed: Observed, life: LifetimeState, now: datetime.datetime
 ) -> tuple[Condition, bool]:
-    """The PodReady condition, and whether the startup deadline has passed."""
+    """The PodReady condition, and whether the pod cannot come up without someone's help."""
     kind = ConditionType.POD_READY
     pod = observed.pod
     if observed.deleting:
@@ -116,6 +115,9 @@ def _pod(
         return Condition(
             kind, "False", "Suspended", "the pod is stopped: spec.suspend is true"
         ), False
+    if observed.conflict is not None:
+        # Failed at once: waiting cannot help until someone renames or removes an object.
+        return Condition(kind, "False", observed.conflict.reason, observed.conflict.message), True
     if pod is None:
         if not observed.credentials.ok:
             msg = "waiting for credentials before creating the pod"
@@ -197,7 +199,7 @@ def _phase(
     observed: Observed,
     life: LifetimeState,
     session: Session,
-    startup_failed: bool,
+    pod_failed: bool,
 ) -> Phase:
     if observed.deleting:
         return Phase.TERMINATING
@@ -207,7 +209,7 @@ def _phase(
         return Phase.SUSPENDED
     if conditions[ConditionType.READY].status == "True":
         return Phase.READY
-    if startup_failed:
+    if pod_failed:
         return Phase.FAILED
     if conditions[ConditionType.CREDENTIALS_READY].status != "True":
         return Phase.PENDING
@@ -270,7 +272,7 @@ def compute(
     now: datetime.datetime,
 ) -> Verdict:
     """The operator-owned part of status.* for this pass, and its Events."""
-    pod_cond, startup_failed = _pod(session, observed, life, now)
+    pod_cond, pod_failed = _pod(session, observed, life, now)
     base = [
         _credentials(session, observed),
         pod_cond,
@@ -280,7 +282,7 @@ def compute(
     ready = _ready(base, observed, session, life)
     conditions = [*base, ready, _expired(life)]
     by_type = {c.type: c for c in conditions}
-    phase = _phase(by_type, observed, life, session, startup_failed)
+    phase = _phase(by_type, observed, life, session, pod_failed)
     prior_conditions = prior_status.get("conditions") or []
     rendered, changed = merge_conditions(prior_conditions, conditions, session.generation, now)
     first = not prior_conditions
@@ -309,7 +311,7 @@ def compute(
         "expiresAt": format_time(life.expires_at),
         "activeConnections": life.active_connections,
     }
-    return Verdict(status=status, phase=phase, events=events, startup_timed_out=startup_failed)
+    return Verdict(status=status, phase=phase, events=events)
 
 
 def status_changes(prior: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
