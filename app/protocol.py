@@ -18,6 +18,7 @@ MAX_OFFSET = 2**64 - 1
 
 _U16_PAIR = struct.Struct(">HH")
 _U64 = struct.Struct(">Q")
+_OUTPUT_HEADER = struct.Struct(">BQ")
 
 
 class FrameType(IntEnum):
@@ -153,7 +154,7 @@ def encode_json(frame_type: FrameType, body: dict[str, Any]) -> bytes:
 
 def encode_output(offset: int, data: bytes) -> bytes:
     """Build an OUTPUT frame for `data`, whose first byte has absolute offset `offset`."""
-    return bytes((FrameType.OUTPUT,)) + _U64.pack(offset) + data
+    return _OUTPUT_HEADER.pack(FrameType.OUTPUT, offset) + data
 
 
 def encode_resize(size: Size) -> bytes:

@@ -43,6 +43,9 @@ class Session:
         self.id = session_id
         self.limits = limits
         self.metrics = metrics
+        # Resolved once: a label lookup per chunk costs more than the count itself.
+        self._bytes_out = metrics.bytes_total.labels("out")
+        self._bytes_in = metrics.bytes_total.labels("in")
         self.recorder = recorder
         self.clock = clock
         self.buffer = ReplayBuffer(limits.replay_buffer)
@@ -65,7 +68,7 @@ class Session:
     def feed(self, data: bytes) -> None:
         """Take output from the remote terminal, pausing it when the client lags a window behind."""
         self.buffer.append(data, keep_from=self.acked)
-        self.metrics.bytes_total.labels("out").inc(len(data))
+        self._bytes_out.inc(len(data))
         if self.recorder:
             self.recorder.output(data)
         if self.terminal and self._paused_since is None and self.unacked > self.limits.flow_window:
@@ -112,7 +115,7 @@ class Session:
     async def write(self, data: bytes) -> None:
         """Send input to the remote terminal, waiting while its transport is backed up."""
         self.touch()
-        self.metrics.bytes_total.labels("in").inc(len(data))
+        self._bytes_in.inc(len(data))
         if self.terminal and self.exit is None:
             self.terminal.write(data)
             await self.terminal.drain()

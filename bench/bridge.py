@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -60,6 +61,18 @@ def make_payload(directory: Path, size: int) -> Path:
             out.write(part)
             written += len(part)
     return path
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of every child process reaped so far (the `ssh` clients)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def direct_throughput(sshd: Sshd, path: Path, tty: bool) -> float:
@@ -180,11 +193,18 @@ async def run(size_mib: int, samples: int, rounds: int) -> dict[str, Any]:
         try:
             payload = make_payload(work, size_mib * 1024 * 1024)
             rates: dict[str, list[float]] = {"direct": [], "direct_tty": [], "bridge": []}
+            # CPU spent per MiB by what sits between the SSH server and the reader: the
+            # `ssh -tt` client on one side, the session server on the other.
+            cpu = {"direct_tty": 0.0, "bridge": 0.0}
             # Interleave the runs so drifting machine load hits each side alike.
             for _ in range(rounds):
                 rates["direct"].append(await direct_throughput(sshd, payload, tty=False))
+                before = children_cpu_seconds()
                 rates["direct_tty"].append(await direct_throughput(sshd, payload, tty=True))
+                cpu["direct_tty"] += children_cpu_seconds() - before
+                before = process_cpu_seconds(server.pid)
                 rates["bridge"].append(await bridge_throughput(server, payload))
+                cpu["bridge"] += process_cpu_seconds(server.pid) - before
             direct_lat = await direct_latencies(sshd, samples)
             bridge_lat = await bridge_latencies(server, samples)
         finally:
@@ -197,6 +217,7 @@ async def run(size_mib: int, samples: int, rounds: int) -> dict[str, Any]:
         "throughput_mib_s": {k: round(v / 2**20, 1) for k, v in best.items()},
         "throughput_ratio_vs_ssh": round(best["bridge"] / best["direct"], 3),
         "throughput_ratio_vs_ssh_tt": round(best["bridge"] / best["direct_tty"], 3),
+        "cpu_ms_per_mib": {k: round(v * 1000 / (size_mib * rounds), 2) for k, v in cpu.items()},
         "latency_ms": {
             "direct_p50": round(statistics.median(direct_lat) * 1000, 3),
             "direct_p99": round(percentile(direct_lat, 99) * 1000, 3),
