@@ -40,6 +40,9 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # Listening before the link is printed: a browser that is quicker than the server's start
+    # waits in the backlog instead of being refused.
+    sock.listen(128)
     sock.set_inheritable(True)
     return sock
 

@@ -280,3 +280,28 @@ def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
     """Starts a process with exactly `env`, output to log_path."""
     with log_path.open("wb") as log:
         return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@contextlib.contextmanager
+def pod_command_running(
+    pod: Mapping[str, Any], env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Runs the pod's container command with `env` until /readyz answers; stops it afterwards."""
+    command = pod["spec"]["containers"][0]["command"]
+    argv = [str(Path(sys.executable).parent / command[0]), *command[1:]]
+    port = env["EC2_TERMINAL_LISTEN_PORT"]
+    proc = spawn(argv, env, log_path)
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                return True  # checked below, with the log
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                return bool(r.status == 200)
+
+        wait_for(ready, timeout=30, message="the pod's server /readyz")
+        assert proc.poll() is None, f"server exited:\n{log_path.read_text()}"
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

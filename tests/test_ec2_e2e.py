@@ -66,6 +66,21 @@ def fingerprint_of(pushed: PushedKey) -> str:
     return sha256(asyncssh.import_public_key(pushed.public_key))
 
 
+def start_instance_connect_server(
+    server_factory: ServerFactory, moto_aws: MotoAws, sshd: Sshd, instance_id: str
+) -> RunningServer:
+    """A server reaching the instance with Instance Connect, its host key from known_hosts."""
+    return start_server(
+        server_factory,
+        moto_aws,
+        sshd,
+        instance_id,
+        access_method="instance-connect",
+        host_key_policy="known-hosts",
+        known_hosts=str(sshd.known_hosts_path),
+    )
+
+
 async def test_a_pushed_key_logs_in_for_60_seconds_only(
     moto_aws: MotoAws, instance_connect_sshd: Sshd
 ) -> None:
@@ -130,15 +145,7 @@ async def test_a_key_that_arrives_late_is_pushed_again_once(
     instance_id = moto_aws.run_instance(public_ip=sshd.host)
     # The first key reaches the instance only after the login: the race the retry is for.
     moto_aws.push_delays.append(5.0)
-    server = start_server(
-        server_factory,
-        moto_aws,
-        sshd,
-        instance_id,
-        access_method="instance-connect",
-        host_key_policy="known-hosts",
-        known_hosts=str(sshd.known_hosts_path),
-    )
+    server = start_instance_connect_server(server_factory, moto_aws, sshd, instance_id)
     client = await attempt(server)
     assert client.error is None, client.error
     await shell_answers(client)
@@ -155,15 +162,7 @@ async def test_keys_older_than_60_seconds_are_refused(
     instance_id = moto_aws.run_instance(public_ip=sshd.host)
     # Every key is 61 seconds old by the time the server logs in with it.
     moto_aws.on_push = lambda pushed: moto_aws.clock.advance(KEY_LIFETIME + 1)
-    server = start_server(
-        server_factory,
-        moto_aws,
-        sshd,
-        instance_id,
-        access_method="instance-connect",
-        host_key_policy="known-hosts",
-        known_hosts=str(sshd.known_hosts_path),
-    )
+    server = start_instance_connect_server(server_factory, moto_aws, sshd, instance_id)
     client = await attempt(server)
     assert client.error is not None
     assert client.error["code"] == "auth_failed"

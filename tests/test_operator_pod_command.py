@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,12 @@ from ec2_terminal_operator import resources
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import parse_session
 
-from tests.fixtures_kube import wait_for
-from tests.fixtures_operator import free_port, materialize_volumes, pod_environment, spawn
+from tests.fixtures_operator import (
+    free_port,
+    materialize_volumes,
+    pod_command_running,
+    pod_environment,
+)
 from tests.fixtures_sshd import Sshd
 from tests.wsclient import open_client
 
@@ -48,20 +50,8 @@ async def test_rendered_pod_command_serves_a_working_shell(sshd: Sshd, tmp_path:
     # The one deviation from the pod: tests listen on loopback only.
     env.update(EC2_TERMINAL_LISTEN_HOST="127.0.0.1", EC2_TERMINAL_LISTEN_PORT=str(port))
     env["PATH"] = os.environ["PATH"]
-    command = pod["spec"]["containers"][0]["command"]
-    argv = [str(Path(sys.executable).parent / command[0]), *command[1:]]
     log_path = tmp_path / "server.log"
-    proc = spawn(argv, env, log_path)
-    try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                return True  # checked below, with the log
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                return bool(r.status == 200)
-
-        wait_for(ready, timeout=30, message="rendered server /readyz")
-        assert proc.poll() is None, f"server exited:\n{log_path.read_text()}"
+    with pod_command_running(pod, env, log_path):
         base_url = f"http://127.0.0.1:{port}{env['EC2_TERMINAL_BASE_PATH']}"
         client = await open_client(base_url, "t0ken-for-the-pod-command-test")
         try:
@@ -70,7 +60,4 @@ async def test_rendered_pod_command_serves_a_working_shell(sshd: Sshd, tmp_path:
             await client.until_text("pod-42")
         finally:
             await client.ws.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
     assert "t0ken-for-the-pod-command-test" not in log_path.read_text()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import sys
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,9 @@ from tests.fixtures_operator import (
     free_port,
     get_session,
     materialize_volumes,
+    pod_command_running,
     pod_environment,
     session_manifest,
-    spawn,
     wait_phase,
 )
 from tests.fixtures_sshd import Sshd
@@ -110,20 +109,8 @@ async def test_real_server_activity_drives_status_and_idle_expiry(
         EC2_TERMINAL_ACTIVITY_INTERVAL="0.5",
         PATH=str(Path(sys.executable).parent),
     )
-    command = pod["spec"]["containers"][0]["command"]
-    argv = [str(Path(sys.executable).parent / command[0]), *command[1:]]
     log_path = tmp_path / "server.log"
-    proc = spawn(argv, env, log_path)
-    try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                return True
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                return bool(r.status == 200)
-
-        wait_for(ready, timeout=30, message="server /readyz")
-        assert proc.poll() is None, log_path.read_text()
+    with pod_command_running(pod, env, log_path):
         token = secrets["live-token"]["token"].decode()
         base_url = f"http://127.0.0.1:{port}{env['EC2_TERMINAL_BASE_PATH']}"
         client = await open_client(base_url, token)
@@ -143,9 +130,6 @@ async def test_real_server_activity_drives_status_and_idle_expiry(
         ts = await _poll_session(kube_cluster, namespace, "Expired")
         expired = condition(ts, "Expired")
         assert expired["reason"] == "IdleTimeout", expired
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
     assert token not in log_path.read_text()
 
 

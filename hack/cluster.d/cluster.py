@@ -448,9 +448,9 @@ def component_argv(
             f"--cert-dir={layout.dir / 'apiserver-certs'}",
             "--profiling=false",
         ]
-    if name == "kube-controller-manager":
-        kc = layout.kubeconfig("controller-manager")
-        return [
+    if name in ("kube-controller-manager", "kube-scheduler"):
+        kc = layout.kubeconfig(name.removeprefix("kube-"))
+        shared = [
             bins[name],
             f"--kubeconfig={kc}",
             f"--authentication-kubeconfig={kc}",
@@ -462,6 +462,12 @@ def component_argv(
             f"--tls-cert-file={pki / 'serving.crt'}",
             f"--tls-private-key-file={pki / 'serving.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
+            "--leader-elect=false",
+            "--profiling=false",
+        ]
+    if name == "kube-controller-manager":
+        return [
+            *shared,
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             "--use-service-account-credentials=true",
@@ -470,26 +476,9 @@ def component_argv(
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             f"--cluster-cidr={POD_CIDR}",
             "--allocate-node-cidrs=false",
-            "--leader-elect=false",
-            "--profiling=false",
         ]
     if name == "kube-scheduler":
-        kc = layout.kubeconfig("scheduler")
-        return [
-            bins[name],
-            f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}",
-            f"--authorization-kubeconfig={kc}",
-            # No front proxy here: don't look up (and keep warning about) its request-header CA.
-            "--authentication-skip-lookup=true",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={p[name]}",
-            f"--tls-cert-file={pki / 'serving.crt'}",
-            f"--tls-private-key-file={pki / 'serving.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            "--leader-elect=false",
-            "--profiling=false",
-        ]
+        return shared
     if name == "kwok":
         return [
             bins["kwok"],
