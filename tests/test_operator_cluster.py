@@ -549,5 +549,16 @@ def test_a_foreign_service_with_the_same_name_is_left_alone(
     assert svc["spec"]["selector"] == {"app": "theirs"}
     assert not svc["metadata"].get("ownerReferences")
     assert not exists(kube_cluster, namespace, "pod", "taken")
+    # Deleting the session removes what it owns, never the foreign Service.
+    kube_cluster.kubectl(
+        "delete", "ts", "taken", "--wait=true", "--timeout=60s", namespace=namespace
+    )
+    wait_for(
+        lambda: not exists(kube_cluster, namespace, "secret", "taken-token"),
+        message="the session's own token Secret deleted",
+    )
+    svc = kube_cluster.kubectl_json("get", "service", "taken", namespace=namespace)
+    assert svc["spec"]["selector"] == {"app": "theirs"}
     kube_cluster.kubectl("delete", "service", "taken", namespace=namespace)
+    kube_cluster.apply(session_manifest("taken"), namespace=namespace)
     wait_phase(kube_cluster, namespace, "taken", "Ready")

@@ -31,6 +31,7 @@ class FakeApi:
             key = (kind, namespace, body["metadata"]["name"])
             if key in self.objects:
                 raise ApiException(status=409)
+            body.setdefault("metadata", {}).setdefault("uid", f"uid-{kind}-{len(self.calls)}")
             self.objects[key] = body
 
         return create
@@ -43,10 +44,15 @@ class FakeApi:
         return patch
 
     def _deleter(self, kind: str) -> Callable[..., Any]:
-        def delete(name: str, namespace: str, **_: Any) -> None:
+        def delete(name: str, namespace: str, body: Any = None, **_: Any) -> None:
             self.calls.append(f"delete {kind}")
-            if self.objects.pop((kind, namespace, name), None) is None:
+            obj = self.objects.get((kind, namespace, name))
+            if obj is None:
                 raise ApiException(status=404)
+            wanted = ((body or {}).get("preconditions") or {}).get("uid")
+            if wanted is not None and wanted != obj.get("metadata", {}).get("uid"):
+                raise ApiException(status=409)
+            del self.objects[(kind, namespace, name)]
 
         return delete
 
@@ -254,3 +260,20 @@ def test_a_foreign_object_with_a_childs_name_is_never_taken_over() -> None:
     del world.api.objects[("service", "ns", "demo")]
     world.run(body)
     assert ("pod", "ns", "demo") in world.api.objects
+
+
+def test_cleanup_keeps_a_foreign_object_with_a_childs_name() -> None:
+    world = World()
+    world.add_key_secret()
+    foreign = {"metadata": {"name": "demo", "uid": "theirs"}, "spec": {}}
+    world.api.objects[("service", "ns", "demo")] = foreign
+    body = owner()
+    world.run(body)
+    assert body["status"]["phase"] == "Failed"
+    world.api.calls.clear()
+    deleted = reconcile.cleanup(world.clients, parse_session(body))
+    assert "Service/demo" not in deleted
+    assert "delete service" not in world.api.calls
+    assert world.api.objects[("service", "ns", "demo")] is foreign
+    # Its own children (created before the conflict) are still removed.
+    assert "Secret/demo-token" in deleted

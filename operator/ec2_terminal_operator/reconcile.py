@@ -125,6 +125,44 @@ def _delete(delete: Callable[..., Any], name: str, namespace: str) -> bool:
         raise
 
 
+def _owner_uids(obj: Mapping[str, Any]) -> set[str]:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or ()
+    return {str(r.get("uid")) for r in refs if r.get("uid")}
+
+
+def _delete_owned(
+    read: Callable[..., Any], delete: Callable[..., Any], name: str, namespace: str, uid: str
+) -> Literal["deleted", "gone", "foreign"]:
+    """Deletes a child only if the session `uid` owns it.
+
+    Children have fixed names, so an object under a child's name may be someone else's (the
+    NameConflict case): it is read first and left alone unless owned, and the DELETE carries
+    its uid as a precondition, so an object replaced in between is not deleted either.
+    """
+    try:
+        obj = json.loads(read(name=name, namespace=namespace, _preload_content=False).data)
+    except ApiException as exc:
+        if exc.status == 404:
+            return "gone"
+        raise
+    if uid not in _owner_uids(obj):
+        return "foreign"
+    options = {
+        "propagationPolicy": "Background",
+        "preconditions": {"uid": (obj.get("metadata") or {}).get("uid")},
+    }
+    try:
+        delete(name=name, namespace=namespace, body=options, _preload_content=False)
+    except ApiException as exc:
+        # 404: gone meanwhile; 409: the precondition failed, it is a different object now.
+        if exc.status == 404:
+            return "gone"
+        if exc.status == 409:
+            return "foreign"
+        raise
+    return "deleted"
+
+
 def check_secret_key(api: client.CoreV1Api, namespace: str, ref: SecretKeyRef, what: str) -> Check:
     """Whether a referenced Secret and key exist (their values are never logged)."""
     try:
@@ -415,23 +453,58 @@ def delete_session(clients: Clients, session: Session) -> None:
 
 
 def cleanup(clients: Clients, session: Session) -> list[str]:
-    """Deletes every child on session deletion; works with or without the garbage collector."""
+    """Deletes every child the session owns; works with or without the garbage collector.
+
+    An object under a child's name that the session does not own (NameConflict) is kept.
+    """
     ns = session.namespace
     deleted: list[str] = []
-    for kind, delete, name in (
-        ("Pod", clients.core.delete_namespaced_pod, resources.pod_name(session)),
-        ("Ingress", clients.networking.delete_namespaced_ingress, resources.ingress_name(session)),
-        ("Service", clients.core.delete_namespaced_service, resources.service_name(session)),
-        ("Secret", clients.core.delete_namespaced_secret, resources.token_secret_name(session)),
-        ("RoleBinding", clients.rbac.delete_namespaced_role_binding, resources.rbac_name(session)),
-        ("Role", clients.rbac.delete_namespaced_role, resources.rbac_name(session)),
+    core, rbac, net = clients.core, clients.rbac, clients.networking
+    for kind, read, delete, name in (
+        ("Pod", core.read_namespaced_pod, core.delete_namespaced_pod, resources.pod_name(session)),
+        (
+            "Ingress",
+            net.read_namespaced_ingress,
+            net.delete_namespaced_ingress,
+            resources.ingress_name(session),
+        ),
+        (
+            "Service",
+            core.read_namespaced_service,
+            core.delete_namespaced_service,
+            resources.service_name(session),
+        ),
+        (
+            "Secret",
+            core.read_namespaced_secret,
+            core.delete_namespaced_secret,
+            resources.token_secret_name(session),
+        ),
+        (
+            "RoleBinding",
+            rbac.read_namespaced_role_binding,
+            rbac.delete_namespaced_role_binding,
+            resources.rbac_name(session),
+        ),
+        (
+            "Role",
+            rbac.read_namespaced_role,
+            rbac.delete_namespaced_role,
+            resources.rbac_name(session),
+        ),
         (
             "ServiceAccount",
-            clients.core.delete_namespaced_service_account,
+            core.read_namespaced_service_account,
+            core.delete_namespaced_service_account,
             resources.rbac_name(session),
         ),
     ):
-        if _delete(delete, name, ns):
+        outcome = _delete_owned(read, delete, name, ns, session.uid)
+        if outcome == "deleted":
             deleted.append(f"{kind}/{name}")
+        elif outcome == "foreign":
+            logger.info(
+                "session %s/%s: kept %s %s, not owned by the session", ns, session.name, kind, name
+            )
     logger.info("session %s/%s: cleaned up %s", ns, session.name, ", ".join(deleted) or "nothing")
     return deleted
