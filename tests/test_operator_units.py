@@ -352,6 +352,27 @@ def test_suspend_is_its_own_phase_without_a_pod() -> None:
     assert v.status["podName"] is None
 
 
+def test_idle_time_does_not_accrue_while_suspended() -> None:
+    raw = body(lifetime={"idleTimeoutSeconds": 30})
+    v1 = run(raw, observe(pod()), {}, T0)
+    suspended = body(suspend=True, lifetime={"idleTimeoutSeconds": 30})
+    v2 = run(suspended, observe(None), v1.status, T0 + datetime.timedelta(seconds=5))
+    assert v2.phase is status.Phase.SUSPENDED
+    assert v2.status["readyTime"] is None
+    # Resumed long after the idle timeout: a new pod starts, then is ready.
+    resumed = T0 + datetime.timedelta(seconds=600)
+    new_pod = pod(created=resumed)
+    v3 = run(raw, observe(pod(ready=False, created=resumed)), v2.status, resumed)
+    assert v3.phase is status.Phase.PROVISIONING
+    v4 = run(raw, observe(new_pod), v3.status, resumed + datetime.timedelta(seconds=5))
+    assert v4.phase is status.Phase.READY
+    assert v4.status["readyTime"] == "2026-01-01T12:10:05Z"
+    v5 = run(raw, observe(new_pod), v4.status, resumed + datetime.timedelta(seconds=34))
+    assert v5.phase is status.Phase.READY
+    v6 = run(raw, observe(new_pod), v5.status, resumed + datetime.timedelta(seconds=35))
+    assert conds(v6)["Expired"]["reason"] == "IdleTimeout"
+
+
 @pytest.mark.parametrize(
     ("hc", "expected"),
     [

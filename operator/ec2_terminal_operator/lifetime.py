@@ -51,7 +51,11 @@ def evaluate(
     """Works out the session's times and whether it is (or already was) expired."""
     start = parse_time(prior_status.get("startTime")) or now
     ready_time = parse_time(prior_status.get("readyTime"))
-    if ready_time is None and pod is not None and pod.ready and not pod.deleting:
+    if session.suspend:
+        # Idle time must not accrue while suspended: readyTime is cleared, and set again
+        # when the resumed pod is ready, so idle time counts from the resume.
+        ready_time = None
+    elif ready_time is None and pod is not None and pod.ready and not pod.deleting:
         ready_time = now
     last_activity = parse_time(prior_status.get("lastActivityTime"))
     reported = pod.last_activity if pod is not None else None
