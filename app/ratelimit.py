@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
-from app.session import Clock
+Clock = Callable[[], float]
 
 
 class TokenBucket:

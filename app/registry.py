@@ -11,8 +11,9 @@ from pathlib import Path
 from app.errors import SessionNotFound, TooManySessions
 from app.metrics import Metrics
 from app.protocol import Size
+from app.ratelimit import Clock
 from app.recording import RECORDING_SUFFIX, Recorder
-from app.session import Clock, Session, SessionState
+from app.session import Session, SessionState
 from app.settings import Limits
 from app.terminal import Connector
 

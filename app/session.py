@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
 from enum import Enum
 
 from app.metrics import Metrics
 from app.protocol import MAX_OUTPUT_CHUNK, Size
+from app.ratelimit import Clock, TokenBucket
 from app.recording import Recorder
 from app.replay import ReplayBuffer
 from app.settings import Limits
@@ -17,7 +18,9 @@ from app.terminal import ExitInfo, RemoteTerminal
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
+# Input received but not yet written to the remote terminal. Beyond this the client's socket
+# is no longer read; below it, ACK and PING frames behind a large paste are handled at once.
+INPUT_BACKLOG = 1024 * 1024
 
 
 class SessionState(Enum):
@@ -62,6 +65,11 @@ class Session:
         self._paused_since: float | None = None
         self._exit_delivered = False
         self._resumable = True
+        self._input: deque[bytes] = deque()
+        self._input_queued = 0
+        self._input_ready = asyncio.Event()
+        self._input_space = asyncio.Event()
+        self._input_bucket = TokenBucket(limits.input_rate, limits.input_rate, clock)
 
     # -- output side: the remote terminal calls these -------------------------------------------
 
@@ -113,12 +121,36 @@ class Session:
             await self._output_ready.wait()
 
     async def write(self, data: bytes) -> None:
-        """Send input to the remote terminal, waiting while its transport is backed up."""
+        """Queue input for the remote terminal; waits only while the backlog is full.
+
+        The session writes the queue at the input rate, so a socket stays responsive (ACK,
+        PING, RESIZE) during a large paste, and queued input survives a reconnect.
+        """
         self.touch()
         self._bytes_in.inc(len(data))
-        if self.terminal and self.exit is None:
-            self.terminal.write(data)
-            await self.terminal.drain()
+        while self._input_queued >= INPUT_BACKLOG and self.exit is None:
+            self._input_space.clear()
+            await self._input_space.wait()
+        self._input.append(data)
+        self._input_queued += len(data)
+        self._input_ready.set()
+
+    async def _write_input(self) -> None:
+        """Feeds queued input to the remote terminal at the input rate, as it can take it."""
+        while True:
+            while not self._input:
+                self._input_ready.clear()
+                await self._input_ready.wait()
+            data = self._input.popleft()
+            await self._input_bucket.take(len(data))
+            if self.terminal and self.exit is None:
+                try:
+                    self.terminal.write(data)
+                    await self.terminal.drain()
+                except OSError as exc:  # the channel closed under us: the session is ending
+                    log.debug("session %s: input not delivered: %s", self.id, exc)
+            self._input_queued -= len(data)
+            self._input_space.set()
 
     def resize(self, size: Size) -> None:
         """Resize the remote PTY."""
@@ -176,6 +208,9 @@ class Session:
 
     def close_terminal(self) -> None:
         """Hang up the remote terminal if it is open."""
+        if self._paused_since is not None:  # a stall that no ACK ended still counts
+            self.metrics.stall_seconds.inc(self.clock() - self._paused_since)
+            self._paused_since = None
         self.state = SessionState.ENDED
         if self.terminal:
             self.terminal.close()
@@ -211,6 +246,14 @@ class Session:
 
     async def supervise(self) -> None:
         """End the session at its earliest deadline; return once it has ended and been let go."""
+        writer = asyncio.create_task(self._write_input(), name=f"input-{self.id}")
+        try:
+            await self._supervise()
+        finally:
+            writer.cancel()
+            self._input_space.set()  # a client waiting on a full backlog must not hang
+
+    async def _supervise(self) -> None:
         while self.exit is None:
             deadline, reason = self._deadline()
             remaining = deadline - self.clock()

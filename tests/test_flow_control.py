@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_server import RunningServer
+from app.protocol import MAX_CLIENT_FRAME, FrameType, encode
+from tests.fixtures_server import RunningServer, ServerFactory
+from tests.fixtures_sshd import Sshd
 from tests.support import rss_bytes
 from tests.wsclient import TerminalClient, open_client
 
@@ -128,3 +130,26 @@ async def test_a_second_connection_takes_the_session_over(server: RunningServer)
     await second.send_input("echo taken-$((3+3))\r")
     await second.until_text("taken-6")
     await second.ws.close()
+
+
+async def test_a_large_paste_leaves_the_socket_responsive_and_arrives_whole(
+    server_factory: ServerFactory, sshd: Sshd, tmp_path: Path
+) -> None:
+    # At 32 KiB/s the paste takes ten seconds to reach the remote side; meanwhile PING (and
+    # ACK) frames sent after it must be answered, or the page would give up on the socket.
+    rate, size = 32 * 1024, 320 * 1024
+    server = server_factory(sshd, input_rate=rate)
+    client = await connected(server)
+    target = tmp_path / "pasted"
+    await client.send_input(f"stty -echo; cat > {target}; wc -c < {target}\r")
+    line = b"x" * 1023 + b"\n"  # canonical mode holds at most 4 KiB per line
+    paste = line * (size // len(line))
+    step = MAX_CLIENT_FRAME - 1  # the limit counts the frame's type byte
+    for start in range(0, size, step):
+        await client.send_input(paste[start : start + step])
+    await client.ws.send(encode(FrameType.PING, b"ping"))
+    await client.until(lambda c: c.pongs == [b"ping"], timeout=size / rate / 2)
+    await client.send_input(b"\x04")
+    await client.until_text(str(size), timeout=60)
+    assert target.stat().st_size == size
+    await client.ws.close()
