@@ -562,3 +562,41 @@ def test_a_foreign_service_with_the_same_name_is_left_alone(
     kube_cluster.kubectl("delete", "service", "taken", namespace=namespace)
     kube_cluster.apply(session_manifest("taken"), namespace=namespace)
     wait_phase(kube_cluster, namespace, "taken", "Ready")
+
+
+def test_an_evicted_pod_is_replaced(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(session_manifest("evict"), namespace=namespace)
+    wait_phase(kube_cluster, namespace, "evict", "Ready")
+    old_uid = kube_cluster.kubectl_json("get", "pod", "evict", namespace=namespace)["metadata"][
+        "uid"
+    ]
+    evicted = {
+        "status": {
+            "phase": "Failed",
+            "reason": "Evicted",
+            "message": "The node was low on resource: memory.",
+        }
+    }
+    kube_cluster.kubectl(
+        "patch",
+        "pod",
+        "evict",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(evicted),
+        namespace=namespace,
+    )
+
+    def replaced() -> bool:
+        pod = kube_cluster.kubectl(
+            "get", "pod", "evict", "--ignore-not-found", "-o", "json", namespace=namespace
+        )
+        return bool(pod.strip()) and json.loads(pod)["metadata"]["uid"] != old_uid
+
+    wait_for(replaced, timeout=60, message="evicted pod replaced")
+    wait_phase(kube_cluster, namespace, "evict", "Ready")
+    wait_events(kube_cluster, namespace, "evict", ("Warning", "PodReplaced"))

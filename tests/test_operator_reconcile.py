@@ -105,6 +105,8 @@ class World:
         )
         self.memo: dict[str, Any] = {}
         self.events: list[tuple[str, str]] = []
+        # The pod's status as the kubelet would report it (default: running and ready).
+        self.pod_status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True"}]}
 
     def add_key_secret(self) -> None:
         data = {"ssh-privatekey": base64.b64encode(b"k").decode()}
@@ -114,7 +116,7 @@ class World:
         pod = self.api.objects.get(("pod", "ns", "demo"))
         if pod is None:
             return []
-        body = {**pod, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        body = {**pod, "status": self.pod_status}
         return [pod_view(body)]
 
     def run(self, body: dict[str, Any], now: datetime.datetime = T0) -> dict[str, Any]:
@@ -277,3 +279,61 @@ def test_cleanup_keeps_a_foreign_object_with_a_childs_name() -> None:
     assert world.api.objects[("service", "ns", "demo")] is foreign
     # Its own children (created before the conflict) are still removed.
     assert "Secret/demo-token" in deleted
+
+
+def test_an_evicted_pod_is_replaced() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner()
+    world.run(body)
+    world.run(body)
+    assert body["status"]["phase"] == "Ready"
+    world.pod_status = {
+        "phase": "Failed",
+        "reason": "Evicted",
+        "message": "The node was low on resource: memory.",
+    }
+    world.run(body)
+    assert ("pod", "ns", "demo") not in world.api.objects
+    assert ("Warning", "PodReplaced") in world.events
+    assert ("Warning", "Evicted") in world.events
+    pod_ready = next(c for c in body["status"]["conditions"] if c["type"] == "PodReady")
+    assert pod_ready["reason"] == "Evicted"
+    assert "low on resource" in pod_ready["message"]
+    assert body["status"]["phase"] == "Provisioning"
+    # The next pass creates a new pod.
+    world.pod_status = {"conditions": [{"type": "Ready", "status": "True"}]}
+    world.run(body)
+    assert ("pod", "ns", "demo") in world.api.objects
+
+
+SUPPORT = [
+    ("secret", "ns", "demo-token"),
+    ("service_account", "ns", "demo-session"),
+    ("role", "ns", "demo-session"),
+    ("role_binding", "ns", "demo-session"),
+]
+
+
+def test_deleted_children_come_back_without_a_spec_change() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner()
+    world.run(body)
+    world.run(body)
+    assert body["status"]["phase"] == "Ready"
+    for key in SUPPORT:
+        del world.api.objects[key]
+    # A ready pod: the children come back within SUPPORT_RECHECK_PASSES passes.
+    for _ in range(reconcile.SUPPORT_RECHECK_PASSES):
+        world.run(body)
+    assert all(key in world.api.objects for key in SUPPORT)
+    world.api.calls.clear()
+    world.run(body)
+    assert not [c for c in world.api.calls if c.startswith("create")]
+    # A pod that is not ready: they come back on the next pass.
+    for key in SUPPORT:
+        del world.api.objects[key]
+    world.pod_status = {"phase": "Pending"}
+    world.run(body)
+    assert all(key in world.api.objects for key in SUPPORT)

@@ -50,6 +50,20 @@ class PodView:
     waiting_message: str | None
     last_activity: datetime.datetime | None
     active_connections: int | None
+    # status.reason and status.message of the pod itself (e.g. Evicted), set when it failed.
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Failed or Succeeded: its containers will not run again, so it must be replaced."""
+        return self.phase in ("Failed", "Succeeded")
+
+    def describe_end(self) -> str:
+        """Why a finished pod ended, for messages."""
+        reason = self.reason or self.waiting_reason or self.phase
+        message = self.message or self.waiting_message
+        return f"{reason}: {message}" if message else reason
 
 
 def pod_view(body: Mapping[str, Any]) -> PodView:
@@ -94,6 +108,8 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
         waiting_message=waiting_message,
         last_activity=parse_time(annotations.get(ANNOTATION_LAST_ACTIVITY)),
         active_connections=active,
+        reason=status.get("reason"),
+        message=status.get("message"),
     )
 
 

@@ -35,6 +35,10 @@ Outcome = Literal["created", "patched", "exists"]
 # Calls pass _preload_content=False: turning every response into the client's model objects
 # costs more CPU than the rest of a reconcile pass, and the operator needs none of them.
 Clock = Callable[[], datetime.datetime]
+# ensure_support runs on a spec change, a missing route or a pod that is not ready, and
+# otherwise every this many passes, so a child someone deleted (token Secret, RBAC) comes
+# back within a minute or so; cheap, since creates of existing objects return 409.
+SUPPORT_RECHECK_PASSES = 12
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 
 
@@ -334,9 +338,18 @@ def ensure_pod(
             logger.info("session %s/%s: created pod", ns, session.name)
             emit(owner, "Normal", "PodCreated", f"created Pod {manifest['metadata']['name']}")
         return
+    if pod.deleting:
+        return
+    # A Failed or Succeeded pod (evicted, node shut down) never runs again and keeps its
+    # name: it is deleted, and a later pass creates a new one.
+    if pod.finished and _delete(clients.core.delete_namespaced_pod, pod.name, ns):
+        why = f"replacing pod {pod.name}: it {pod.phase.lower()} ({pod.describe_end()})"
+        logger.info("session %s/%s: %s", ns, session.name, why)
+        emit(owner, "Warning", "PodReplaced", why)
+        return
     # Pod specs are immutable: a changed spec means a new pod (created on a later pass,
     # once the old one is gone, since the name is fixed).
-    stale = not pod.deleting and pod.config_hash != desired_hash
+    stale = pod.config_hash != desired_hash
     if stale and _delete(clients.core.delete_namespaced_pod, pod.name, ns):
         emit(owner, "Normal", "PodReplaced", f"replacing pod {pod.name}: its spec changed")
 
@@ -393,8 +406,16 @@ def reconcile(p: Pass) -> dict[str, Any]:
 
     conflict: Check | None = None
     route = _route_check(session, p.services, p.ingresses)
-    if p.memo.get("ensured_generation") != session.generation or not route.ok:
+    passes = int(p.memo.get("passes_since_support", 0)) + 1
+    pod_wanted = not session.suspend and not status.is_expired(prior_status)
+    if (
+        p.memo.get("ensured_generation") != session.generation
+        or not route.ok
+        or (pod_wanted and (pod is None or not pod.ready))
+        or passes >= SUPPORT_RECHECK_PASSES
+    ):
         has_ingress = bool(list(p.ingresses))
+        passes = 0
         try:
             ensure_support(p.clients, session, config, p.body, p.emit, has_ingress)
         except NameConflict as exc:
@@ -402,6 +423,7 @@ def reconcile(p: Pass) -> dict[str, Any]:
         else:
             p.memo["ensured_generation"] = session.generation
             route = _route_check(session, [True], [True])
+    p.memo["passes_since_support"] = passes
 
     life = lifetime.evaluate(session, prior_status, pod, now)
     want_pod = creds.ok and not session.suspend and life.expired is None and conflict is None

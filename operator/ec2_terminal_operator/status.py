@@ -127,9 +127,11 @@ def _pod(
         return Condition(kind, "False", "PodReplacing", f"pod {pod.name} is being replaced"), False
     if pod.ready:
         return Condition(kind, "True", "PodReady", f"pod {pod.name} is ready"), False
-    if pod.phase == "Failed":
-        reason = pod.waiting_reason or "PodFailed"
-        return Condition(kind, "False", reason, pod.waiting_message or "the pod failed"), True
+    if pod.finished:
+        # Not a dead end: the operator deletes the pod and creates a new one.
+        reason = pod.reason or pod.waiting_reason or "PodFailed"
+        message = f"pod {pod.name} {pod.phase.lower()} ({pod.describe_end()}); replacing it"
+        return Condition(kind, "False", reason, message), False
     started = pod.created or life.start_time
     overdue = (now - started).total_seconds() >= session.lifetime.startup_timeout
     reason = pod.waiting_reason or "PodStarting"
