@@ -44,18 +44,34 @@ def _option(
 ) -> None:
     """A flag defaulting to EC2_TERMINAL_<NAME>, then the legacy variable, then `default`."""
     dest = flag.lstrip("-").replace("-", "_")
-    raw = os.environ.get(_env_name(dest))
+    env = _env_name(dest)
+    raw = os.environ.get(env)
     if raw is None and dest in LEGACY_ENV:
         raw = os.environ.get(LEGACY_ENV[dest])
-    value = type(raw) if raw not in (None, "") else default
+    convert = _checked(type, choices, env) if choices else type
     parser.add_argument(
         flag,
         dest=dest,
-        type=type,
-        default=value,
-        choices=choices,
-        help=f"{help} [env {_env_name(dest)}]",
+        type=convert,
+        # A string default goes through `convert` as if typed on the command line, so a bad
+        # environment value is refused like a bad flag: a message and exit status 2.
+        default=raw if raw not in (None, "") else default,
+        help=f"{help} [env {env}]",
+        metavar="{" + ",".join(choices) + "}" if choices else None,
     )
+
+
+def _checked(type: Callable[[str], Any], choices: Sequence[str], env: str) -> Callable[[str], Any]:
+    """`type`, refusing values outside `choices` (argparse checks no defaults against them)."""
+
+    def convert(raw: str) -> Any:
+        if raw not in choices:
+            raise argparse.ArgumentTypeError(
+                f"{raw!r} is not one of {', '.join(choices)} (from the flag or {env})"
+            )
+        return type(raw)
+
+    return convert
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +117,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         ("idle-timeout", "end a session after this long without input"),
         ("max-duration", "end a session after this long"),
         ("resume-grace", "keep a session this long after its socket drops"),
+        ("keepalive-interval", "SSH keepalive toward the target (3 missed end the session)"),
     ):
         _option(limits, f"--{name}", help, float, getattr(lim, name.replace("-", "_")))
     for name, help in (
@@ -164,6 +181,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         idle_timeout=args.idle_timeout,
         max_duration=args.max_duration,
         resume_grace=args.resume_grace,
+        keepalive_interval=args.keepalive_interval,
         max_sessions=args.max_sessions,
         flow_window=args.flow_window,
         replay_buffer=args.replay_buffer,

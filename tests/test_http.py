@@ -89,6 +89,43 @@ def test_configuration_errors_are_reported_plainly(tmp_path: Path) -> None:
     assert "base path 'no-slashes' must start and end with '/'" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        pytest.param(
+            {"EC2_TERMINAL_HOST_KEY_POLICY": "bogus"},
+            "argument --host-key-policy: 'bogus' is not one of known-hosts, fingerprint",
+            id="choice",
+        ),
+        pytest.param({"EC2_TERMINAL_PORT": "abc"}, "argument --port: invalid int", id="number"),
+    ],
+)
+def test_bad_environment_values_are_refused_like_bad_flags(
+    env: dict[str, str], message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--host", "example.test"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env_without_proxies() | env,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_settings_come_from_the_environment() -> None:
+    from app.cli import build_parser, settings_from_args
+
+    os.environ["EC2_TERMINAL_KEEPALIVE_INTERVAL"] = "7.5"
+    try:
+        settings = settings_from_args(build_parser().parse_args(["serve", "--host", "h"]))
+    finally:
+        del os.environ["EC2_TERMINAL_KEEPALIVE_INTERVAL"]
+    assert settings.limits.keepalive_interval == 7.5
+
+
 def test_prototype_environment_variables_still_work(tmp_path: Path) -> None:
     from app.cli import build_parser, settings_from_args
 

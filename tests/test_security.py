@@ -113,6 +113,16 @@ async def test_bad_frames_close_only_their_own_socket(
     await bystander.ws.close()
 
 
+async def test_a_huge_message_is_cut_off_by_the_websocket_layer(server: RunningServer) -> None:
+    client = await open_client(server.base_url, server.token)
+    await client.hello()
+    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    await client.ws.send(encode(FrameType.INPUT, b"x" * 300_000))
+    await client.until_closed()
+    assert client.ws.close_code == 1009
+    assert client.error is None, "refused before the message was read whole: no ERROR frame"
+
+
 @pytest.mark.parametrize(
     "first",
     [
