@@ -45,8 +45,6 @@ CLIENT_CONFIG = Config(
     read_timeout=15,
     user_agent_extra="ec2-terminal",
 )
-# An Instance Connect key is valid on the instance for this long after the push.
-INSTANCE_CONNECT_KEY_LIFETIME = 60.0
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from app.errors import ConfigurationError
+
+# What EC2 accepts as an instance id: "i-" then 8 (older) or 17 lowercase hex digits.
+INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+# An Instance Connect key is valid on the instance for this long after the push.
+INSTANCE_CONNECT_KEY_LIFETIME = 60.0
+# The login after a push must end well inside the key's lifetime: the clock starts when AWS
+# accepts the key, before the push returns, so a timeout near 60 s would fail as a refused
+# login instead of a timeout.
+INSTANCE_CONNECT_MAX_CONNECT_TIMEOUT = 45.0
 
 
 class AccessMethod(StrEnum):
@@ -101,6 +111,7 @@ class Settings:
             out.append("host key policy 'fingerprint' needs --host-key-fingerprint")
         if t.host_key_fingerprint and not t.host_key_fingerprint.startswith("SHA256:"):
             out.append("the host key fingerprint must look like 'SHA256:...'")
+        out += _ec2_problems(t, lim)
         return out
 
     @property
@@ -120,3 +131,40 @@ class Settings:
             if not known.is_file():
                 return f"known hosts file {known} is missing"
         return None
+
+
+def _ec2_problems(t: Target, lim: Limits) -> list[str]:
+    """What is wrong with the EC2 side of a target, each with the flag to fix."""
+    out: list[str] = []
+    if t.host and t.instance_id:
+        out.append(
+            f"set --host or --instance-id, not both (got --host {t.host!r} and "
+            f"--instance-id {t.instance_id!r})"
+        )
+    if t.instance_id is not None and not INSTANCE_ID.fullmatch(t.instance_id):
+        out.append(
+            f"instance id {t.instance_id!r} is malformed: it must look like "
+            "i-0123456789abcdef0 ('i-' then 8 to 17 lowercase hex digits)"
+        )
+    if t.instance_id is None:
+        if t.host_key_policy is HostKeyPolicy.CONSOLE_OUTPUT:
+            out.append(
+                "host key policy 'console-output' needs --instance-id: the host keys are read "
+                "from that instance's console output"
+            )
+        if t.access_method is AccessMethod.INSTANCE_CONNECT:
+            out.append(
+                "access method 'instance-connect' needs --instance-id: keys are pushed to "
+                "that instance"
+            )
+    if (
+        t.access_method is AccessMethod.INSTANCE_CONNECT
+        and lim.connect_timeout > INSTANCE_CONNECT_MAX_CONNECT_TIMEOUT
+    ):
+        out.append(
+            f"--connect-timeout {lim.connect_timeout:g} is too long for "
+            f"--access-method instance-connect: a pushed key is valid for "
+            f"{INSTANCE_CONNECT_KEY_LIFETIME:g} s, so the login must finish within "
+            f"{INSTANCE_CONNECT_MAX_CONNECT_TIMEOUT:g} s"
+        )
+    return out
