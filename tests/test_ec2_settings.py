@@ -90,8 +90,11 @@ def test_instance_connect_caps_the_connect_timeout() -> None:
         (["--host", "example.com", "--instance-id", INSTANCE], "not both"),
         (["--instance-id", "i-XYZ"], "instance id 'i-XYZ' is malformed"),
         (
-            ["--instance-id", INSTANCE, "--access-method", "instance-connect"]
-            + ["--connect-timeout", "90"],
+            [
+                *("--instance-id", INSTANCE),
+                *("--access-method", "instance-connect"),
+                *("--connect-timeout", "90"),
+            ],
             "--connect-timeout 90 is too long",
         ),
     ],
