@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -125,6 +127,14 @@ class SSHTerminal:
         self._conn.close()
 
 
+def _all_refused(exc: BaseException) -> bool:
+    """asyncio's "Multiple exceptions" error, when every address of the host refused."""
+    if not isinstance(exc, OSError) or exc.errno is not None:
+        return False
+    codes = set(re.findall(r"\[Errno (\d+)\]", str(exc)))
+    return codes == {str(errno.ECONNREFUSED)}
+
+
 def _user_error(exc: BaseException, plan: ConnectPlan, client: _Client | None) -> TerminalError:
     """Translate a connection failure into what the user should know."""
     where = f"{plan.host}:{plan.port}"
@@ -140,7 +150,7 @@ def _user_error(exc: BaseException, plan: ConnectPlan, client: _Client | None) -
         return ConnectTimeout(f"{where} did not answer in time")
     if isinstance(exc, socket.gaierror):
         return HostNotFound(f"host name {plan.host!r} could not be resolved")
-    if isinstance(exc, ConnectionRefusedError):
+    if isinstance(exc, ConnectionRefusedError) or _all_refused(exc):
         return ConnectionRefused(f"{where} refused the connection: is sshd running on that port?")
     if isinstance(exc, asyncssh.ConnectionLost | ConnectionResetError):
         return ConnectionLost(f"{where} closed the connection during setup")

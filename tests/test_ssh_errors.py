@@ -121,3 +121,24 @@ async def test_unknown_host_name(server_factory: ServerFactory, sshd: Sshd) -> N
     assert client.error is not None
     assert client.error["code"] == "host_not_found"
     assert "no-such-host.invalid" in client.error["message"]
+
+
+def test_a_host_whose_every_address_refuses_is_refused() -> None:
+    # What asyncio raises when a name resolves to several addresses and each one refuses.
+    from app.errors import ConnectionRefused, SSHError
+    from app.ssh import _user_error
+    from app.target import ConnectPlan
+
+    plan = ConnectPlan(host="localhost", port=2, user="u", client_keys=[], verifier=None)  # type: ignore[arg-type]
+    both = OSError(
+        "Multiple exceptions: [Errno 111] Connect call failed ('::1', 2, 0, 0), "
+        "[Errno 111] Connect call failed ('127.0.0.1', 2)"
+    )
+    assert isinstance(_user_error(both, plan, None), ConnectionRefused)
+    mixed = OSError(
+        "Multiple exceptions: [Errno 111] Connect call failed ('::1', 2, 0, 0), "
+        "[Errno 113] Connect call failed ('127.0.0.1', 2)"
+    )
+    error = _user_error(mixed, plan, None)
+    assert type(error) is SSHError
+    assert "could not reach localhost:2" in str(error)
