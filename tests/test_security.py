@@ -67,6 +67,16 @@ async def test_token_link_sets_a_strict_cookie_and_leaves_the_url(server: Runnin
     assert "set-cookie" not in wrong.headers
 
 
+def test_the_cookie_is_secure_behind_a_trusted_tls_proxy(server: RunningServer) -> None:
+    link = f"{server.base_url}?token={server.token}"
+    assert "Secure" not in httpx.get(link).headers["set-cookie"], (
+        "plain http: a Secure cookie is lost"
+    )
+    # The test talks from 127.0.0.1, the default --forwarded-allow-ips.
+    behind_tls = httpx.get(link, headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" in behind_tls.headers["set-cookie"]
+
+
 async def test_missing_subprotocol_is_refused(server: RunningServer) -> None:
     with pytest.raises(InvalidStatus) as refused:
         await connect(
