@@ -18,6 +18,19 @@ from kubernetes.client.exceptions import ApiException
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
 
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge key by key, null removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
 class FakeApi:
     """Stores objects by (kind, namespace, name); answers 409/404 like the API server."""
 
@@ -39,7 +52,8 @@ class FakeApi:
     def _patcher(self, kind: str) -> Callable[..., Any]:
         def patch(name: str, namespace: str, body: dict[str, Any], **_: Any) -> None:
             self.calls.append(f"patch {kind}")
-            self.objects[(kind, namespace, name)] = body
+            key = (kind, namespace, name)
+            self.objects[key] = merge_patch(self.objects[key], body)
 
         return patch
 
@@ -337,3 +351,31 @@ def test_deleted_children_come_back_without_a_spec_change() -> None:
     world.pod_status = {"phase": "Pending"}
     world.run(body)
     assert all(key in world.api.objects for key in SUPPORT)
+
+
+def test_ingress_fields_dropped_from_the_spec_are_removed() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner(
+        exposure={
+            "type": "Ingress",
+            "host": "t.example.com",
+            "ingressClassName": "nginx",
+            "tls": {"secretName": "t-tls"},
+            "annotations": {"example.com/team": "a"},
+        }
+    )
+    world.run(body)
+    ingress = world.api.objects[("ingress", "ns", "demo")]
+    assert ingress["spec"]["tls"]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    body["spec"]["exposure"] = {"type": "Ingress", "host": "t.example.com"}
+    body["metadata"]["generation"] = 2
+    world.run(body)
+    ingress = world.api.objects[("ingress", "ns", "demo")]
+    assert "tls" not in ingress["spec"]
+    assert "ingressClassName" not in ingress["spec"]
+    assert "example.com/team" not in ingress["metadata"]["annotations"]
+    assert "nginx.ingress.kubernetes.io/proxy-read-timeout" in ingress["metadata"]["annotations"]
+    assert ingress["spec"]["rules"][0]["host"] == "t.example.com"
+    assert ingress["metadata"]["ownerReferences"][0]["uid"] == "uid-1"

@@ -89,11 +89,13 @@ def _create_or_patch(
     patch: Callable[..., Any] | None,
     namespace: str,
     manifest: dict[str, Any],
+    prune: bool = False,
 ) -> Outcome:
     """Creates a child, or brings an existing one in line (fixed names make this idempotent).
 
     An existing object is touched only if it is owned by the same session, so a session can
-    never take over, say, a Service someone else created under the same name.
+    never take over, say, a Service someone else created under the same name. With `prune`,
+    the patch also removes what the manifest no longer has (see `_removals`).
     """
     name = manifest["metadata"]["name"]
     try:
@@ -109,8 +111,28 @@ def _create_or_patch(
         raise NameConflict(str(manifest["kind"]), name)
     if patch is None:
         return "exists"
-    patch(name=name, namespace=namespace, body=manifest, _preload_content=False)
+    body = _removals(manifest, existing) if prune else manifest
+    patch(name=name, namespace=namespace, body=body, _preload_content=False)
     return "patched"
+
+
+def _removals(manifest: dict[str, Any], existing: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest plus explicit nulls for top-level spec fields and annotations it dropped.
+
+    A merge patch only adds and changes keys: without the nulls an Ingress would keep its
+    tls, ingressClassName or an annotation after they were removed from the session. The
+    operator owns every annotation and spec field of the objects it prunes.
+    """
+    body = json.loads(json.dumps(manifest))
+    spec = body.setdefault("spec", {})
+    for key in (existing.get("spec") or {}).keys() - spec.keys():
+        spec[key] = None
+    annotations = body["metadata"].setdefault("annotations", {})
+    for key in ((existing.get("metadata") or {}).get("annotations") or {}).keys() - set(
+        annotations
+    ):
+        annotations[key] = None
+    return body
 
 
 def _delete(delete: Callable[..., Any], name: str, namespace: str) -> bool:
@@ -294,7 +316,7 @@ def ensure_support(
         emit(owner, "Normal", "IngressDeleted", "exposure.type is no longer Ingress")
     for kind, create, read, patch, manifest in steps:
         kopf.adopt(manifest, owner=cast(Any, owner))
-        outcome = _create_or_patch(create, read, patch, ns, manifest)
+        outcome = _create_or_patch(create, read, patch, ns, manifest, prune=kind == "Ingress")
         outcomes.append((kind, manifest["metadata"]["name"], outcome))
     for kind, name, outcome in outcomes:
         if outcome == "created":
