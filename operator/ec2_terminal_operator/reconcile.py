@@ -123,7 +123,7 @@ def _removals(manifest: dict[str, Any], existing: Mapping[str, Any]) -> dict[str
     tls, ingressClassName or an annotation after they were removed from the session. The
     operator owns every annotation and spec field of the objects it prunes.
     """
-    body = json.loads(json.dumps(manifest))
+    body: dict[str, Any] = json.loads(json.dumps(manifest))
     spec = body.setdefault("spec", {})
     for key in (existing.get("spec") or {}).keys() - spec.keys():
         spec[key] = None
