@@ -20,8 +20,19 @@ KEYS_END = "-----END SSH HOST KEY KEYS-----"
 FINGERPRINTS_BEGIN = "-----BEGIN SSH HOST KEY FINGERPRINTS-----"
 FINGERPRINTS_END = "-----END SSH HOST KEY FINGERPRINTS-----"
 
-# Lines inside a block may carry a prefix (cloud-init's "ec2: ", a kernel timestamp), so keys
-# and fingerprints are found anywhere in the line.
+# What real consoles print before cloud-init's markers, each part optional and in this order:
+# a kernel timestamp "[   12.345678] ", a syslog header "<14>Jul 27 10:20:35 ", the tag
+# "cloud-init[1234]: " or "cloud-init: ", and cloud-init's "ec2: ". A marker counts only as the
+# whole rest of its line after such a prefix: anywhere else (a log line quoting it, say a
+# failed login's user name) it would let whoever writes that line choose the trusted keys.
+_MARKER_PREFIX = re.compile(
+    r"\s*(?:\[\s*\d+\.\d+\]\s*)?"
+    r"(?:<\d{1,3}>[A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d )?"
+    r"(?:cloud-init(?:\[\d+\])?: ?)?"
+    r"(?:ec2: ?)?"
+)
+# Lines inside a block may carry the same prefixes, so keys and fingerprints are found
+# anywhere in the line.
 _KEY_LINE = re.compile(
     r"(?<![\w-])((?:ssh|ecdsa|sk)-[a-z0-9@.-]+)\s+(AAAA[A-Za-z0-9+/]+={0,3})(?![A-Za-z0-9+/=])"
 )
@@ -42,14 +53,21 @@ def console_text(output: str | bytes | None) -> str:
     return decoded.decode("utf-8", "replace")
 
 
+def _marker(line: str) -> str:
+    """The line without a known console prefix and surrounding blanks: a marker if it is one."""
+    prefix = _MARKER_PREFIX.match(line)
+    return line[prefix.end() if prefix else 0 :].strip()
+
+
 def _last_block(lines: list[str], begin: str, end: str) -> list[str] | None:
     """The lines of the last complete begin..end block; a block cut off by truncation is skipped."""
     found: list[str] | None = None
     current: list[str] | None = None
     for line in lines:
-        if begin in line:
+        marker = _marker(line)
+        if marker == begin:
             current = []
-        elif end in line:
+        elif marker == end:
             if current is not None:
                 found = current
             current = None

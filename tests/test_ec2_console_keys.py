@@ -153,3 +153,73 @@ def test_verifier_refuses_any_other_key_and_says_why(host_keys: dict[str, MadeKe
     assert presented.sha256 in message
     assert listed.sha256 in message
     assert "refusing to connect" in message
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "",
+        "ec2: ",
+        "ec2:",
+        "[   12.345678] cloud-init[1234]: ",
+        "[   12.345678] cloud-init[1234]: ec2: ",
+        "<14>Jul 27 10:20:35 ec2: ",
+        "<14>Nov  3 09:00:00 cloud-init: ec2: ",
+    ],
+)
+def test_markers_after_a_known_console_prefix_count(
+    host_keys: dict[str, MadeKey], prefix: str
+) -> None:
+    key = host_keys["ed25519"]
+    text = "\n".join(
+        [
+            f"{prefix}-----BEGIN SSH HOST KEY FINGERPRINTS-----",
+            f"{prefix}256 {key.sha256} root@ip-10-0-0-5 (ED25519)",
+            f"{prefix}-----END SSH HOST KEY FINGERPRINTS-----  ",
+            f"{prefix}-----BEGIN SSH HOST KEY KEYS-----",
+            f"{prefix}{key.line}",
+            f"{prefix}-----END SSH HOST KEY KEYS-----",
+        ]
+    )
+    found = parse_console_host_keys(text)
+    assert found.fingerprints == {key.sha256}
+    assert [k.public_data for k in found.keys] == [key.key.public_data]
+
+
+def test_markers_inside_a_later_log_line_are_ignored(host_keys: dict[str, MadeKey]) -> None:
+    """A log line that quotes the markers (e.g. a login attempt's user name) injects nothing."""
+    genuine, injected = host_keys["ed25519"], host_keys["other"]
+    begin, end = "-----BEGIN SSH HOST KEY KEYS-----", "-----END SSH HOST KEY KEYS-----"
+    fp_begin = "-----BEGIN SSH HOST KEY FINGERPRINTS-----"
+    fp_end = "-----END SSH HOST KEY FINGERPRINTS-----"
+    attack = [
+        f"[  300.100000] sshd[999]: Invalid user {begin} from 203.0.113.9 port 4022",
+        f"[  300.100001] sshd[999]: Invalid user {injected.line} from 203.0.113.9",
+        f"[  300.100002] sshd[999]: Invalid user {end} from 203.0.113.9 port 4022",
+        f"login: {fp_begin}",
+        f"login: 256 {injected.sha256} evil (ED25519)",
+        f"login: {fp_end}",
+        f"ec2: x {begin}",
+        injected.line,
+        f"ec2: {end} x",
+        f"{fp_begin}{fp_begin}",
+        f"256 {injected.sha256} evil (ED25519)",
+        f"{fp_end}{fp_end}",
+    ]
+    text = cloud_init_console([genuine]) + "\r\n".join(attack) + "\r\n"
+    found = parse_console_host_keys(text)
+    assert [k.public_data for k in found.keys] == [genuine.key.public_data]
+    assert found.fingerprints == {genuine.sha256}
+    verifier = ConsoleOutputVerifier("i-0123456789abcdef0", found)
+    with pytest.raises(HostKeyNotVerifiable):
+        verifier.verify("127.0.0.1", 22, injected.key)
+
+
+def test_a_block_opened_only_mid_line_is_not_a_block(host_keys: dict[str, MadeKey]) -> None:
+    key = host_keys["ed25519"]
+    text = (
+        "kernel: echo -----BEGIN SSH HOST KEY KEYS-----\n"
+        f"{key.line}\n"
+        "-----END SSH HOST KEY KEYS-----\n"
+    )
+    assert parse_console_host_keys(text).empty
