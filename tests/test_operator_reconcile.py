@@ -118,6 +118,7 @@ class World:
             custom=self.api,  # type: ignore[arg-type]
         )
         self.memo: dict[str, Any] = {}
+        self.config = OperatorConfig()
         self.events: list[tuple[str, str]] = []
         # The pod's status as the kubelet would report it (default: running and ready).
         self.pod_status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True"}]}
@@ -139,7 +140,7 @@ class World:
         changes = reconcile.reconcile(
             reconcile.Pass(
                 clients=self.clients,
-                config=OperatorConfig(),
+                config=self.config,
                 body=body,
                 session=parse_session(body),
                 pods=self.pods(),
@@ -379,3 +380,25 @@ def test_ingress_fields_dropped_from_the_spec_are_removed() -> None:
     assert "nginx.ingress.kubernetes.io/proxy-read-timeout" in ingress["metadata"]["annotations"]
     assert ingress["spec"]["rules"][0]["host"] == "t.example.com"
     assert ingress["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_an_operator_upgrade_replaces_a_pod_only_while_nobody_is_connected() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner()
+    world.run(body)
+    pod = world.api.objects[("pod", "ns", "demo")]
+    pod["metadata"]["annotations"]["ec2-terminal.io/active-connections"] = "1"
+    world.config = OperatorConfig(session_image="ec2-terminal:9.9.9")
+    world.run(body)
+    assert world.api.objects[("pod", "ns", "demo")] is pod
+    assert not [e for e in world.events if e[1] == "PodReplaced"]
+    # The user disconnects: the pod is brought up to date.
+    pod["metadata"]["annotations"]["ec2-terminal.io/active-connections"] = "0"
+    world.run(body)
+    assert ("pod", "ns", "demo") not in world.api.objects
+    assert ("Normal", "PodReplaced") in world.events
+    world.run(body)
+    assert world.api.objects[("pod", "ns", "demo")]["spec"]["containers"][0]["image"] == (
+        "ec2-terminal:9.9.9"
+    )

@@ -143,6 +143,17 @@ def test_config_hash_follows_the_spec() -> None:
     assert a["metadata"]["annotations"][key] != b["metadata"]["annotations"][key]
 
 
+def test_config_hash_ignores_operator_settings() -> None:
+    a = resources.build_pod(parse_session(body()), CONFIG)
+    b = resources.build_pod(parse_session(body()), OperatorConfig(session_image="new:2"))
+    config, pod_hash = resources.ANNOTATION_CONFIG_HASH, resources.ANNOTATION_POD_HASH
+    assert a["metadata"]["annotations"][config] == b["metadata"]["annotations"][config]
+    assert a["metadata"]["annotations"][pod_hash] != b["metadata"]["annotations"][pod_hash]
+    # Fields the pod does not use do not replace it either.
+    c = resources.build_pod(parse_session(body(healthCheck={"enabled": False})), CONFIG)
+    assert a["metadata"]["annotations"] == c["metadata"]["annotations"]
+
+
 def test_ingress_has_websocket_timeouts_and_the_session_path() -> None:
     s = parse_session(
         body(exposure={"type": "Ingress", "ingressClassName": "nginx", "host": "t.example.com"})

@@ -12,6 +12,7 @@ from ec2_terminal_operator.resources import (
     ANNOTATION_ACTIVE_CONNECTIONS,
     ANNOTATION_CONFIG_HASH,
     ANNOTATION_LAST_ACTIVITY,
+    ANNOTATION_POD_HASH,
     CONTAINER_NAME,
 )
 
@@ -50,6 +51,7 @@ class PodView:
     waiting_message: str | None
     last_activity: datetime.datetime | None
     active_connections: int | None
+    pod_hash: str | None = None
     # status.reason and status.message of the pod itself (e.g. Evicted), set when it failed.
     reason: str | None = None
     message: str | None = None
@@ -108,6 +110,7 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
         waiting_message=waiting_message,
         last_activity=parse_time(annotations.get(ANNOTATION_LAST_ACTIVITY)),
         active_connections=active,
+        pod_hash=annotations.get(ANNOTATION_POD_HASH),
         reason=status.get("reason"),
         message=status.get("message"),
     )

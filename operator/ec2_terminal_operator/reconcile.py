@@ -352,7 +352,8 @@ def ensure_pod(
             emit(owner, "Normal", "PodDeleted", f"deleted pod {pod.name}: {why_not}")
         return
     manifest = resources.build_pod(session, config)
-    desired_hash = manifest["metadata"]["annotations"][resources.ANNOTATION_CONFIG_HASH]
+    annotations = manifest["metadata"]["annotations"]
+    desired_hash = annotations[resources.ANNOTATION_CONFIG_HASH]
     if pod is None:
         kopf.adopt(manifest, owner=cast(Any, owner))
         create, read = clients.core.create_namespaced_pod, clients.core.read_namespaced_pod
@@ -371,9 +372,20 @@ def ensure_pod(
         return
     # Pod specs are immutable: a changed spec means a new pod (created on a later pass,
     # once the old one is gone, since the name is fixed).
-    stale = pod.config_hash != desired_hash
-    if stale and _delete(clients.core.delete_namespaced_pod, pod.name, ns):
-        emit(owner, "Normal", "PodReplaced", f"replacing pod {pod.name}: its spec changed")
+    if pod.config_hash != desired_hash:
+        if _delete(clients.core.delete_namespaced_pod, pod.name, ns):
+            emit(owner, "Normal", "PodReplaced", f"replacing pod {pod.name}: its spec changed")
+        return
+    # Only operator settings changed (an upgrade, a new default image): the pod still works,
+    # so it is replaced only while nobody is connected, never under a live terminal.
+    outdated = pod.pod_hash != annotations[resources.ANNOTATION_POD_HASH]
+    if (
+        outdated
+        and not pod.active_connections
+        and _delete(clients.core.delete_namespaced_pod, pod.name, ns)
+    ):
+        why = f"replacing pod {pod.name}: operator settings changed and nobody is connected"
+        emit(owner, "Normal", "PodReplaced", why)
 
 
 def _route_check(session: Session, services: Iterable[Any], ingresses: Iterable[Any]) -> Check:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import enum
 import hashlib
 import json
 from typing import Any
@@ -19,6 +21,7 @@ LABEL_SESSION = "ec2-terminal.io/session"
 ANNOTATION_LAST_ACTIVITY = "ec2-terminal.io/last-activity"
 ANNOTATION_ACTIVE_CONNECTIONS = "ec2-terminal.io/active-connections"
 ANNOTATION_CONFIG_HASH = "ec2-terminal.io/config-hash"
+ANNOTATION_POD_HASH = "ec2-terminal.io/pod-hash"
 TOKEN_KEY = "token"  # noqa: S105 (a name, not a secret)
 
 TOKEN_DIR = "/var/run/ec2-terminal/token"  # noqa: S105 (a name, not a secret)
@@ -289,16 +292,55 @@ def build_pod(session: Session, config: OperatorConfig) -> dict[str, Any]:
         "metadata": {
             "name": pod_name(session),
             "labels": labels(session),
-            "annotations": {ANNOTATION_CONFIG_HASH: config_hash(pod_spec)},
+            "annotations": {
+                ANNOTATION_CONFIG_HASH: config_hash(session),
+                ANNOTATION_POD_HASH: pod_hash(pod_spec),
+            },
         },
         "spec": pod_spec,
     }
 
 
-def config_hash(pod_spec: dict[str, Any]) -> str:
-    """A digest of the pod spec: pods are immutable, so a changed hash means replace the pod."""
-    canonical = json.dumps(pod_spec, sort_keys=True, separators=(",", ":"))
+def _digest(value: Any) -> str:
+    def plain(o: Any) -> Any:
+        return o.value if isinstance(o, enum.Enum) else str(o)
+
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=plain)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def config_hash(session: Session) -> str:
+    """A digest of the spec fields the pod is built from: a change means replace the pod.
+
+    Only the session's own inputs count, not operator settings (default image, env layout),
+    so upgrading the operator does not cut every live terminal (see `pod_hash`).
+    """
+    return _digest(
+        {
+            "name": session.name,
+            "target": dataclasses.asdict(session.target),
+            "credentials": session.credentials and dataclasses.asdict(session.credentials),
+            "hostKey": dataclasses.asdict(session.host_key),
+            "maxDuration": session.lifetime.max_duration,
+            "idleTimeout": session.lifetime.idle_timeout,
+            "exposure": [
+                session.exposure.type,
+                session.exposure.host,
+                session.exposure.path_prefix,
+                session.exposure.tls_secret_name,
+            ],
+            "pod": dataclasses.asdict(session.pod),
+        }
+    )
+
+
+def pod_hash(pod_spec: dict[str, Any]) -> str:
+    """A digest of the whole pod spec, operator settings included.
+
+    When only this one differs, the pod is out of date but still works: it is replaced only
+    while nobody is connected.
+    """
+    return _digest(pod_spec)
 
 
 def build_service(session: Session, config: OperatorConfig) -> dict[str, Any]:
