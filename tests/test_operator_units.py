@@ -154,6 +154,16 @@ def test_config_hash_ignores_operator_settings() -> None:
     assert a["metadata"]["annotations"] == c["metadata"]["annotations"]
 
 
+def test_forwarded_headers_are_trusted_only_behind_an_ingress() -> None:
+    ingress = body(
+        exposure={"type": "Ingress", "host": "t.example.com", "tls": {"secretName": "t"}}
+    )
+    env = env_of(resources.build_pod(parse_session(ingress), CONFIG))
+    assert env["EC2_TERMINAL_FORWARDED_ALLOW_IPS"] == "*"
+    plain = env_of(resources.build_pod(parse_session(body()), CONFIG))
+    assert "EC2_TERMINAL_FORWARDED_ALLOW_IPS" not in plain
+
+
 def test_ingress_has_websocket_timeouts_and_the_session_path() -> None:
     s = parse_session(
         body(exposure={"type": "Ingress", "ingressClassName": "nginx", "host": "t.example.com"})

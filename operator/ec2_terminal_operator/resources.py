@@ -187,6 +187,13 @@ def build_env(session: Session, config: OperatorConfig) -> list[dict[str, Any]]:
     origins = allowed_origins(session)
     if origins:
         plain["EC2_TERMINAL_ALLOWED_ORIGINS"] = ",".join(origins)
+    if session.exposure.type is ExposureType.INGRESS:
+        # Behind an Ingress the browser's scheme arrives only as X-Forwarded-Proto, and the
+        # server marks its cookie Secure only if it sees https. The pod is reached only
+        # through its Service, from the ingress controller whose address is not known in
+        # advance, so every peer is trusted for X-Forwarded-*; with ClusterIP exposure the
+        # default (loopback only) stays.
+        plain["EC2_TERMINAL_FORWARDED_ALLOW_IPS"] = "*"
     plain["EC2_TERMINAL_RECORDINGS_DIR"] = RECORDINGS_DIR
     # The root filesystem is read-only; anything that wants a home writes to the tmp volume.
     plain["HOME"] = "/tmp"
