@@ -38,9 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Standard mode retries throttling and transient errors with exponential backoff and jitter.
+# Standard mode retries throttling and transient errors with exponential backoff and jitter;
+# 5 attempts in all (botocore's `max_attempts` would count retries only, making it 6).
 CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
+    retries={"mode": "standard", "total_max_attempts": 5},
     connect_timeout=5,
     read_timeout=15,
     user_agent_extra="ec2-terminal",

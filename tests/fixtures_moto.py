@@ -2,7 +2,9 @@
 
 moto answers every instance with the same console text and forgets the keys sent to EC2
 Instance Connect, so the fixture gives each instance its own console text and records every
-pushed key with the time on a clock the test controls.
+pushed key with the time on a clock the test controls. It also counts the requests for each
+action the server calls and can answer the next ones with an error code (throttling, a state
+change) that moto itself never returns.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import secrets
 import shutil
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,12 +25,14 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from moto.core.exceptions import ServiceException
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult
 from moto.core.types import Base64EncodedString
 from moto.core.utils import utcnow
 from moto.ec2.models import ec2_backends
 from moto.ec2.responses.general import SAMPLE_CONSOLE_OUTPUT, General
+from moto.ec2.responses.instances import InstanceResponse
 from moto.ec2instanceconnect.responses import Ec2InstanceConnectResponse
 from moto.server import ThreadedMotoServer
 
@@ -51,6 +56,10 @@ AWS_ENV_TO_CLEAR = (
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
 )
+
+
+class InjectedError(ServiceException):
+    """An AWS error a test queued; defined outside moto so moto serializes it for any service."""
 
 
 @dataclass
@@ -90,6 +99,10 @@ class MotoAws:
     push_delays: list[float] = field(default_factory=list)
     # Called after each push is recorded, e.g. to age the key.
     on_push: Callable[[PushedKey], None] | None = None
+    # Requests moto received per action (DescribeInstances, GetConsoleOutput, SendSSHPublicKey).
+    requests: Counter[str] = field(default_factory=Counter)
+    # Error codes to answer the next requests of an action with, consumed in order.
+    failures: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def backend(self) -> Any:
@@ -141,6 +154,10 @@ class MotoAws:
             yield
         finally:
             httpx.post(f"{self.endpoint_url}/moto-api/reset-auth", content=b"inf", timeout=10)
+
+    def fail_next(self, action: str, *codes: str) -> None:
+        """Answer the next requests of `action` with these AWS error codes, one each."""
+        self.failures.setdefault(action, []).extend(codes)
 
     def env(self) -> dict[str, str]:
         """Environment for a child process that should talk to this moto."""
@@ -221,8 +238,33 @@ def moto_aws(moto_endpoint: str, aws_env: None, monkeypatch: pytest.MonkeyPatch)
             }
         )
 
-    monkeypatch.setattr(Ec2InstanceConnectResponse, "send_ssh_public_key", recording_send)
-    monkeypatch.setattr(General, "get_console_output", console_output)
+    def instrumented(action: str, handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """`handler`, counting its requests and answering with queued error codes first."""
+
+        def handle(self: Any) -> Any:
+            aws.requests[action] += 1
+            queued = aws.failures.get(action)
+            if queued:
+                code = queued.pop(0)
+                raise InjectedError(code, f"{code} (injected by the test)")
+            return handler(self)
+
+        return handle
+
+    describe_instances = InstanceResponse.describe_instances
+    monkeypatch.setattr(
+        Ec2InstanceConnectResponse,
+        "send_ssh_public_key",
+        instrumented("SendSSHPublicKey", recording_send),
+    )
+    monkeypatch.setattr(
+        General, "get_console_output", instrumented("GetConsoleOutput", console_output)
+    )
+    monkeypatch.setattr(
+        InstanceResponse,
+        "describe_instances",
+        instrumented("DescribeInstances", describe_instances),
+    )
     return aws
 
 

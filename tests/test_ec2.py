@@ -99,6 +99,23 @@ async def test_unknown_instance_id(moto_aws: MotoAws, clients: AwsClients) -> No
     assert caught.value.code == "instance_not_found"
 
 
+async def test_throttling_is_retried_by_botocore(moto_aws: MotoAws, clients: AwsClients) -> None:
+    """Standard retry mode: a throttled call is sent again after a backoff and succeeds."""
+    for client in (clients.ec2, clients.instance_connect):
+        assert vars(client.meta.config)["retries"] == {"mode": "standard", "total_max_attempts": 5}
+    instance_id = moto_aws.run_instance()
+    moto_aws.fail_next("DescribeInstances", "RequestLimitExceeded")
+    resolved = await resolve_instance(clients.ec2, instance_id)
+    assert resolved.instance_id == instance_id
+    assert moto_aws.requests["DescribeInstances"] == 2
+    assert moto_aws.failures["DescribeInstances"] == []
+
+    moto_aws.fail_next("SendSSHPublicKey", "ThrottlingException")
+    await push_public_key(clients.instance_connect, resolved, "ec2-user", generate_ephemeral_key())
+    assert moto_aws.requests["SendSSHPublicKey"] == 2
+    assert len(moto_aws.pushed) == 1
+
+
 async def test_missing_credentials(moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch) -> None:
     instance_id = moto_aws.run_instance()
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
