@@ -27,7 +27,9 @@ from app.ec2_errors import (
     InstanceNotFound,
     InstanceNotRunning,
     aws_error,
+    state_advice,
 )
+from app.errors import TerminalError
 from app.hostkeys import sha256
 from app.settings import AddressKind
 
@@ -121,7 +123,7 @@ def _describe(ec2: EC2Client, instance_id: str) -> InstanceTypeDef:
     try:
         response = ec2.describe_instances(InstanceIds=[instance_id])
     except (ClientError, BotoCoreError) as exc:
-        raise aws_error(exc, "ec2:DescribeInstances", instance_id) from None
+        raise aws_error(exc, "ec2:DescribeInstances", instance_id, ec2.meta.region_name) from None
     for reservation in response.get("Reservations", []):
         for instance in reservation.get("Instances", []):
             if instance.get("InstanceId") == instance_id:
@@ -132,14 +134,22 @@ def _describe(ec2: EC2Client, instance_id: str) -> InstanceTypeDef:
     )
 
 
-def _advice(state: str) -> str:
-    if state == "pending":
-        return "wait until it is running and try again"
-    if state in ("stopped", "stopping"):
-        return "start it and try again"
-    if state in ("terminated", "shutting-down"):
-        return "a terminated instance cannot be reached; use another instance"
-    return "try again once it is running"
+def _state_now(ec2: EC2Client, instance_id: str) -> str | None:
+    """The instance's state by a fresh DescribeInstances, or None if that fails too."""
+    try:
+        return str(_describe(ec2, instance_id).get("State", {}).get("Name", "unknown"))
+    except AwsError:
+        return None
+
+
+def _call_error(
+    exc: Exception, action: str, instance_id: str, region: str, ec2: EC2Client | None
+) -> TerminalError:
+    """aws_error for a call on a resolved instance; "not running" is told with the state now."""
+    error = aws_error(exc, action, instance_id, region)
+    if isinstance(error, InstanceNotRunning) and ec2 is not None:
+        error = aws_error(exc, action, instance_id, region, _state_now(ec2, instance_id))
+    return error
 
 
 def _resolve(ec2: EC2Client, instance_id: str, address: AddressKind) -> ResolvedInstance:
@@ -147,7 +157,7 @@ def _resolve(ec2: EC2Client, instance_id: str, address: AddressKind) -> Resolved
     state = str(described.get("State", {}).get("Name", "unknown"))
     if state != "running":
         raise InstanceNotRunning(
-            f"instance {instance_id} is {state}, not running; {_advice(state)}"
+            f"instance {instance_id} is {state}, not running; {state_advice(state)}"
         )
     public = described.get("PublicIpAddress") or described.get("PublicDnsName") or None
     private = described.get("PrivateIpAddress") or described.get("PrivateDnsName") or None
@@ -180,6 +190,7 @@ def _send_public_key(
     instance: ResolvedInstance,
     os_user: str,
     public_key: str,
+    ec2: EC2Client | None,
 ) -> None:
     action = "ec2-instance-connect:SendSSHPublicKey"
     try:
@@ -190,7 +201,8 @@ def _send_public_key(
             AvailabilityZone=instance.availability_zone,
         )
     except (ClientError, BotoCoreError) as exc:
-        raise aws_error(exc, action, instance.instance_id) from None
+        region = instance_connect.meta.region_name
+        raise _call_error(exc, action, instance.instance_id, region, ec2) from None
     if not response.get("Success", False):
         raise AwsError(f"{action} for instance {instance.instance_id} did not succeed")
 
@@ -200,10 +212,12 @@ async def push_public_key(
     instance: ResolvedInstance,
     os_user: str,
     key: asyncssh.SSHKey,
+    ec2: EC2Client | None = None,
 ) -> None:
     """Publish `key`'s public half to the instance for `os_user` for the next 60 seconds."""
+    # With `ec2`, a push refused as "not running" is reported with the instance's state.
     public = key.export_public_key("openssh").decode("ascii").strip()
-    await asyncio.to_thread(_send_public_key, instance_connect, instance, os_user, public)
+    await asyncio.to_thread(_send_public_key, instance_connect, instance, os_user, public, ec2)
     log.info(
         "pushed ephemeral key %s for user %s to instance %s",
         sha256(key),
@@ -227,7 +241,7 @@ def _console_output(ec2: EC2Client, instance_id: str) -> str:
                 raise
             response = ec2.get_console_output(InstanceId=instance_id)
     except (ClientError, BotoCoreError) as exc:
-        raise aws_error(exc, action, instance_id) from None
+        raise _call_error(exc, action, instance_id, ec2.meta.region_name, ec2) from None
     return console_text(response.get("Output"))
 
 

@@ -72,6 +72,12 @@ class InstanceNotFound(AwsError):
     code = "instance_not_found"
 
 
+class InstanceIdMalformed(InstanceNotFound):
+    """AWS refused the instance id as malformed (not `i-` and 8 or 17 hex digits)."""
+
+    code = "instance_id_malformed"
+
+
 class InstanceNotRunning(AwsError):
     """The instance exists but is not in the running state."""
 
@@ -109,11 +115,8 @@ _THROTTLED = {
     "RequestLimitExceeded",
     "TooManyRequestsException",
 }
-_NOT_FOUND = {
-    "InvalidInstanceID.NotFound",
-    "InvalidInstanceID.Malformed",
-    "EC2InstanceNotFoundException",
-}
+_MALFORMED = {"InvalidInstanceID.Malformed"}
+_NOT_FOUND = {"InvalidInstanceID.NotFound", "EC2InstanceNotFoundException"}
 _NOT_RUNNING = {
     "EC2InstanceStateInvalidException",
     "EC2InstanceUnavailableException",
@@ -121,9 +124,39 @@ _NOT_RUNNING = {
 }
 
 
-def _client_error(exc: ClientError, action: str, instance_id: str) -> AwsError:
+def state_advice(state: str) -> str:
+    """What to do about an instance in `state` that should be running."""
+    if state == "pending":
+        return "wait until it is running and try again"
+    if state in ("stopped", "stopping"):
+        return "start it and try again"
+    if state in ("terminated", "shutting-down"):
+        return "a terminated instance cannot be reached; use another instance"
+    return "try again once it is running"
+
+
+def _not_running(
+    instance_id: str, where: str, action: str, code: str, state: str | None
+) -> InstanceNotRunning:
+    answered = f"{action} answered {code}"
+    if state is None or state == "running":
+        # The call said "not running" although DescribeInstances had just said running: the
+        # instance is between states (stopping, rebooting) or its state is unknown.
+        return InstanceNotRunning(
+            f"instance {instance_id}{where} is not running ({answered}); check its state, "
+            "start it if it is stopped, and try again"
+        )
+    return InstanceNotRunning(
+        f"instance {instance_id}{where} is {state}, not running ({answered}); {state_advice(state)}"
+    )
+
+
+def _client_error(
+    exc: ClientError, action: str, instance_id: str, region: str | None, state: str | None
+) -> AwsError:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", "Unknown"))
+    where = f" in {region}" if region else ""
     if code in _CREDENTIALS_REJECTED:
         return AwsCredentialsRejected(
             f"AWS rejected the credentials while calling {action} ({code}): they are unknown, "
@@ -131,34 +164,44 @@ def _client_error(exc: ClientError, action: str, instance_id: str) -> AwsError:
         )
     if code in _ACCESS_DENIED:
         return AwsAccessDenied(
-            f"the AWS credentials are not allowed to call {action} on instance {instance_id} "
-            f"({code}); {POLICY_HINT}"
+            f"the AWS credentials are not allowed to call {action} on instance "
+            f"{instance_id}{where} ({code}); {POLICY_HINT}"
         )
     if code in _THROTTLED:
         return AwsThrottled(
             f"AWS throttled {action} ({code}) even after retries with backoff; try again shortly"
         )
+    if code in _MALFORMED:
+        return InstanceIdMalformed(
+            f"instance id {instance_id!r} is malformed ({code}): it must look like "
+            "i-0123456789abcdef0; check --instance-id"
+        )
     if code in _NOT_FOUND:
         return InstanceNotFound(
-            f"instance {instance_id} does not exist in this account and region ({code}); "
+            f"instance {instance_id} does not exist{where} in this account ({code}); "
             "check --instance-id and --region"
         )
     if code in _NOT_RUNNING:
-        return InstanceNotRunning(
-            f"instance {instance_id} is not in a state that allows {action} ({code}); "
-            "is it running?"
-        )
+        return _not_running(instance_id, where, action, code, state)
     if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
         return AwsAccessDenied(
-            f"AWS refused {action} on instance {instance_id} ({code}); {POLICY_HINT}"
+            f"AWS refused {action} on instance {instance_id}{where} ({code}); {POLICY_HINT}"
         )
     # AWS error messages describe the request, not credentials, so they are safe to show.
     message = str(error.get("Message", ""))[:300]
-    return AwsError(f"AWS call {action} for instance {instance_id} failed: {code}: {message}")
+    return AwsError(
+        f"AWS call {action} for instance {instance_id}{where} failed: {code}: {message}"
+    )
 
 
-def aws_error(exc: Exception, action: str, instance_id: str) -> TerminalError:
-    """The user-facing error for an exception raised by a boto3 call."""
+def aws_error(
+    exc: Exception,
+    action: str,
+    instance_id: str,
+    region: str | None = None,
+    state: str | None = None,
+) -> TerminalError:
+    """The user-facing error for a boto3 call's exception, naming `region` and `state` if known."""
     if isinstance(exc, TerminalError):
         return exc
     if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
@@ -178,7 +221,7 @@ def aws_error(exc: Exception, action: str, instance_id: str) -> TerminalError:
             "network path to AWS"
         )
     if isinstance(exc, ClientError):
-        return _client_error(exc, action, instance_id)
+        return _client_error(exc, action, instance_id, region, state)
     if isinstance(exc, BotoCoreError):
         return AwsError(f"AWS call {action} for instance {instance_id} failed: {exc}")
     return AwsError(f"AWS call {action} for instance {instance_id} failed: {type(exc).__name__}")

@@ -68,7 +68,7 @@ async def instance_plan(target: Target, instance_id: str) -> ConnectPlan:
     instance_connect = target.access_method is AccessMethod.INSTANCE_CONNECT
     if instance_connect:
         key = ec2.generate_ephemeral_key()
-        await ec2.push_public_key(clients.instance_connect, instance, target.user, key)
+        await ec2.push_public_key(clients.instance_connect, instance, target.user, key, clients.ec2)
     elif target.key_file is None:
         raise ConfigurationError("no SSH key configured: set --key-file")
     else:

@@ -27,6 +27,7 @@ from app.ec2_errors import (
     AwsUnreachable,
     ConsoleHostKeysMissing,
     InstanceAddressMissing,
+    InstanceIdMalformed,
     InstanceNotFound,
     InstanceNotRunning,
     aws_error,
@@ -95,8 +96,61 @@ async def test_pending_instance(moto_aws: MotoAws, clients: AwsClients) -> None:
 async def test_unknown_instance_id(moto_aws: MotoAws, clients: AwsClients) -> None:
     with pytest.raises(InstanceNotFound) as caught:
         await resolve_instance(clients.ec2, "i-0123456789abcdef0")
-    assert "instance i-0123456789abcdef0 does not exist" in str(caught.value)
+    assert f"instance i-0123456789abcdef0 does not exist in {moto_aws.region}" in str(caught.value)
     assert caught.value.code == "instance_not_found"
+
+
+async def test_a_malformed_instance_id_is_called_malformed(
+    moto_aws: MotoAws, clients: AwsClients
+) -> None:
+    # moto answers NotFound for any id; AWS says Malformed for one that is not i-<hex>.
+    moto_aws.fail_next("DescribeInstances", "InvalidInstanceID.Malformed")
+    with pytest.raises(InstanceIdMalformed) as caught:
+        await resolve_instance(clients.ec2, "i-0123456789abcdefg")
+    message = str(caught.value)
+    assert "instance id 'i-0123456789abcdefg' is malformed" in message
+    assert "does not exist" not in message
+    assert caught.value.code == "instance_id_malformed"
+    assert isinstance(caught.value, InstanceNotFound)
+
+
+async def test_a_push_refused_as_not_running_names_the_instance_region_and_state(
+    moto_aws: MotoAws, clients: AwsClients
+) -> None:
+    instance_id = moto_aws.run_instance()
+    resolved = await resolve_instance(clients.ec2, instance_id)
+    # Stopped between DescribeInstances and SendSSHPublicKey.
+    moto_aws.stop_instance(instance_id)
+    moto_aws.fail_next("SendSSHPublicKey", "EC2InstanceStateInvalidException")
+    key = generate_ephemeral_key()
+    with pytest.raises(InstanceNotRunning) as caught:
+        await push_public_key(clients.instance_connect, resolved, "ec2-user", key, clients.ec2)
+    assert str(caught.value) == (
+        f"instance {instance_id} in {moto_aws.region} is stopped, not running "
+        "(ec2-instance-connect:SendSSHPublicKey answered EC2InstanceStateInvalidException); "
+        "start it and try again"
+    )
+    assert caught.value.code == "instance_not_running"
+
+    # Without a way to look the state up, the message still names the instance and region.
+    moto_aws.fail_next("SendSSHPublicKey", "EC2InstanceStateInvalidException")
+    with pytest.raises(InstanceNotRunning) as caught:
+        await push_public_key(clients.instance_connect, resolved, "ec2-user", key)
+    assert f"instance {instance_id} in {moto_aws.region} is not running" in str(caught.value)
+
+
+async def test_console_output_refused_as_not_running_names_the_state(
+    moto_aws: MotoAws, clients: AwsClients
+) -> None:
+    instance_id = moto_aws.run_instance()
+    moto_aws.terminate_instance(instance_id)
+    moto_aws.fail_next("GetConsoleOutput", "IncorrectInstanceState")
+    with pytest.raises(InstanceNotRunning) as caught:
+        await console_host_keys(clients.ec2, instance_id)
+    message = str(caught.value)
+    assert f"instance {instance_id} in {moto_aws.region} is terminated, not running" in message
+    assert "ec2:GetConsoleOutput answered IncorrectInstanceState" in message
+    assert "use another instance" in message
 
 
 async def test_throttling_is_retried_by_botocore(moto_aws: MotoAws, clients: AwsClients) -> None:
@@ -212,7 +266,8 @@ def _client_error(code: str) -> Exception:
         ("AuthFailure", AwsCredentialsRejected),
         ("RequestLimitExceeded", AwsThrottled),
         ("ThrottlingException", AwsThrottled),
-        ("InvalidInstanceID.Malformed", InstanceNotFound),
+        ("InvalidInstanceID.Malformed", InstanceIdMalformed),
+        ("InvalidInstanceID.NotFound", InstanceNotFound),
         ("EC2InstanceStateInvalidException", InstanceNotRunning),
     ],
 )
@@ -220,6 +275,19 @@ def test_client_error_codes_map_to_user_errors(code: str, kind: type[TerminalErr
     error = aws_error(_client_error(code), "ec2:DescribeInstances", "i-0123456789abcdef0")
     assert type(error) is kind
     assert code in str(error)
+
+
+def test_region_is_named_where_it_helps() -> None:
+    instance_id = "i-0123456789abcdef0"
+    for code in ("InvalidInstanceID.NotFound", "UnauthorizedOperation", "IncorrectInstanceState"):
+        error = aws_error(_client_error(code), "ec2:DescribeInstances", instance_id, "eu-west-1")
+        assert f"instance {instance_id} " in str(error)
+        assert " in eu-west-1" in str(error), code
+    running = aws_error(
+        _client_error("IncorrectInstanceState"), "ec2:X", instance_id, "eu-west-1", "pending"
+    )
+    assert str(running).startswith(f"instance {instance_id} in eu-west-1 is pending, not running")
+    assert "wait until it is running" in str(running)
 
 
 async def test_access_denied_from_the_api(moto_aws: MotoAws, clients: AwsClients) -> None:
