@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -117,6 +119,44 @@ def make_clients(
 async def open_clients(region: str | None, endpoint_url: str | None = None) -> AwsClients:
     """make_clients off the event loop: loading botocore's service models reads files."""
     return await asyncio.to_thread(make_clients, region, endpoint_url)
+
+
+class AwsClientCache:
+    """AwsClients per (region, endpoint URL), made once from one boto3 session under a lock."""
+
+    # boto3 clients are thread-safe and are shared by every session and retry; a boto3 Session
+    # is not, so it is only touched with the lock held (make_clients runs in worker threads).
+
+    def __init__(
+        self, session_factory: Callable[[], boto3.session.Session] = boto3.session.Session
+    ) -> None:
+        self._session_factory = session_factory
+        self._session: boto3.session.Session | None = None
+        self._clients: dict[tuple[str | None, str | None], AwsClients] = {}
+        self._lock = threading.Lock()
+
+    def get(self, region: str | None, endpoint_url: str | None = None) -> AwsClients:
+        """The clients for this region and endpoint, made on first use (blocking)."""
+        key = (region, endpoint_url)
+        with self._lock:
+            found = self._clients.get(key)
+            if found is not None:
+                return found
+            if self._session is None:
+                self._session = self._session_factory()
+            clients = make_clients(region, endpoint_url, self._session)
+            # A client binds the credentials found when it is made. Without any, keep nothing:
+            # a later call makes a fresh session that looks again (a mounted token, a fixed
+            # environment) instead of failing with NoCredentials forever.
+            if self._session.get_credentials() is None:
+                self._session = None
+            else:
+                self._clients[key] = clients
+            return clients
+
+    async def open(self, region: str | None, endpoint_url: str | None = None) -> AwsClients:
+        """get() off the event loop: the first call per key loads botocore's service models."""
+        return await asyncio.to_thread(self.get, region, endpoint_url)
 
 
 def _describe(ec2: EC2Client, instance_id: str) -> InstanceTypeDef:

@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from app import routes
 from app.auth import Authenticator
+from app.ec2 import AwsClientCache
 from app.metrics import Metrics
 from app.registry import SessionRegistry
 from app.settings import Settings
@@ -48,7 +49,8 @@ def create_app(settings: Settings, connector: Connector | None = None) -> Starle
     """The session server for `settings`; `connector` replaces SSH in unit tests."""
     metrics = Metrics()
     if connector is None:
-        connector = SSHConnector(partial(prepare_connection, settings), settings.limits)
+        plans = partial(prepare_connection, settings, aws=AwsClientCache())
+        connector = SSHConnector(plans, settings.limits)
     registry = SessionRegistry(connector, settings.limits, metrics, settings.recordings_dir)
 
     @contextlib.asynccontextmanager

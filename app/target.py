@@ -55,9 +55,12 @@ def verifier_for(target: Target) -> HostKeyVerifier:
     raise ConfigurationError(f"host key policy {policy} needs an EC2 instance id")
 
 
-async def instance_plan(target: Target, instance_id: str) -> ConnectPlan:
+async def instance_plan(
+    target: Target, instance_id: str, aws: ec2.AwsClientCache | None = None
+) -> ConnectPlan:
     """Resolve an EC2 instance; read its console host keys; push a fresh Instance Connect key."""
-    clients = await ec2.open_clients(target.region, target.endpoint_url)
+    aws = aws or ec2.AwsClientCache()
+    clients = await aws.open(target.region, target.endpoint_url)
     instance = await ec2.resolve_instance(clients.ec2, instance_id, target.address)
     # The console is read before any key is pushed, so a refusal leaves nothing behind.
     verifier: HostKeyVerifier
@@ -83,11 +86,14 @@ async def instance_plan(target: Target, instance_id: str) -> ConnectPlan:
     )
 
 
-async def prepare_connection(settings: Settings, attempt: int = 0) -> ConnectPlan:
+async def prepare_connection(
+    settings: Settings, attempt: int = 0, *, aws: ec2.AwsClientCache | None = None
+) -> ConnectPlan:
     """Resolve the target and credentials for connection attempt number `attempt`."""
+    # The server passes one `aws` cache for its lifetime, so sessions and retries share clients.
     target = settings.target
     if target.instance_id is not None:
-        return await instance_plan(target, target.instance_id)
+        return await instance_plan(target, target.instance_id, aws)
     if target.host is None:
         raise ConfigurationError("no target host configured")
     if target.access_method is not AccessMethod.SSH_KEY:

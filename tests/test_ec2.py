@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import asyncssh
 import boto3
 import pytest
 
 from app.console_keys import ConsoleOutputVerifier
 from app.ec2 import (
+    AwsClientCache,
     AwsClients,
     aws_ready_problem,
     console_host_keys,
@@ -33,7 +37,8 @@ from app.ec2_errors import (
     aws_error,
 )
 from app.errors import HostKeyNotVerifiable, TerminalError
-from app.settings import AddressKind
+from app.settings import AccessMethod, AddressKind, HostKeyPolicy, Limits, Settings, Target
+from app.target import prepare_connection
 from tests.fixtures_moto import MotoAws
 from tests.support import free_port
 
@@ -315,3 +320,89 @@ def test_ready_problem_names_what_is_missing(
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     assert "no AWS credentials found" in str(aws_ready_problem(moto_aws.region))
+
+
+class CountingSessions:
+    """A boto3 session factory that counts the sessions it makes."""
+
+    def __init__(self) -> None:
+        self.made = 0
+
+    def __call__(self) -> boto3.session.Session:
+        self.made += 1
+        return boto3.session.Session()
+
+
+def test_client_cache_makes_clients_once_per_region_and_endpoint(moto_aws: MotoAws) -> None:
+    sessions = CountingSessions()
+    cache = AwsClientCache(sessions)
+    first = cache.get(moto_aws.region, moto_aws.endpoint_url)
+    assert cache.get(moto_aws.region, moto_aws.endpoint_url) is first
+    other_region = cache.get("us-east-1", moto_aws.endpoint_url)
+    other_endpoint = cache.get(moto_aws.region, moto_aws.endpoint_url + "/")
+    assert len({id(first), id(other_region), id(other_endpoint)}) == 3
+    assert other_region.region == "us-east-1"
+    assert sessions.made == 1
+    # A refused region is not cached and costs no new session.
+    with pytest.raises(AwsRegionUnknown):
+        cache.get("mars-north-1")
+    assert sessions.made == 1
+
+
+def test_client_cache_is_safe_across_threads(moto_aws: MotoAws) -> None:
+    sessions = CountingSessions()
+    cache = AwsClientCache(sessions)
+    start = threading.Barrier(8, timeout=10)
+
+    def get(_: int) -> AwsClients:
+        start.wait()
+        return cache.get(moto_aws.region, moto_aws.endpoint_url)
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(get, range(8), timeout=30))
+    assert all(clients is got[0] for clients in got)
+    assert sessions.made == 1
+
+
+async def test_sessions_and_retries_share_the_servers_clients(moto_aws: MotoAws) -> None:
+    instance_id = moto_aws.run_instance()
+    settings = Settings(
+        target=Target(
+            instance_id=instance_id,
+            region=moto_aws.region,
+            endpoint_url=moto_aws.endpoint_url,
+            access_method=AccessMethod.INSTANCE_CONNECT,
+            host_key_policy=HostKeyPolicy.FINGERPRINT,
+            host_key_fingerprint="SHA256:" + "A" * 43,
+        ),
+        limits=Limits(),
+        token="t",
+    )
+    sessions = CountingSessions()
+    aws = AwsClientCache(sessions)
+    for attempt in (0, 1, 0):
+        plan = await prepare_connection(settings, attempt, aws=aws)
+        assert plan.host == "127.0.0.1"
+    assert len(moto_aws.pushed) == 3
+    assert sessions.made == 1
+
+
+async def test_clients_made_without_credentials_are_not_kept(
+    moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance_id = moto_aws.run_instance()
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    sessions = CountingSessions()
+    cache = AwsClientCache(sessions)
+    without = await cache.open(moto_aws.region, moto_aws.endpoint_url)
+    with pytest.raises(AwsCredentialsMissing):
+        await resolve_instance(without.ec2, instance_id)
+    # The credentials appear (a mounted token, a fixed environment): the next session has them.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    later = await cache.open(moto_aws.region, moto_aws.endpoint_url)
+    assert later is not without
+    assert (await resolve_instance(later.ec2, instance_id)).instance_id == instance_id
+    assert await cache.open(moto_aws.region, moto_aws.endpoint_url) is later
+    assert sessions.made == 2
