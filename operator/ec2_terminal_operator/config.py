@@ -21,8 +21,6 @@ class OperatorConfig:
     image_pull_policy: str = "IfNotPresent"
     # How often each session is re-checked: pod readiness, activity, expiry, the Secret.
     resync_seconds: float = 5.0
-    # Delay before retrying a session whose credentials Secret is missing.
-    retry_seconds: float = 5.0
     # Threads running reconcile passes: a first pass waits on about nine API calls, so
     # throughput at scale is set by concurrency rather than CPU.
     workers: int = 48
@@ -56,7 +54,6 @@ class OperatorConfig:
             session_image=get("SESSION_IMAGE", defaults.session_image, str),
             image_pull_policy=get("IMAGE_PULL_POLICY", defaults.image_pull_policy, str),
             resync_seconds=get("RESYNC_SECONDS", defaults.resync_seconds, float),
-            retry_seconds=get("RETRY_SECONDS", defaults.retry_seconds, float),
             workers=get("WORKERS", defaults.workers, int),
             ingress_timeout_seconds=get(
                 "INGRESS_TIMEOUT_SECONDS", defaults.ingress_timeout_seconds, int
