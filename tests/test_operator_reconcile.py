@@ -82,6 +82,7 @@ class FakeApi:
         if verb == "read":
 
             def read(name: str, namespace: str, **_: Any) -> Any:
+                self.calls.append(f"read {kind}")
                 obj = self.objects.get((kind, namespace, name))
                 if obj is None:
                     raise ApiException(status=404)
@@ -402,3 +403,24 @@ def test_an_operator_upgrade_replaces_a_pod_only_while_nobody_is_connected() -> 
     assert world.api.objects[("pod", "ns", "demo")]["spec"]["containers"][0]["image"] == (
         "ec2-terminal:9.9.9"
     )
+
+
+def test_suspended_and_expired_sessions_read_no_secrets() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner(lifetime={"maxDurationSeconds": 60})
+    world.run(body)
+    body["spec"]["suspend"] = True
+    world.run(body)
+    world.api.calls.clear()
+    world.run(body)
+    assert "read secret" not in world.api.calls
+    assert body["status"]["phase"] == "Suspended"
+    body["spec"]["suspend"] = False
+    world.run(body, T0 + datetime.timedelta(seconds=61))
+    assert body["status"]["phase"] == "Expired"
+    world.api.calls.clear()
+    world.run(body, T0 + datetime.timedelta(seconds=70))
+    assert "read secret" not in world.api.calls
+    creds = next(c for c in body["status"]["conditions"] if c["type"] == "CredentialsReady")
+    assert creds["status"] == "True"

@@ -432,16 +432,25 @@ def reconcile(p: Pass) -> dict[str, Any]:
     pod = pick_pod(p.pods)
     # The Secret is read while there is no pod; a running pod has its key mounted already,
     # and re-reading Secrets on every pass of every session would load the API server.
+    # A suspended or expired session wants no pod, so its Secrets are not read either: the
+    # last verdict stands until the session resumes.
     prior_creds = _prior_condition(prior_status, "CredentialsReady")
-    if pod is not None and prior_creds is not None and prior_creds.get("status") == "True":
-        creds = Check(True, str(prior_creds.get("reason")), str(prior_creds.get("message")))
+    no_pod_wanted = session.suspend or status.is_expired(prior_status)
+    if prior_creds is not None and (
+        no_pod_wanted or (pod is not None and prior_creds.get("status") == "True")
+    ):
+        creds = Check(
+            prior_creds.get("status") == "True",
+            str(prior_creds.get("reason")),
+            str(prior_creds.get("message")),
+        )
     else:
         creds = check_credentials(p.clients.core, session)
 
     conflict: Check | None = None
     route = _route_check(session, p.services, p.ingresses)
     passes = int(p.memo.get("passes_since_support", 0)) + 1
-    pod_wanted = not session.suspend and not status.is_expired(prior_status)
+    pod_wanted = not no_pod_wanted
     if (
         p.memo.get("ensured_generation") != session.generation
         or not route.ok
