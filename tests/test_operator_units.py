@@ -337,6 +337,18 @@ def test_startup_timeout_fails_and_recovers() -> None:
     assert v2.phase is status.Phase.READY
 
 
+def test_a_crash_loop_after_ready_reports_its_own_reason() -> None:
+    raw = body(lifetime={"startupTimeoutSeconds": 60})
+    v1 = run(raw, observe(pod()), {}, T0)
+    crashing = pod(
+        ready=False, phase="Running", waiting_reason="CrashLoopBackOff", waiting_message="back-off"
+    )
+    v2 = run(raw, observe(crashing), v1.status, T0 + datetime.timedelta(seconds=600))
+    assert conds(v2)["PodReady"]["reason"] == "CrashLoopBackOff"
+    assert conds(v2)["PodReady"]["message"] == "back-off"
+    assert v2.phase is status.Phase.FAILED
+
+
 def test_max_duration_expires() -> None:
     raw = body(lifetime={"maxDurationSeconds": 60})
     v1 = run(raw, observe(pod()), {}, T0)

@@ -64,6 +64,10 @@ _EXPECTED_REASONS = frozenset(
     }
 )
 _REACHABLE_RESULTS = frozenset({"ok", "success", "reachable"})
+# Waiting reasons of a container that will not get better by itself.
+_STUCK_REASONS = frozenset(
+    {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError"}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,10 +136,14 @@ def _pod(
         reason = pod.reason or pod.waiting_reason or "PodFailed"
         message = f"pod {pod.name} {pod.phase.lower()} ({pod.describe_end()}); replacing it"
         return Condition(kind, "False", reason, message), False
-    started = pod.created or life.start_time
-    overdue = (now - started).total_seconds() >= session.lifetime.startup_timeout
     reason = pod.waiting_reason or "PodStarting"
     message = pod.waiting_message or f"pod {pod.name} is {pod.phase.lower()}, not ready yet"
+    if life.ready_time is not None:
+        # It was ready once: a later failure (a crash loop) is reported by its own reason,
+        # not as a startup that took too long.
+        return Condition(kind, "False", reason, message), reason in _STUCK_REASONS
+    started = pod.created or life.start_time
+    overdue = (now - started).total_seconds() >= session.lifetime.startup_timeout
     if overdue:
         limit = session.lifetime.startup_timeout
         message = f"pod {pod.name} not ready after {limit}s ({reason}: {message})"
