@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from app import routes
 from app.auth import Authenticator
-from app.ec2 import AwsClientCache
+from app.ec2 import AwsClientCache, AwsReadiness
 from app.metrics import Metrics
 from app.registry import SessionRegistry
 from app.settings import Settings
@@ -45,9 +45,15 @@ def _routes(base: str) -> list[BaseRoute]:
     return health + prefixed
 
 
-def create_app(settings: Settings, connector: Connector | None = None) -> Starlette:
-    """The session server for `settings`; `connector` replaces SSH in unit tests."""
+def create_app(
+    settings: Settings,
+    connector: Connector | None = None,
+    aws_readiness: AwsReadiness | None = None,
+) -> Starlette:
+    """The session server for `settings`; `connector` and `aws_readiness` replace AWS in tests."""
     metrics = Metrics()
+    if aws_readiness is None and settings.target.instance_id is not None:
+        aws_readiness = AwsReadiness(settings.target.region)
     if connector is None:
         plans = partial(prepare_connection, settings, aws=AwsClientCache())
         connector = SSHConnector(plans, settings.limits)
@@ -56,6 +62,10 @@ def create_app(settings: Settings, connector: Connector | None = None) -> Starle
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            if aws_readiness is not None:
+                # Once before the first probe; afterwards at most once per TTL, in the background.
+                await aws_readiness.refresh()
+                stack.push_async_callback(aws_readiness.close)
             if settings.pod_name and settings.pod_namespace:
                 from app.activity import report_activity
 
@@ -71,7 +81,12 @@ def create_app(settings: Settings, connector: Connector | None = None) -> Starle
     app.state.draining = False
 
     def ready_problem() -> str | None:
-        return "shutting down" if app.state.draining else settings.ready_problem
+        if app.state.draining:
+            return "shutting down"
+        problem = settings.ready_problem
+        if problem is None and aws_readiness is not None:
+            problem = aws_readiness.problem()
+        return problem
 
     app.state.ready_problem = ready_problem
     return app

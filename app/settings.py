@@ -116,7 +116,9 @@ class Settings:
 
     @property
     def ready_problem(self) -> str | None:
-        """Why the server cannot serve sessions yet, or None when it can."""
+        """Why the server cannot serve sessions yet, from the configuration alone, or None."""
+        # AWS credentials and region need I/O, so the server adds them for instance targets
+        # (app.ec2.AwsReadiness: once at startup, then at most once per TTL).
         t = self.target
         if not self.token:
             return "no access token configured"
