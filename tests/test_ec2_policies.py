@@ -59,11 +59,23 @@ def test_policies_scope_everything_but_describe_to_instances() -> None:
         for statement in policy["Statement"]:
             assert statement["Effect"] == "Allow"
             if statement["Action"] == DESCRIBE:
-                continue  # DescribeInstances has no resource-level permissions
-            assert statement["Resource"].startswith("arn:aws:ec2:"), mode
+                # No resource-level permissions: the region condition is its only scope.
+                assert statement["Resource"] == "*", mode
+                assert statement["Condition"] == {
+                    "StringEquals": {"aws:RequestedRegion": "eu-west-1"}
+                }, mode
+                continue
+            assert statement["Resource"].startswith("arn:aws:ec2:eu-west-1:"), mode
             assert ":instance/" in statement["Resource"], mode
             if statement["Action"] == PUSH:
                 assert statement["Condition"] == {"StringEquals": {"ec2:osuser": "ec2-user"}}
+
+
+def test_the_doc_names_the_other_partitions() -> None:
+    text = " ".join(DOC.read_text().split())
+    assert "`arn:aws-us-gov:`" in text
+    assert "`arn:aws-cn:`" in text
+    assert "`aws:RequestedRegion`" in text
 
 
 def _user_keys(moto_aws: MotoAws, name: str, allowed: set[str]) -> tuple[str, str]:
