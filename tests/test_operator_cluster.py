@@ -193,6 +193,16 @@ INVALID = [
         _invalid("prefix", exposure={"pathPrefix": "/t/"}),
         "exposure.pathPrefix must be empty or a path like /t",
     ),
+    (
+        _invalid(
+            "snippet",
+            exposure={
+                "type": "Ingress",
+                "annotations": {"nginx.ingress.kubernetes.io/Server-Snippet": "return 200;"},
+            },
+        ),
+        "exposure.annotations must not set snippet annotations",
+    ),
 ]
 
 
@@ -600,3 +610,21 @@ def test_an_evicted_pod_is_replaced(
     wait_for(replaced, timeout=60, message="evicted pod replaced")
     wait_phase(kube_cluster, namespace, "evict", "Ready")
     wait_events(kube_cluster, namespace, "evict", ("Warning", "PodReplaced"))
+
+
+def test_the_session_pod_is_admitted_under_restricted_pod_security(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    kube_cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    # The label is enforced: a pod with no securityContext at all is refused.
+    with pytest.raises(KubectlError) as info:
+        kube_cluster.kubectl(
+            "run", "plain", "--image=busybox", "--dry-run=server", namespace=namespace
+        )
+    assert "violates PodSecurity" in info.value.stderr
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(session_manifest("psa", exposure={"type": "Ingress"}), namespace=namespace)
+    wait_phase(kube_cluster, namespace, "psa", "Ready")
+    assert exists(kube_cluster, namespace, "pod", "psa")
