@@ -107,6 +107,10 @@ def start_sshd(directory: Path, extra_config: str = "") -> Sshd:
                 "MaxStartups 100",
                 "ClientAliveInterval 0",
                 f"ForceCommand {session}",
+                # sshd starts ForceCommand through the user's shell; Debian's bash then reads
+                # ~/.bashrc ("run by sshd", top level only). With SHLVL=1 it is not the top level,
+                # so a machine's .bashrc (pyenv's rehash lock, say) never delays a test shell.
+                "SetEnv SHLVL=1",
                 extra_config,
                 "",
             ]
