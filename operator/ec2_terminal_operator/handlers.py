@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
-from ec2_terminal_operator import observed, reconcile, resources
+from ec2_terminal_operator import loop, observed, reconcile, resources
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import GROUP, PLURAL, VERSION, parse_session
 
@@ -19,11 +19,11 @@ FINALIZER = "ec2-terminal.io/cleanup"
 SESSION_SELECTOR = {resources.LABEL_SESSION: kopf.PRESENT}
 
 
-class QuietResync(logging.Filter):
-    """Drops kopf's "Timer 'reconcile' succeeded." line, logged per session per resync."""
+class QuietWakeups(logging.Filter):
+    """Drops kopf's "Handler 'wake_on_...' succeeded." line, logged for every watch event."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Timer 'reconcile' succeeded")
+        return not record.getMessage().startswith("Handler 'wake_on_")
 
 
 def load_clients(pool_size: int) -> reconcile.Clients:
@@ -54,18 +54,20 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix="ec2-terminal.io", key="last-handled-configuration"
         )
-        # Events come from reconcile (kopf.event); kopf's own INFO lines ("Timer succeeded",
-        # once per resync) would flood `kubectl describe`, so only its warnings become Events.
+        # Events come from reconcile (kopf.event); kopf's own INFO lines would only repeat
+        # them in `kubectl describe`, so only its warnings become Events.
         settings.posting.level = logging.WARNING
         objects_logger = logging.getLogger("kopf.objects")
-        if not any(isinstance(f, QuietResync) for f in objects_logger.filters):
-            objects_logger.addFilter(QuietResync())
+        if not any(isinstance(f, QuietWakeups) for f in objects_logger.filters):
+            objects_logger.addFilter(QuietWakeups())
         settings.execution.max_workers = cfg.workers
         # A watch that silently stalls would freeze every session; reconnect regularly.
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         if "clients" not in memo:
             memo["clients"] = load_clients(cfg.workers)
+        memo["wakeups"] = loop.Wakeups()
+        memo["executor"] = settings.execution.executor  # the pool sync handlers run in
         memo["config"] = cfg
 
     @kopf.on.login(registry=registry, id="login")
@@ -99,30 +101,56 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
     ) -> Any:
         return {_key(namespace, labels[resources.LABEL_SESSION]): name}
 
-    @kopf.timer(
-        GROUP, VERSION, PLURAL, interval=cfg.resync_seconds, registry=registry, id="reconcile"
-    )
-    def reconcile_session(body: kopf.Body, memo: Any, patch: kopf.Patch, **kwargs: Any) -> None:
-        # kopf passes each index by its id.
+    @kopf.on.event("pods", labels=SESSION_SELECTOR, id="wake_on_pod", registry=registry)
+    @kopf.on.event("services", labels=SESSION_SELECTOR, id="wake_on_service", registry=registry)
+    async def wake(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
+        # kopf updates the indexes before it calls event handlers: the pass sees this change.
+        memo["wakeups"].wake(_key(namespace, labels[resources.LABEL_SESSION]))
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="wake_on_change", registry=registry)
+    async def wake_on_change(
+        namespace: str | None, name: str, body: kopf.Body, memo: Any, **_: Any
+    ) -> None:
+        # A spec edit (suspend, lifetime, exposure) takes effect now, not at the next resync;
+        # the operator's own status patches (generation already observed) wake nobody.
+        if body.status.get("observedGeneration") != body.metadata.get("generation"):
+            memo["wakeups"].wake(_key(namespace, name))
+
+    @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, id="reconcile", cancellation_timeout=60)
+    async def session_loop(
+        body: kopf.Body,
+        memo: Any,
+        stopped: kopf.DaemonStopped,
+        **kwargs: Any,
+    ) -> None:
+        # kopf passes each index by its id; indexes and the body are live views.
         pods: kopf.Index[tuple[str, str], observed.PodView] = kwargs["session_pods"]
         services: kopf.Index[tuple[str, str], str] = kwargs["session_services"]
         ingresses: kopf.Index[tuple[str, str], str] = kwargs["session_ingresses"]
-        session = parse_session(body)
-        key = _key(session.namespace, session.name)
-        changes = reconcile.reconcile(
-            reconcile.Pass(
-                clients=memo["clients"],
-                config=memo["config"],
-                body=body,
-                session=session,
-                pods=pods.get(key, []),
-                services=services.get(key, []),
-                ingresses=ingresses.get(key, []),
-                memo=memo,
+        owned = loop.OwnedStatus()
+        key = _key(body.metadata.namespace, str(body.metadata.name))
+
+        def one_pass() -> None:
+            current = {**body, "status": owned.view(body.get("status") or {})}
+            session = parse_session(current)
+            changes = reconcile.reconcile(
+                reconcile.Pass(
+                    clients=memo["clients"],
+                    config=memo["config"],
+                    body=current,
+                    session=session,
+                    pods=pods.get(key, []),
+                    services=services.get(key, []),
+                    ingresses=ingresses.get(key, []),
+                    memo=memo,
+                )
             )
+            if changes and loop.patch_status(memo["clients"], *key, changes):
+                owned.record(changes)
+
+        await loop.run(
+            key, one_pass, stopped, memo["wakeups"], memo["executor"], cfg.resync_seconds
         )
-        if changes:
-            patch.status.update(changes)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cleanup")
     def cleanup(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) -> None:
