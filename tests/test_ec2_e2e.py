@@ -66,6 +66,13 @@ def fingerprint_of(pushed: PushedKey) -> str:
     return sha256(asyncssh.import_public_key(pushed.public_key))
 
 
+# No long-lived key, no known_hosts: everything comes from the AWS APIs.
+INSTANCE_CONNECT_WITH_CONSOLE_KEYS = {
+    "access_method": "instance-connect",
+    "host_key_policy": "console-output",
+}
+
+
 def start_instance_connect_server(
     server_factory: ServerFactory, moto_aws: MotoAws, sshd: Sshd, instance_id: str
 ) -> RunningServer:
@@ -117,12 +124,7 @@ async def test_instance_connect_with_console_host_keys(
     instance_id = moto_aws.run_instance(public_ip=sshd.host)
     moto_aws.consoles[instance_id] = console_with_host_keys([sshd.host_public_key])
     server = start_server(
-        server_factory,
-        moto_aws,
-        sshd,
-        instance_id,
-        access_method="instance-connect",
-        host_key_policy="console-output",
+        server_factory, moto_aws, sshd, instance_id, **INSTANCE_CONNECT_WITH_CONSOLE_KEYS
     )
     client = await attempt(server)
     assert client.error is None, client.error
@@ -219,12 +221,7 @@ async def test_console_without_host_keys_is_refused(
 ) -> None:
     instance_id = moto_aws.run_instance(public_ip=sshd.host)
     server = start_server(
-        server_factory,
-        moto_aws,
-        sshd,
-        instance_id,
-        access_method="instance-connect",
-        host_key_policy="console-output",
+        server_factory, moto_aws, sshd, instance_id, **INSTANCE_CONNECT_WITH_CONSOLE_KEYS
     )
     client = await attempt(server)
     assert client.error is not None
@@ -239,12 +236,7 @@ async def test_aws_errors_become_error_frames(
     instance_id = moto_aws.run_instance(public_ip=sshd.host)
     moto_aws.stop_instance(instance_id)
     server = start_server(
-        server_factory,
-        moto_aws,
-        sshd,
-        instance_id,
-        access_method="instance-connect",
-        host_key_policy="console-output",
+        server_factory, moto_aws, sshd, instance_id, **INSTANCE_CONNECT_WITH_CONSOLE_KEYS
     )
     client = await attempt(server)
     assert client.error == {

@@ -297,13 +297,19 @@ def test_cleanup_keeps_a_foreign_object_with_a_childs_name() -> None:
     assert "Secret/demo-token" in deleted
 
 
-def test_an_evicted_pod_is_replaced() -> None:
+def ready_session() -> tuple[World, dict[str, Any]]:
+    """A world whose session has reached Ready (two passes: pod created, then seen ready)."""
     world = World()
     world.add_key_secret()
     body = owner()
     world.run(body)
     world.run(body)
     assert body["status"]["phase"] == "Ready"
+    return world, body
+
+
+def test_an_evicted_pod_is_replaced() -> None:
+    world, body = ready_session()
     world.pod_status = {
         "phase": "Failed",
         "reason": "Evicted",
@@ -332,12 +338,7 @@ SUPPORT = [
 
 
 def test_deleted_children_come_back_without_a_spec_change() -> None:
-    world = World()
-    world.add_key_secret()
-    body = owner()
-    world.run(body)
-    world.run(body)
-    assert body["status"]["phase"] == "Ready"
+    world, body = ready_session()
     for key in SUPPORT:
         del world.api.objects[key]
     # A ready pod: the children come back within SUPPORT_RECHECK_PASSES passes.
