@@ -23,7 +23,7 @@ from typing import Any
 
 from tests.fixtures_server import RunningServer, start_server
 from tests.fixtures_sshd import Sshd, start_sshd
-from tests.support import stop
+from tests.support import cpu_seconds, stop
 from tests.wsclient import TerminalClient, open_client
 
 END = b"<<END>>"
@@ -61,12 +61,6 @@ def make_payload(directory: Path, size: int) -> Path:
             out.write(part)
             written += len(part)
     return path
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a running process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_seconds() -> float:
@@ -202,9 +196,9 @@ async def run(size_mib: int, samples: int, rounds: int) -> dict[str, Any]:
                 before = children_cpu_seconds()
                 rates["direct_tty"].append(await direct_throughput(sshd, payload, tty=True))
                 cpu["direct_tty"] += children_cpu_seconds() - before
-                before = process_cpu_seconds(server.pid)
+                before = cpu_seconds(server.pid)
                 rates["bridge"].append(await bridge_throughput(server, payload))
-                cpu["bridge"] += process_cpu_seconds(server.pid) - before
+                cpu["bridge"] += cpu_seconds(server.pid) - before
             direct_lat = await direct_latencies(sshd, samples)
             bridge_lat = await bridge_latencies(server, samples)
         finally:

@@ -4,7 +4,7 @@ Baseline, run side by side: N bare Pods applied at once to the same control plan
 them Ready), so the ratio shows what the operator adds on top of the API server and scheduler.
 
     hack/cluster up
-    .venv/bin/python bench/operator_scale.py --sessions 100
+    .venv/bin/python -m bench.operator_scale --sessions 100
 
 Results are printed and written to bench/results/operator_scale.json.
 """
@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tests.support import cpu_seconds, free_port, memory_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD = ROOT / "charts/ec2-terminal/crds/terminalsessions.ec2-terminal.io.yaml"
@@ -122,25 +123,6 @@ def baseline_pods(kube: Kube, count: int, timeout: float) -> float:
         return time.monotonic() - start
 
 
-def rss_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def sessions_run(kube: Kube, count: int, resync: float, timeout: float) -> dict[str, float]:
     """Seconds for `count` TerminalSessions to be Ready, and the operator's memory."""
     with temp_namespace(kube, "bench-ts") as ns:
@@ -170,7 +152,7 @@ def sessions_run(kube: Kube, count: int, resync: float, timeout: float) -> dict[
                     return False
 
             wait_until(alive, 60, "operator liveness")
-            idle_rss = rss_kib(proc.pid, "VmRSS")
+            idle_rss = memory_kib(proc.pid, "VmRSS")
             key = base64.b64encode(b"not-a-key").decode()
             kube.apply(
                 [
@@ -209,7 +191,7 @@ def sessions_run(kube: Kube, count: int, resync: float, timeout: float) -> dict[
             elapsed = time.monotonic() - start
             return {
                 "seconds": elapsed,
-                "operator_peak_rss_mib": rss_kib(proc.pid, "VmHWM") / 1024,
+                "operator_peak_rss_mib": memory_kib(proc.pid, "VmHWM") / 1024,
                 "operator_idle_rss_mib": idle_rss / 1024,
                 "operator_cpu_seconds": cpu_seconds(proc.pid) - cpu_before,
             }

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures_kube import KubeCluster, wait_for
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_PATH = ROOT / "charts/ec2-terminal/crds/terminalsessions.ec2-terminal.io.yaml"
@@ -27,13 +27,6 @@ FINGERPRINT = "SHA256:" + "x" * 43
 FAKE_KEY = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n"
 )
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

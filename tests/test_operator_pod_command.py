@@ -18,12 +18,12 @@ from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import parse_session
 
 from tests.fixtures_operator import (
-    free_port,
     materialize_volumes,
     pod_command_running,
     pod_environment,
 )
 from tests.fixtures_sshd import Sshd
+from tests.support import free_port
 from tests.wsclient import open_client
 
 

@@ -24,7 +24,6 @@ from tests.fixtures_kube import KubeCluster, wait_for
 from tests.fixtures_operator import (
     OperatorProcess,
     condition,
-    free_port,
     get_session,
     materialize_volumes,
     pod_command_running,
@@ -33,6 +32,7 @@ from tests.fixtures_operator import (
     wait_phase,
 )
 from tests.fixtures_sshd import Sshd
+from tests.support import free_port
 from tests.wsclient import open_client
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
