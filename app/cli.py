@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -61,6 +62,11 @@ def _option(
     )
 
 
+def _choice(parser: argparse._ActionsContainer, flag: str, help: str, default: Enum) -> None:
+    """An `_option` whose values are those of `default`'s enum."""
+    _option(parser, flag, help, str, default.value, [m.value for m in type(default)])
+
+
 def _checked(type: Callable[[str], Any], choices: Sequence[str], env: str) -> Callable[[str], Any]:
     """`type`, refusing values outside `choices` (argparse checks no defaults against them)."""
 
@@ -83,30 +89,14 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     _option(group, "--instance-id", "EC2 instance id instead of --host")
     _option(group, "--region", "AWS region of the instance")
     _option(group, "--endpoint-url", "AWS API endpoint override")
-    _option(
-        group,
-        "--address",
-        "which instance address to use",
-        str,
-        AddressKind.PUBLIC.value,
-        [a.value for a in AddressKind],
-    )
-    _option(
-        group,
-        "--access-method",
-        "how to log in",
-        str,
-        AccessMethod.SSH_KEY.value,
-        [a.value for a in AccessMethod],
-    )
+    _choice(group, "--address", "which instance address to use", AddressKind.PUBLIC)
+    _choice(group, "--access-method", "how to log in", AccessMethod.SSH_KEY)
     _option(group, "--key-file", "private key file for ssh-key access", Path)
-    _option(
+    _choice(
         group,
         "--host-key-policy",
         "how to verify the target's host key (accept-new trusts a first-seen key)",
-        str,
-        HostKeyPolicy.KNOWN_HOSTS.value,
-        [p.value for p in HostKeyPolicy],
+        HostKeyPolicy.KNOWN_HOSTS,
     )
     _option(group, "--known-hosts", "known_hosts file (default ~/.ssh/known_hosts)", Path)
     _option(group, "--host-key-fingerprint", "pinned host key, SHA256:...")
