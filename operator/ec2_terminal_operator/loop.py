@@ -85,10 +85,6 @@ def patch_status(clients: Clients, namespace: str, name: str, changes: Mapping[s
     return True
 
 
-async def _until_stopped(stopped: Any) -> None:
-    await stopped.wait()
-
-
 async def run(
     key: Key,
     one_pass: Callable[[], None],
@@ -112,7 +108,7 @@ async def run(
                 failures += 1
                 delay = min(MAX_BACKOFF_SECONDS, resync_seconds * 2**failures)
                 logger.exception("session %s/%s: pass failed; next in %.0f s", *key, delay)
-            await _sleep(delay, wakeup.wait(), _until_stopped(stopped))
+            await _sleep(delay, wakeup.wait(), stopped.wait())
     finally:
         wakeups.unregister(key, wakeup)
 
