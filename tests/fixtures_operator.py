@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures_kube import KubeCluster, wait_for
-from tests.support import free_port
+from tests.support import console_script, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_PATH = ROOT / "charts/ec2-terminal/crds/terminalsessions.ec2-terminal.io.yaml"
@@ -100,7 +100,7 @@ def operator_factory(
         liveness = f"http://127.0.0.1:{port}/healthz"
         log_path = tmp_path / f"operator-{len(started)}.log"
         argv = [
-            str(Path(sys.executable).parent / "ec2-terminal-operator"),
+            console_script("ec2-terminal-operator"),
             *(f"--namespace={ns}" for ns in namespaces),
             f"--liveness={liveness}",
             f"--resync-seconds={resync}",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from tests.fixtures_sshd import Sshd
-from tests.support import env_without_proxies, free_port, poll, stop
+from tests.support import CLI, env_without_proxies, free_port, poll, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +71,7 @@ def start_server(
     options: dict[str, str] = target_flags(sshd) if sshd else {}
     options |= {"listen-port": str(port), "token-file": str(token_file)}
     options |= {k.replace("_", "-"): str(v) for k, v in flags.items()}
-    argv = [sys.executable, "-m", "app.cli", "serve"]
+    argv = [CLI, "serve"]
     for name, value in options.items():
         argv += [f"--{name}", value]
     log_path = directory / "server.log"
@@ -124,6 +123,9 @@ def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerF
 
     yield start
     for server in started:
+        # A signal death (SIGPIPE from a reset socket, say) is a crash even if the test passed.
+        died = server.process.poll()
+        assert died is None or died >= 0, f"the server died of signal {-died}: {server.log()}"
         server.stop()
         assert server.token not in server.log(), "the access token leaked into the server log"
 

@@ -7,11 +7,21 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+def console_script(name: str) -> str:
+    """An installed console script: exactly what the containers run (not `python -m ...`)."""
+    return str(Path(sys.executable).parent / name)
+
+
+CLI = console_script("ec2-terminal")
 
 
 def free_port() -> int:

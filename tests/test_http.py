@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 
 from tests.fixtures_server import ServerFactory
 from tests.fixtures_sshd import Sshd
-from tests.support import env_without_proxies, poll, stop
+from tests.support import CLI, env_without_proxies, poll, stop
 from tests.wsclient import TerminalClient
 
 pytestmark = pytest.mark.anyio
@@ -79,7 +78,7 @@ async def test_everything_moves_under_a_base_path(
 
 def test_configuration_errors_are_reported_plainly(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve", "--base-path", "no-slashes"],
+        [CLI, "serve", "--base-path", "no-slashes"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -104,7 +103,7 @@ def test_bad_environment_values_are_refused_like_bad_flags(
     env: dict[str, str], message: str
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve", "--host", "example.test"],
+        [CLI, "serve", "--host", "example.test"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -148,7 +147,7 @@ async def test_demo_prints_a_link_that_serves_a_shell(tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
     with log.open("wb") as out:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "demo", "--listen-port", "0"],
+            [CLI, "demo", "--listen-port", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
