@@ -107,11 +107,48 @@ def test_dropped_socket_resumes_without_lost_output(
     assert not terminal.errors
 
 
+def session_id(terminal: TerminalPage) -> str:
+    return str(terminal.eval("window.__ec2terminal.connection.sessionId"))
+
+
+def test_reloading_the_page_resumes_its_session_with_the_output_so_far(
+    browser: BrowserContext, server: RunningServer
+) -> None:
+    terminal = open_terminal(browser, server)
+    first = session_id(terminal)
+    terminal.run("MARK=kept-$((20+3)); echo before-$((1+1))-reload")
+    terminal.wait_line("before-2-reload")
+
+    terminal.page.reload()
+    terminal.wait_state("connected")
+    assert session_id(terminal) == first
+    assert "connected: resumed" in terminal.eval("window.__ec2terminal.states")
+    terminal.wait_line("before-2-reload")  # replayed into the fresh page
+    terminal.run("echo $MARK")
+    terminal.wait_line("kept-23")  # the same shell, its variables intact
+
+    # Another tab on the same link gets a session of its own and leaves this one be.
+    other = TerminalPage.open(browser, server.base_url)
+    assert session_id(other) != first
+    terminal.run("echo still-$((3*3))")
+    terminal.wait_line("still-9")
+
+    # A session that has ended is not resumed: a reload starts a new one.
+    terminal.run("exit")
+    terminal.wait_state("closed")
+    terminal.page.reload()
+    terminal.wait_state("connected")
+    assert session_id(terminal) not in (first, session_id(other))
+    terminal.wait_prompt()
+    assert not terminal.errors
+    assert not other.errors
+
+
 def test_exit_reason_shows_and_new_session_starts(
     browser: BrowserContext, server: RunningServer
 ) -> None:
     terminal = open_terminal(browser, server)
-    first_session = terminal.eval("window.__ec2terminal.connection.sessionId")
+    first_session = session_id(terminal)
     terminal.run("exit 3")
     terminal.wait_state("closed")
     message = terminal.page.locator("#message").inner_text()
@@ -124,7 +161,7 @@ def test_exit_reason_shows_and_new_session_starts(
     button.click()
     terminal.wait_state("connected")
     assert not button.is_visible()
-    assert terminal.eval("window.__ec2terminal.connection.sessionId") != first_session
+    assert session_id(terminal) != first_session
     terminal.wait_prompt()
     terminal.run("echo $((6*7))")
     terminal.wait_line("42")

@@ -86,6 +86,24 @@ export const DEFAULT_OPTIONS: ConnectionOptions = {
   maxPendingInput: 4096,
 };
 
+/** Where the page keeps its session across a reload: this tab's sessionStorage in the browser. */
+export interface SessionMemory {
+  load(): SavedSession | null;
+  save(session: SavedSession): void;
+  clear(): void;
+}
+
+export interface SavedSession {
+  id: string;
+  /** Output bytes the page had received. */
+  offset: number;
+}
+
+export const NO_MEMORY: SessionMemory = { load: () => null, save: () => {}, clear: () => {} };
+
+/** Output a reloaded page asks the server to replay: the screen and some scrollback. */
+export const RELOAD_REPLAY_BYTES = 256 * 1024;
+
 /** Close codes after which reconnecting cannot help (RFC 6455 7.4.1). */
 const FATAL_CLOSE_CODES = new Set([1000, 1002, 1003, 1007, 1008, 1009]);
 /** Close codes this client sends: browsers allow only 1000 and the 3000-4999 range. */
@@ -113,6 +131,8 @@ export class Connection {
   private pending: Frame[] = [];
   private pendingBytes = 0;
   private lastSize: { cols: number; rows: number } | null = null;
+  /** Resuming a session that a previous load of this page left behind, not yet confirmed. */
+  private restoring = false;
   private readonly options: ConnectionOptions;
 
   constructor(
@@ -122,16 +142,33 @@ export class Connection {
     private readonly openSocket: SocketFactory,
     private readonly clock: Clock,
     options: Partial<ConnectionOptions> = {},
+    private readonly memory: SessionMemory = NO_MEMORY,
   ) {
     this.options = { ...DEFAULT_OPTIONS, ...options };
   }
 
+  /** Connects: resumes the session this tab had before a reload, else starts a new one. */
   start(): void {
+    const saved = this.memory.load();
+    if (saved) {
+      this.sessionId = saved.id;
+      this.stream.reset(Math.max(0, saved.offset - RELOAD_REPLAY_BYTES));
+      this.restoring = true;
+    }
     this.open();
+  }
+
+  /** Notes the session and how far its output got, for a reload of the page to resume. */
+  remember(): void {
+    if (this.sessionId && !this.final && !this.restoring) {
+      this.memory.save({ id: this.sessionId, offset: this.stream.received });
+    }
   }
 
   /** Starts a fresh session after the last one ended. */
   restart(): void {
+    this.memory.clear();
+    this.restoring = false;
     this.teardown();
     this.final = false;
     this.sessionId = null;
@@ -254,6 +291,8 @@ export class Connection {
         }
         if (st.state === "connected" || st.state === "resumed") {
           this.attempt = 0;
+          this.restoring = false;
+          this.remember();
           // Keepalive starts once the server is past the SSH connect, which may hold PONGs back.
           if (this.pingTimer === null && this.pongTimer === null) this.ping();
           this.setState("connected", st.state === "resumed" ? "resumed" : "");
@@ -265,12 +304,19 @@ export class Connection {
       }
       case "exit":
         this.final = true;
+        this.memory.clear();
         this.flushAck();
         this.events.exit?.(frame.exit);
         this.setState("closed", frame.exit.reason);
         return;
       case "error":
+        if (this.restoring) {
+          // The session this tab had is gone (ended, expired, or its output moved on): start anew.
+          this.restart();
+          return;
+        }
         this.final = true;
+        this.memory.clear();
         this.events.error?.(frame.error);
         this.setState("closed", frame.error.message);
         return;
@@ -390,6 +436,7 @@ export class Connection {
 
   private finish(message: string, closeCode = 1000): void {
     this.final = true;
+    this.memory.clear();
     this.teardown(closeCode);
     this.events.error?.({ code: "client_error", message });
     this.setState("closed", message);

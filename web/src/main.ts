@@ -9,7 +9,7 @@ import { Unicode11Addon } from "@xterm/addon-unicode11";
 import { WebLinksAddon } from "@xterm/addon-web-links";
 import { WebglAddon } from "@xterm/addon-webgl";
 
-import { Connection, socketUrl, type UiState } from "./connection.js";
+import { Connection, socketUrl, type SessionMemory, type UiState } from "./connection.js";
 import { mirrorStyleElements } from "./cspstyles.js";
 import { binaryStringToBytes } from "./protocol.js";
 import { StatusBar } from "./statusbar.js";
@@ -51,6 +51,45 @@ async function copySelection(term: Terminal): Promise<void> {
     buffer.remove();
     term.focus();
   }
+}
+
+/**
+ * The session this tab had, kept in sessionStorage so that reloading the page resumes it. That
+ * storage belongs to this tab alone: another tab on the same link starts its own session.
+ */
+function tabMemory(path: string): SessionMemory {
+  const key = `ec2-terminal:${path}`;
+  const storage = ((): Storage | null => {
+    try {
+      return window.sessionStorage;
+    } catch {
+      return null; // storage disabled: reloads start new sessions
+    }
+  })();
+  return {
+    load: () => {
+      try {
+        const saved: unknown = JSON.parse(storage?.getItem(key) ?? "null");
+        if (saved && typeof saved === "object") {
+          const { id, offset } = saved as Record<string, unknown>;
+          if (typeof id === "string" && id && Number.isSafeInteger(offset) && (offset as number) >= 0) {
+            return { id, offset: offset as number };
+          }
+        }
+      } catch {
+        // Unreadable: start a new session.
+      }
+      return null;
+    },
+    save: (session) => {
+      try {
+        storage?.setItem(key, JSON.stringify(session));
+      } catch {
+        // Quota or privacy mode: a reload then starts a new session.
+      }
+    },
+    clear: () => storage?.removeItem(key),
+  };
 }
 
 function main(): void {
@@ -112,6 +151,8 @@ function main(): void {
       clearTimeout: (h) => window.clearTimeout(h as number),
       random: () => Math.random(),
     },
+    {},
+    tabMemory(window.location.pathname),
   );
 
   term.onData((data) => connection.sendInput(encoder.encode(data)));
@@ -145,6 +186,7 @@ function main(): void {
   new ResizeObserver(refit).observe(container);
   window.addEventListener("resize", refit);
   window.addEventListener("online", () => connection.reconnectNow());
+  window.addEventListener("pagehide", () => connection.remember());
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") connection.reconnectNow();
   });

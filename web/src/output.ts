@@ -48,10 +48,10 @@ export class OutputStream {
     return this.takeAck();
   }
 
-  /** A new session starts at offset 0. */
-  reset(): void {
-    this.received = 0;
-    this.rendered = 0;
+  /** A new session starts at offset 0; a reloaded page, at the replay it asks for. */
+  reset(offset = 0): void {
+    this.received = offset;
+    this.rendered = offset;
     this.acked = 0;
   }
 }

@@ -1,7 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { Connection, socketUrl, type Clock, type SocketLike } from "../src/connection.js";
+import {
+  Connection,
+  RELOAD_REPLAY_BYTES,
+  socketUrl,
+  type Clock,
+  type SavedSession,
+  type SessionMemory,
+  type SocketLike,
+} from "../src/connection.js";
 import { ACK_EVERY_BYTES } from "../src/output.js";
 import { SUBPROTOCOL } from "../src/protocol.js";
 
@@ -107,7 +115,21 @@ function json(type: number, body: unknown): Uint8Array {
   return Uint8Array.of(type, ...encoder.encode(JSON.stringify(body)));
 }
 
-function setup(options: { renderLater?: boolean } = {}) {
+/** sessionStorage as the page uses it, in memory. */
+class MemoryStub implements SessionMemory {
+  constructor(public saved: SavedSession | null = null) {}
+  load(): SavedSession | null {
+    return this.saved;
+  }
+  save(session: SavedSession): void {
+    this.saved = { ...session };
+  }
+  clear(): void {
+    this.saved = null;
+  }
+}
+
+function setup(options: { renderLater?: boolean; memory?: MemoryStub } = {}) {
   const clock = new FakeClock();
   const sockets: FakeSocket[] = [];
   const screen: number[] = [];
@@ -138,6 +160,8 @@ function setup(options: { renderLater?: boolean } = {}) {
       return s as unknown as SocketLike;
     },
     clock,
+    {},
+    options.memory,
   );
   const last = () => sockets[sockets.length - 1]!;
   const connect = (id = "sess-1") => {
@@ -400,4 +424,49 @@ test("keepalive waits until the server is past the SSH connect", () => {
   assert.equal(t.sockets.length, 1, "a slow SSH connect is not a dead socket");
   t.last().push(json(0x81, { state: "connected", session_id: "s" }));
   assert.equal(t.last().frames(0x03).length, 1);
+});
+
+test("a reloaded page resumes its tab's session, replaying the screen and some scrollback", () => {
+  const memory = new MemoryStub({ id: "sess-7", offset: RELOAD_REPLAY_BYTES + 1000 });
+  const t = setup({ memory });
+  t.conn.start();
+  assert.deepEqual(t.states, ["reconnecting"]);
+  t.last().accept();
+  assert.deepEqual(t.last().hello().resume, { id: "sess-7", offset: 1000 });
+  t.last().push(json(0x81, { state: "resumed", session_id: "sess-7", offset: 1000 }));
+  t.last().push(output(1000, "replayed"));
+  assert.equal(text.decode(Uint8Array.from(t.screen)), "replayed");
+  assert.deepEqual(t.states.at(-1), "connected: resumed");
+  t.conn.remember();
+  assert.deepEqual(memory.saved, { id: "sess-7", offset: 1008 });
+  assert.deepEqual(t.errors, []);
+});
+
+test("a session noted on connect is forgotten once it ends", () => {
+  const memory = new MemoryStub();
+  const t = setup({ memory });
+  t.conn.start();
+  t.connect("sess-2");
+  assert.deepEqual(memory.saved, { id: "sess-2", offset: 0 });
+  t.last().push(json(0x82, { exit_status: 0, reason: "the remote shell exited" }));
+  assert.equal(memory.saved, null);
+  t.conn.remember();
+  assert.equal(memory.saved, null, "an ended session is not resumed by a reload");
+});
+
+test("when the reloaded page's session is gone, a new one starts without an error", () => {
+  const memory = new MemoryStub({ id: "expired", offset: 50 });
+  const t = setup({ memory });
+  t.conn.start();
+  t.last().accept();
+  t.conn.remember();
+  assert.deepEqual(memory.saved, { id: "expired", offset: 50 }, "unconfirmed: kept as it was");
+  t.last().push(json(0x83, { code: "session_not_found", message: "no such session" }));
+  assert.equal(t.sockets.length, 2);
+  assert.deepEqual(t.errors, []);
+  t.connect("fresh");
+  assert.deepEqual(t.last().hello(), { cols: 120, rows: 40 });
+  assert.deepEqual(memory.saved, { id: "fresh", offset: 0 });
+  t.last().push(output(0, "$ "));
+  assert.equal(text.decode(Uint8Array.from(t.screen)), "$ ");
 });
