@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import BrowserContext
 
 from tests.browser import TerminalPage, chromium
-from tests.fixtures_server import RunningServer
+from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
 
 pytestmark = pytest.mark.browser
@@ -142,6 +142,23 @@ def test_reloading_the_page_resumes_its_session_with_the_output_so_far(
     terminal.wait_prompt()
     assert not terminal.errors
     assert not other.errors
+
+
+def test_a_reload_after_much_output_resumes_without_the_replay(
+    browser: BrowserContext, server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    # Keeping only 64 KiB, the server has dropped what a reload would replay after 600 KB.
+    server = server_factory(sshd, replay_buffer=65536, flow_window=65536)
+    terminal = open_terminal(browser, server)
+    first = session_id(terminal)
+    terminal.run("MARK=kept-$((30+4)); seq 1 100000; echo seq-$((2+2))-done")
+    terminal.wait_line("seq-4-done", timeout=60)
+    terminal.page.reload()
+    terminal.wait_state("connected")
+    assert session_id(terminal) == first
+    terminal.run("echo $MARK")
+    terminal.wait_line("kept-34")
+    assert not terminal.errors
 
 
 def test_exit_reason_shows_and_new_session_starts(

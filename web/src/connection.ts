@@ -133,6 +133,8 @@ export class Connection {
   private lastSize: { cols: number; rows: number } | null = null;
   /** Resuming a session that a previous load of this page left behind, not yet confirmed. */
   private restoring = false;
+  /** Where the reloaded page's output had got to: the fallback when the replay before it is gone. */
+  private restoredOffset = 0;
   private readonly options: ConnectionOptions;
 
   constructor(
@@ -154,6 +156,7 @@ export class Connection {
       this.sessionId = saved.id;
       this.stream.reset(Math.max(0, saved.offset - RELOAD_REPLAY_BYTES));
       this.restoring = true;
+      this.restoredOffset = saved.offset;
     }
     this.open();
   }
@@ -311,7 +314,14 @@ export class Connection {
         return;
       case "error":
         if (this.restoring) {
-          // The session this tab had is gone (ended, expired, or its output moved on): start anew.
+          if (frame.error.code === "output_lost" && this.stream.received < this.restoredOffset) {
+            // The replay is gone but the session is not: resume from where the page was.
+            this.stream.reset(this.restoredOffset);
+            this.teardown();
+            this.open();
+            return;
+          }
+          // The session this tab had is gone (ended or expired): start a new one.
           this.restart();
           return;
         }

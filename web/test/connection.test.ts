@@ -470,3 +470,20 @@ test("when the reloaded page's session is gone, a new one starts without an erro
   t.last().push(output(0, "$ "));
   assert.equal(text.decode(Uint8Array.from(t.screen)), "$ ");
 });
+
+test("a reloaded page whose replay is gone resumes from where it was, without the replay", () => {
+  const memory = new MemoryStub({ id: "busy", offset: RELOAD_REPLAY_BYTES + 5 });
+  const t = setup({ memory });
+  t.conn.start();
+  t.last().accept();
+  assert.equal(t.last().hello().resume?.offset, 5);
+  t.last().push(json(0x83, { code: "output_lost", message: "cannot resume from byte 5" }));
+  assert.equal(t.sockets.length, 2);
+  t.last().accept();
+  assert.deepEqual(t.last().hello().resume, { id: "busy", offset: RELOAD_REPLAY_BYTES + 5 });
+  t.last().push(json(0x81, { state: "resumed", session_id: "busy" }));
+  t.last().push(output(RELOAD_REPLAY_BYTES + 5, "on"));
+  assert.equal(text.decode(Uint8Array.from(t.screen)), "on");
+  assert.deepEqual(t.errors, []);
+  assert.equal(t.states.at(-1), "connected: resumed");
+});
