@@ -111,6 +111,15 @@ def session_id(terminal: TerminalPage) -> str:
     return str(terminal.eval("window.__ec2terminal.connection.sessionId"))
 
 
+def reload_and_check_the_shell(terminal: TerminalPage, session: str, mark: str) -> None:
+    """Reload the page: it must come back to `session`, whose shell still has `$MARK`."""
+    terminal.page.reload()
+    terminal.wait_state("connected")
+    assert session_id(terminal) == session
+    terminal.run("echo $MARK")
+    terminal.wait_line(mark)
+
+
 def test_reloading_the_page_resumes_its_session_with_the_output_so_far(
     browser: BrowserContext, server: RunningServer
 ) -> None:
@@ -119,13 +128,9 @@ def test_reloading_the_page_resumes_its_session_with_the_output_so_far(
     terminal.run("MARK=kept-$((20+3)); echo before-$((1+1))-reload")
     terminal.wait_line("before-2-reload")
 
-    terminal.page.reload()
-    terminal.wait_state("connected")
-    assert session_id(terminal) == first
+    reload_and_check_the_shell(terminal, first, "kept-23")
     assert "connected: resumed" in terminal.eval("window.__ec2terminal.states")
     terminal.wait_line("before-2-reload")  # replayed into the fresh page
-    terminal.run("echo $MARK")
-    terminal.wait_line("kept-23")  # the same shell, its variables intact
 
     # Another tab on the same link gets a session of its own and leaves this one be.
     other = TerminalPage.open(browser, server.base_url)
@@ -153,11 +158,7 @@ def test_a_reload_after_much_output_resumes_without_the_replay(
     first = session_id(terminal)
     terminal.run("MARK=kept-$((30+4)); seq 1 100000; echo seq-$((2+2))-done")
     terminal.wait_line("seq-4-done", timeout=60)
-    terminal.page.reload()
-    terminal.wait_state("connected")
-    assert session_id(terminal) == first
-    terminal.run("echo $MARK")
-    terminal.wait_line("kept-34")
+    reload_and_check_the_shell(terminal, first, "kept-34")
     assert not terminal.errors
 
 
