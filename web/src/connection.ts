@@ -131,10 +131,11 @@ export class Connection {
   private pending: Frame[] = [];
   private pendingBytes = 0;
   private lastSize: { cols: number; rows: number } | null = null;
-  /** Resuming a session that a previous load of this page left behind, not yet confirmed. */
-  private restoring = false;
-  /** Where the reloaded page's output had got to: the fallback when the replay before it is gone. */
-  private restoredOffset = 0;
+  /**
+   * While resuming, unconfirmed, the session a previous load of this page left behind: where its
+   * output had got to, the fallback when the replay before it is gone. Null otherwise.
+   */
+  private restoredOffset: number | null = null;
   private readonly options: ConnectionOptions;
 
   constructor(
@@ -155,7 +156,6 @@ export class Connection {
     if (saved) {
       this.sessionId = saved.id;
       this.stream.reset(Math.max(0, saved.offset - RELOAD_REPLAY_BYTES));
-      this.restoring = true;
       this.restoredOffset = saved.offset;
     }
     this.open();
@@ -163,7 +163,7 @@ export class Connection {
 
   /** Notes the session and how far its output got, for a reload of the page to resume. */
   remember(): void {
-    if (this.sessionId && !this.final && !this.restoring) {
+    if (this.sessionId && !this.final && this.restoredOffset === null) {
       this.memory.save({ id: this.sessionId, offset: this.stream.received });
     }
   }
@@ -171,7 +171,7 @@ export class Connection {
   /** Starts a fresh session after the last one ended. */
   restart(): void {
     this.memory.clear();
-    this.restoring = false;
+    this.restoredOffset = null;
     this.teardown();
     this.final = false;
     this.sessionId = null;
@@ -294,7 +294,7 @@ export class Connection {
         }
         if (st.state === "connected" || st.state === "resumed") {
           this.attempt = 0;
-          this.restoring = false;
+          this.restoredOffset = null;
           this.remember();
           // Keepalive starts once the server is past the SSH connect, which may hold PONGs back.
           if (this.pingTimer === null && this.pongTimer === null) this.ping();
@@ -313,7 +313,7 @@ export class Connection {
         this.setState("closed", frame.exit.reason);
         return;
       case "error":
-        if (this.restoring) {
+        if (this.restoredOffset !== null) {
           if (frame.error.code === "output_lost" && this.stream.received < this.restoredOffset) {
             // The replay is gone but the session is not: resume from where the page was.
             this.stream.reset(this.restoredOffset);
