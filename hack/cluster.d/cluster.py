@@ -465,7 +465,8 @@ def component_argv(
             "--leader-elect=false",
             "--profiling=false",
         ]
-    if name == "kube-controller-manager":
+        if name == "kube-scheduler":
+            return shared
         return [
             *shared,
             f"--service-account-private-key-file={pki / 'sa.key'}",
@@ -477,8 +478,6 @@ def component_argv(
             f"--cluster-cidr={POD_CIDR}",
             "--allocate-node-cidrs=false",
         ]
-    if name == "kube-scheduler":
-        return shared
     if name == "kwok":
         return [
             bins["kwok"],

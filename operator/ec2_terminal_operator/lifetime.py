@@ -88,9 +88,9 @@ def evaluate(
             ExpiryReason.MAX_DURATION,
             f"the session reached its maximum duration of {session.lifetime.max_duration}s",
         )
-    # Idle time counts only for a session that has been ready and is not suspended:
-    # a session nobody could use yet is not idle, and a suspended one has no pod to report.
-    if session.suspend or ready_time is None or active > 0:
+    # Idle time counts only for a session that has been ready (readyTime is cleared while
+    # suspended): a session nobody could use yet is not idle, nor one with no pod to report.
+    if ready_time is None or active > 0:
         return state(None, "")
     idle_since = max(t for t in (ready_time, last_activity) if t is not None)
     if (now - idle_since).total_seconds() >= session.lifetime.idle_timeout:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import json
@@ -105,9 +106,7 @@ def _create_or_patch(
         if exc.status != 409:
             raise
     existing = json.loads(read(name=name, namespace=namespace, _preload_content=False).data)
-    ours = {r.get("uid") for r in manifest["metadata"].get("ownerReferences") or ()}
-    theirs = {r.get("uid") for r in existing.get("metadata", {}).get("ownerReferences") or ()}
-    if not ours & theirs:
+    if not _owner_uids(manifest) & _owner_uids(existing):
         raise NameConflict(str(manifest["kind"]), name)
     if patch is None:
         return "exists"
@@ -123,7 +122,7 @@ def _removals(manifest: dict[str, Any], existing: Mapping[str, Any]) -> dict[str
     tls, ingressClassName or an annotation after they were removed from the session. The
     operator owns every annotation and spec field of the objects it prunes.
     """
-    body: dict[str, Any] = json.loads(json.dumps(manifest))
+    body = copy.deepcopy(manifest)
     spec = body.setdefault("spec", {})
     for key in (existing.get("spec") or {}).keys() - spec.keys():
         spec[key] = None
@@ -310,8 +309,16 @@ def ensure_support(
                 resources.build_ingress(session, config),
             )
         )
-    elif has_ingress and _delete(
-        clients.networking.delete_namespaced_ingress, resources.ingress_name(session), ns
+    elif (
+        has_ingress
+        and _delete_owned(
+            clients.networking.read_namespaced_ingress,
+            clients.networking.delete_namespaced_ingress,
+            resources.ingress_name(session),
+            ns,
+            session.uid,
+        )
+        == "deleted"
     ):
         emit(owner, "Normal", "IngressDeleted", "exposure.type is no longer Ingress")
     for kind, create, read, patch, manifest in steps:
@@ -363,29 +370,23 @@ def ensure_pod(
         return
     if pod.deleting:
         return
-    # A Failed or Succeeded pod (evicted, node shut down) never runs again and keeps its
-    # name: it is deleted, and a later pass creates a new one.
-    if pod.finished and _delete(clients.core.delete_namespaced_pod, pod.name, ns):
-        why = f"replacing pod {pod.name}: it {pod.phase.lower()} ({pod.describe_end()})"
-        logger.info("session %s/%s: %s", ns, session.name, why)
-        emit(owner, "Warning", "PodReplaced", why)
+    # A replaced pod is deleted here and created on a later pass, once it is gone (the name
+    # is fixed).
+    if pod.finished:
+        # Failed or Succeeded (evicted, node shut down): it never runs again.
+        type_, why = "Warning", f"it {pod.phase.lower()} ({pod.describe_end()})"
+    elif pod.config_hash != desired_hash:
+        # Pod specs are immutable: a changed spec means a new pod.
+        type_, why = "Normal", "its spec changed"
+    elif pod.pod_hash != annotations[resources.ANNOTATION_POD_HASH] and not pod.active_connections:
+        # Only operator settings changed (an upgrade, a new default image): the pod still
+        # works, so it is replaced only while nobody is connected, never under a live terminal.
+        type_, why = "Normal", "operator settings changed and nobody is connected"
+    else:
         return
-    # Pod specs are immutable: a changed spec means a new pod (created on a later pass,
-    # once the old one is gone, since the name is fixed).
-    if pod.config_hash != desired_hash:
-        if _delete(clients.core.delete_namespaced_pod, pod.name, ns):
-            emit(owner, "Normal", "PodReplaced", f"replacing pod {pod.name}: its spec changed")
-        return
-    # Only operator settings changed (an upgrade, a new default image): the pod still works,
-    # so it is replaced only while nobody is connected, never under a live terminal.
-    outdated = pod.pod_hash != annotations[resources.ANNOTATION_POD_HASH]
-    if (
-        outdated
-        and not pod.active_connections
-        and _delete(clients.core.delete_namespaced_pod, pod.name, ns)
-    ):
-        why = f"replacing pod {pod.name}: operator settings changed and nobody is connected"
-        emit(owner, "Normal", "PodReplaced", why)
+    if _delete(clients.core.delete_namespaced_pod, pod.name, ns):
+        logger.info("session %s/%s: replacing pod %s: %s", ns, session.name, pod.name, why)
+        emit(owner, type_, "PodReplaced", f"replacing pod {pod.name}: {why}")
 
 
 def _route_check(session: Session, services: Iterable[Any], ingresses: Iterable[Any]) -> Check:
@@ -450,11 +451,10 @@ def reconcile(p: Pass) -> dict[str, Any]:
     conflict: Check | None = None
     route = _route_check(session, p.services, p.ingresses)
     passes = int(p.memo.get("passes_since_support", 0)) + 1
-    pod_wanted = not no_pod_wanted
     if (
         p.memo.get("ensured_generation") != session.generation
         or not route.ok
-        or (pod_wanted and (pod is None or not pod.ready))
+        or (not no_pod_wanted and (pod is None or not pod.ready))
         or passes >= SUPPORT_RECHECK_PASSES
     ):
         has_ingress = bool(list(p.ingresses))
