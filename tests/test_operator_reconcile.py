@@ -237,6 +237,28 @@ def test_ingress_follows_exposure_and_expiry_removes_the_pod() -> None:
     assert ("Normal", "MaxDurationExceeded") in world.events
 
 
+def test_leaving_ingress_exposure_removes_the_ingress_but_never_a_foreign_one() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner(exposure={"type": "Ingress"})
+    world.run(body)
+    assert ("ingress", "ns", "demo") in world.api.objects
+    body["spec"]["exposure"] = {"type": "ClusterIP"}
+    body["metadata"]["generation"] = 2
+    world.run(body)
+    assert ("ingress", "ns", "demo") not in world.api.objects
+    assert ("Normal", "IngressDeleted") in world.events
+
+    # An Ingress under the same name that the session does not own is left alone.
+    foreign = {"metadata": {"name": "demo", "uid": "theirs"}, "spec": {}}
+    world.api.objects[("ingress", "ns", "demo")] = foreign
+    world.events.clear()
+    body["metadata"]["generation"] = 3
+    world.run(body)
+    assert world.api.objects[("ingress", "ns", "demo")] is foreign
+    assert ("Normal", "IngressDeleted") not in world.events
+
+
 def test_expiry_policy_delete_deletes_the_session() -> None:
     world = World()
     world.add_key_secret()
