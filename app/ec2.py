@@ -118,11 +118,6 @@ def make_clients(
     return AwsClients(ec2=ec2, instance_connect=connect, region=region)
 
 
-async def open_clients(region: str | None, endpoint_url: str | None = None) -> AwsClients:
-    """make_clients off the event loop: loading botocore's service models reads files."""
-    return await asyncio.to_thread(make_clients, region, endpoint_url)
-
-
 class AwsClientCache:
     """AwsClients per (region, endpoint URL), made once from one boto3 session under a lock."""
 
@@ -161,6 +156,10 @@ class AwsClientCache:
         return await asyncio.to_thread(self.get, region, endpoint_url)
 
 
+def _state(described: InstanceTypeDef) -> str:
+    return str(described.get("State", {}).get("Name", "unknown"))
+
+
 def _describe(ec2: EC2Client, instance_id: str) -> InstanceTypeDef:
     try:
         response = ec2.describe_instances(InstanceIds=[instance_id])
@@ -179,7 +178,7 @@ def _describe(ec2: EC2Client, instance_id: str) -> InstanceTypeDef:
 def _state_now(ec2: EC2Client, instance_id: str) -> str | None:
     """The instance's state by a fresh DescribeInstances, or None if that fails too."""
     try:
-        return str(_describe(ec2, instance_id).get("State", {}).get("Name", "unknown"))
+        return _state(_describe(ec2, instance_id))
     except AwsError:
         return None
 
@@ -196,7 +195,7 @@ def _call_error(
 
 def _resolve(ec2: EC2Client, instance_id: str, address: AddressKind) -> ResolvedInstance:
     described = _describe(ec2, instance_id)
-    state = str(described.get("State", {}).get("Name", "unknown"))
+    state = _state(described)
     if state != "running":
         raise InstanceNotRunning(
             f"instance {instance_id} is {state}, not running; {state_advice(state)}"

@@ -96,8 +96,6 @@ async def prepare_connection(
         return await instance_plan(target, target.instance_id, aws)
     if target.host is None:
         raise ConfigurationError("no target host configured")
-    if target.access_method is not AccessMethod.SSH_KEY:
-        raise ConfigurationError(f"access method {target.access_method} needs an EC2 instance id")
     if target.key_file is None:
         raise ConfigurationError("no SSH key configured: set --key-file")
     return ConnectPlan(

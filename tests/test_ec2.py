@@ -18,7 +18,6 @@ from app.ec2 import (
     console_verifier,
     generate_ephemeral_key,
     make_clients,
-    open_clients,
     push_public_key,
     resolve_instance,
 )
@@ -202,7 +201,7 @@ async def test_region_from_the_environment(
     moto_aws: MotoAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_REGION", moto_aws.region)
-    clients = await open_clients(None, moto_aws.endpoint_url)
+    clients = await AwsClientCache().open(None, moto_aws.endpoint_url)
     assert clients.region == moto_aws.region
 
 
