@@ -24,7 +24,7 @@ from typing import Any
 from tests.fixtures_server import RunningServer, start_server
 from tests.fixtures_sshd import Sshd, start_sshd
 from tests.support import cpu_seconds, stop
-from tests.wsclient import TerminalClient, open_client
+from tests.wsclient import TerminalClient, connected
 
 END = b"<<END>>"
 RESULTS = Path(__file__).parent / "results"
@@ -89,15 +89,8 @@ async def direct_throughput(sshd: Sshd, path: Path, tty: bool) -> float:
     return path.stat().st_size / elapsed
 
 
-async def connected(server: RunningServer) -> TerminalClient:
-    client = await open_client(server.base_url, server.token, keep_output=False)
-    await client.hello(200, 50)
-    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
-    return client
-
-
 async def bridge_throughput(server: RunningServer, path: Path) -> float:
-    client = await connected(server)
+    client = await connected(server, 200, 50, keep_output=False)
     client.keep_output = True
     await client.send_input("stty -echo\r")
     await client.until(lambda c: b"stty -echo" in c.output)
@@ -156,7 +149,7 @@ async def direct_latencies(sshd: Sshd, samples: int) -> list[float]:
 
 
 async def bridge_latencies(server: RunningServer, samples: int) -> list[float]:
-    client = await connected(server)
+    client = await connected(server, 200, 50, keep_output=False)
     client.keep_output = True
     await client.send_input("cat > /dev/null\r")
     await client.send_input("w")

@@ -36,6 +36,7 @@ fixtures is marked ``cluster`` automatically. See docs/cluster.md.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import ipaddress
@@ -53,6 +54,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,15 @@ class KubeCluster:
         if namespace:
             argv.append(f"--namespace={namespace}")
         return self._run([*argv, *args], input, check, timeout).stdout
+
+    def ca_certificate(self) -> bytes:
+        """The API server's CA certificate (PEM), inline in the kubeconfig or in a file it names."""
+        config: Any = yaml.safe_load(self.kubeconfig.read_text())
+        entry = config["clusters"][0]["cluster"]
+        if "certificate-authority-data" in entry:
+            return base64.b64decode(entry["certificate-authority-data"])
+        path = Path(entry["certificate-authority"])
+        return (path if path.is_absolute() else self.kubeconfig.parent / path).read_bytes()
 
     def kubectl_json(self, *args: str, namespace: str | None = None) -> Any:
         """Runs kubectl with ``-o json`` and returns the parsed output."""

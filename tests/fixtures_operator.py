@@ -8,7 +8,6 @@ import dataclasses
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures_kube import KubeCluster, wait_for
-from tests.support import console_script, free_port
+from tests.support import console_script, free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_PATH = ROOT / "charts/ec2-terminal/crds/terminalsessions.ec2-terminal.io.yaml"
@@ -269,21 +268,16 @@ def pod_environment(
     return env
 
 
-def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Starts a process with exactly `env`, output to log_path."""
-    with log_path.open("wb") as log:
-        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
 @contextlib.contextmanager
 def pod_command_running(
     pod: Mapping[str, Any], env: dict[str, str], log_path: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Runs the pod's container command with `env` until /readyz answers; stops it afterwards."""
     command = pod["spec"]["containers"][0]["command"]
-    argv = [str(Path(sys.executable).parent / command[0]), *command[1:]]
+    argv = [console_script(command[0]), *command[1:]]
     port = env["EC2_TERMINAL_LISTEN_PORT"]
-    proc = spawn(argv, env, log_path)
+    with log_path.open("wb") as log:  # exactly `env`, as the pod would have it
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
 
         def ready() -> bool:
@@ -296,5 +290,4 @@ def pod_command_running(
         assert proc.poll() is None, f"server exited:\n{log_path.read_text()}"
         yield proc
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        stop(proc, timeout=15)

@@ -14,7 +14,7 @@ from app.protocol import MAX_CLIENT_FRAME, FrameType, encode
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
 from tests.support import rss_bytes
-from tests.wsclient import TerminalClient, open_client
+from tests.wsclient import TerminalClient, connected, open_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -40,13 +40,6 @@ def ended(output: bytearray) -> bool:
 def between_markers(output: bytes) -> bytes:
     start = output.index(BEGIN) + len(BEGIN)
     return output[start : output.index(END, start)]
-
-
-async def connected(server: RunningServer, auto_ack: bool = True) -> TerminalClient:
-    client = await open_client(server.base_url, server.token, auto_ack=auto_ack)
-    await client.hello()
-    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
-    return client
 
 
 async def read_until_quiet(client: TerminalClient, quiet: float) -> None:

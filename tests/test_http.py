@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 from tests.fixtures_server import ServerFactory
 from tests.fixtures_sshd import Sshd
 from tests.support import CLI, env_without_proxies, poll, stop
-from tests.wsclient import TerminalClient
+from tests.wsclient import TerminalClient, connected
 
 pytestmark = pytest.mark.anyio
 
@@ -60,8 +59,6 @@ def test_page_is_served_with_a_strict_policy(server_factory: ServerFactory, sshd
 async def test_everything_moves_under_a_base_path(
     server_factory: ServerFactory, sshd: Sshd
 ) -> None:
-    from tests.wsclient import open_client
-
     server = server_factory(sshd, base_path="/t/demo/")
     assert server.base_url.endswith("/t/demo/")
     assert httpx.get(server.base_url).status_code == 200
@@ -70,40 +67,39 @@ async def test_everything_moves_under_a_base_path(
     assert httpx.get(f"{server.origin}/static/dist/terminal.js").status_code == 404
     link = httpx.get(f"{server.base_url}?token={server.token}")
     assert link.status_code == 303
-    client = await open_client(server.base_url, server.token)
-    await client.hello()
-    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    client = await connected(server)
     await client.ws.close()
 
 
-def test_configuration_errors_are_reported_plainly(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [CLI, "serve", "--base-path", "no-slashes"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env_without_proxies(),
-    )
-    assert result.returncode == 2
-    assert "base path 'no-slashes' must start and end with '/'" in result.stderr
-
-
 @pytest.mark.parametrize(
-    ("env", "message"),
+    ("args", "env", "message"),
     [
         pytest.param(
+            ["--base-path", "no-slashes"],
+            {},
+            "base path 'no-slashes' must start and end with '/'",
+            id="flag",
+        ),
+        pytest.param(
+            ["--host", "example.test"],
             {"EC2_TERMINAL_HOST_KEY_POLICY": "bogus"},
             "argument --host-key-policy: 'bogus' is not one of known-hosts, fingerprint",
-            id="choice",
+            id="environment-choice",
         ),
-        pytest.param({"EC2_TERMINAL_PORT": "abc"}, "argument --port: invalid int", id="number"),
+        pytest.param(
+            ["--host", "example.test"],
+            {"EC2_TERMINAL_PORT": "abc"},
+            "argument --port: invalid int",
+            id="environment-number",
+        ),
     ],
 )
-def test_bad_environment_values_are_refused_like_bad_flags(
-    env: dict[str, str], message: str
+def test_configuration_errors_are_reported_plainly(
+    args: list[str], env: dict[str, str], message: str
 ) -> None:
+    """Bad flags and bad EC2_TERMINAL_* values alike: exit 2 and one plain line."""
     result = subprocess.run(
-        [CLI, "serve", "--host", "example.test"],
+        [CLI, "serve", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -114,26 +110,20 @@ def test_bad_environment_values_are_refused_like_bad_flags(
     assert "Traceback" not in result.stderr
 
 
-def test_settings_come_from_the_environment() -> None:
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from app.cli import build_parser, settings_from_args
 
-    os.environ["EC2_TERMINAL_KEEPALIVE_INTERVAL"] = "7.5"
-    try:
-        settings = settings_from_args(build_parser().parse_args(["serve", "--host", "h"]))
-    finally:
-        del os.environ["EC2_TERMINAL_KEEPALIVE_INTERVAL"]
+    monkeypatch.setenv("EC2_TERMINAL_KEEPALIVE_INTERVAL", "7.5")
+    settings = settings_from_args(build_parser().parse_args(["serve", "--host", "h"]))
     assert settings.limits.keepalive_interval == 7.5
 
 
-def test_prototype_environment_variables_still_work(tmp_path: Path) -> None:
+def test_prototype_environment_variables_still_work(monkeypatch: pytest.MonkeyPatch) -> None:
     from app.cli import build_parser, settings_from_args
 
-    os.environ["AWS_HOSTNAME"] = "ec2-1-2-3-4.compute-1.amazonaws.com"
-    os.environ["AWS_USERNAME"] = "ubuntu"
-    try:
-        settings = settings_from_args(build_parser().parse_args(["serve"]))
-    finally:
-        del os.environ["AWS_HOSTNAME"], os.environ["AWS_USERNAME"]
+    monkeypatch.setenv("AWS_HOSTNAME", "ec2-1-2-3-4.compute-1.amazonaws.com")
+    monkeypatch.setenv("AWS_USERNAME", "ubuntu")
+    settings = settings_from_args(build_parser().parse_args(["serve"]))
     assert settings.target.host == "ec2-1-2-3-4.compute-1.amazonaws.com"
     assert settings.target.user == "ubuntu"
 

@@ -6,19 +6,12 @@ import signal
 
 import pytest
 
-from tests.fixtures_server import RunningServer, ServerFactory
+from tests.fixtures_server import ServerFactory
 from tests.fixtures_sshd import Sshd
 from tests.support import poll
-from tests.wsclient import TerminalClient, open_client
+from tests.wsclient import connected, open_client
 
 pytestmark = pytest.mark.anyio
-
-
-async def connected(server: RunningServer) -> TerminalClient:
-    client = await open_client(server.base_url, server.token)
-    await client.hello()
-    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
-    return client
 
 
 async def test_idle_session_ends_with_a_reason(server_factory: ServerFactory, sshd: Sshd) -> None:

@@ -212,7 +212,7 @@ async def test_page_assets_and_websocket_through_nginx(
     assert ws.subprotocol == SUBPROTOCOL
     client = TerminalClient(ws, keep_output=True)
     await client.hello(80, 24)
-    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    await client.until_connected()
     await client.send_input("echo $((6*7))\r")
     await client.until(lambda c: "42\r\n" in c.text)
     await client.resize(100, 30)

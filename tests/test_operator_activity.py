@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime
 import json
 from collections.abc import Mapping
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from ec2_terminal_operator import resources
 from ec2_terminal_operator.spec import parse_session
 
@@ -102,16 +100,8 @@ def test_settings_from_env() -> None:
 
 
 def _ca_file(cluster: KubeCluster, tmp_path: Path) -> Path:
-    config: Any = yaml.safe_load(cluster.kubeconfig.read_text())
-    cluster_entry = config["clusters"][0]["cluster"]
     ca = tmp_path / "ca.crt"
-    if "certificate-authority-data" in cluster_entry:
-        ca.write_bytes(base64.b64decode(cluster_entry["certificate-authority-data"]))
-    else:
-        path = Path(cluster_entry["certificate-authority"])
-        if not path.is_absolute():
-            path = cluster.kubeconfig.parent / path
-        ca.write_bytes(path.read_bytes())
+    ca.write_bytes(cluster.ca_certificate())
     return ca
 
 

@@ -123,16 +123,10 @@ def test_every_value_has_a_comment() -> None:
 
 
 def _sa_kubeconfig(cluster: KubeCluster, namespace: str, sa: str, path: Path) -> Path:
-    admin: Any = yaml.safe_load(cluster.kubeconfig.read_text())
-    entry = admin["clusters"][0]["cluster"]
-    if "certificate-authority-data" not in entry:
-        ca = Path(entry["certificate-authority"])
-        if not ca.is_absolute():
-            ca = cluster.kubeconfig.parent / ca
-        entry = {
-            "server": entry["server"],
-            "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode(),
-        }
+    entry = {
+        "server": cluster.server,
+        "certificate-authority-data": base64.b64encode(cluster.ca_certificate()).decode(),
+    }
     token = cluster.kubectl("create", "token", sa, "--duration=1h", namespace=namespace).strip()
     config = {
         "apiVersion": "v1",

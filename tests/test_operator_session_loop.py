@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
 from tests.fixtures_kube import KubeCluster, wait_for
 from tests.fixtures_operator import (
@@ -48,15 +47,7 @@ def _service_account_dir(cluster: KubeCluster, namespace: str, sa: str, path: Pa
     path.mkdir()
     token = cluster.kubectl("create", "token", sa, "--duration=10m", namespace=namespace)
     (path / "token").write_text(token.strip())
-    config: Any = yaml.safe_load(cluster.kubeconfig.read_text())
-    entry = config["clusters"][0]["cluster"]
-    if "certificate-authority-data" in entry:
-        (path / "ca.crt").write_bytes(base64.b64decode(entry["certificate-authority-data"]))
-    else:
-        ca = Path(entry["certificate-authority"])
-        if not ca.is_absolute():
-            ca = cluster.kubeconfig.parent / ca
-        (path / "ca.crt").write_bytes(ca.read_bytes())
+    (path / "ca.crt").write_bytes(cluster.ca_certificate())
     return path
 
 

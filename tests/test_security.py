@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus
 from app.protocol import SUBPROTOCOL, FrameType, encode, encode_ack
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
-from tests.wsclient import TerminalClient, open_client, ws_url
+from tests.wsclient import TerminalClient, connected, open_client, ws_url
 
 pytestmark = pytest.mark.anyio
 
@@ -59,7 +59,7 @@ async def test_token_link_sets_a_strict_cookie_and_leaves_the_url(server: Runnin
     )
     client = TerminalClient(ws)
     await client.hello()
-    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    await client.until_connected()
     await ws.close()
 
     wrong = httpx.get(f"{server.base_url}?token=guess")
@@ -104,13 +104,9 @@ BAD_FRAMES = [
 async def test_bad_frames_close_only_their_own_socket(
     server: RunningServer, frame: bytes | str, code: int, reason: str
 ) -> None:
-    bystander = await open_client(server.base_url, server.token)
-    await bystander.hello()
-    await bystander.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    bystander = await connected(server)
 
-    offender = await open_client(server.base_url, server.token)
-    await offender.hello()
-    await offender.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    offender = await connected(server)
     await offender.ws.send(frame)
     await offender.until_closed()
     assert offender.ws.close_code == code
@@ -124,9 +120,7 @@ async def test_bad_frames_close_only_their_own_socket(
 
 
 async def test_a_huge_message_is_cut_off_by_the_websocket_layer(server: RunningServer) -> None:
-    client = await open_client(server.base_url, server.token)
-    await client.hello()
-    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    client = await connected(server)
     await client.ws.send(encode(FrameType.INPUT, b"x" * 300_000))
     await client.until_closed()
     assert client.ws.close_code == 1009

@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures_server import ServerFactory
 from tests.fixtures_sshd import Sshd, keygen
-from tests.wsclient import TerminalClient, open_client
+from tests.wsclient import TerminalClient, connected, open_client
 
 pytestmark = pytest.mark.anyio
 
@@ -68,9 +68,7 @@ async def test_accept_new_learns_a_first_seen_key_only_when_asked(
 ) -> None:
     known = tmp_path_factory.mktemp("known") / "known_hosts"
     server = server_factory(sshd, host_key_policy="accept-new", known_hosts=str(known))
-    client = await open_client(server.base_url, server.token)
-    await client.hello()
-    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+    client = await connected(server)
     assert sshd.host_public_key.split()[1] in known.read_text()
     await client.ws.close()
 

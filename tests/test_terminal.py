@@ -9,16 +9,9 @@ import pytest
 
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
-from tests.wsclient import TerminalClient, open_client
+from tests.wsclient import connected
 
 pytestmark = pytest.mark.anyio
-
-
-async def connected(server: RunningServer, cols: int = 80, rows: int = 24) -> TerminalClient:
-    client = await open_client(server.base_url, server.token)
-    await client.hello(cols, rows)
-    await client.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
-    return client
 
 
 async def test_shell_arithmetic_resize_and_exit_status(server: RunningServer, sshd: Sshd) -> None:

@@ -8,10 +8,13 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+if TYPE_CHECKING:
+    from tests.fixtures_server import RunningServer
 
 from app.protocol import (
     SUBPROTOCOL,
@@ -98,6 +101,10 @@ class TerminalClient:
             while not predicate(self):
                 await self.receive_one()
 
+    async def until_connected(self) -> None:
+        """Read frames until the STATUS that says the new session's SSH connection is up."""
+        await self.until(lambda c: any(s["state"] == "connected" for s in c.statuses))
+
     async def until_text(self, text: str, timeout: float = 15) -> None:
         await self.until(lambda c: text.encode() in c.output, timeout)
 
@@ -135,3 +142,13 @@ async def open_client(
         open_timeout=10,
     )
     return TerminalClient(ws, **kwargs)
+
+
+async def connected(
+    server: RunningServer, cols: int = 80, rows: int = 24, **kwargs: Any
+) -> TerminalClient:
+    """A client of `server` with a new session of its own, connected (kwargs: TerminalClient's)."""
+    client = await open_client(server.base_url, server.token, **kwargs)
+    await client.hello(cols, rows)
+    await client.until_connected()
+    return client
