@@ -209,6 +209,13 @@ def wait_phase(
     return wait_for(reached, timeout=timeout, message=f"{namespace}/{name} phase {phase}")
 
 
+def ready_session(cluster: KubeCluster, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    """Applies the SSH key Secret and a session, and waits until it is Ready; returns it."""
+    cluster.apply(key_secret(), namespace=namespace)
+    cluster.apply(session_manifest(name, **spec), namespace=namespace)
+    return wait_phase(cluster, namespace, name, "Ready")
+
+
 def exists(cluster: KubeCluster, namespace: str, kind: str, name: str) -> bool:
     """Whether an object exists (and is not being deleted)."""
     out = cluster.kubectl(

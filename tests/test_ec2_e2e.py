@@ -66,25 +66,24 @@ def fingerprint_of(pushed: PushedKey) -> str:
     return sha256(asyncssh.import_public_key(pushed.public_key))
 
 
-# No long-lived key, no known_hosts: everything comes from the AWS APIs.
-INSTANCE_CONNECT_WITH_CONSOLE_KEYS = {
-    "access_method": "instance-connect",
-    "host_key_policy": "console-output",
-}
-
-
 def start_instance_connect_server(
-    server_factory: ServerFactory, moto_aws: MotoAws, sshd: Sshd, instance_id: str
+    server_factory: ServerFactory,
+    moto_aws: MotoAws,
+    sshd: Sshd,
+    instance_id: str,
+    host_key_policy: str = "console-output",
 ) -> RunningServer:
-    """A server reaching the instance with Instance Connect, its host key from known_hosts."""
+    """A server reaching the instance with Instance Connect: by default no long-lived key and no
+    known_hosts, everything from the AWS APIs; with "known-hosts", the sshd's known_hosts."""
+    flags = {"known_hosts": str(sshd.known_hosts_path)} if host_key_policy == "known-hosts" else {}
     return start_server(
         server_factory,
         moto_aws,
         sshd,
         instance_id,
         access_method="instance-connect",
-        host_key_policy="known-hosts",
-        known_hosts=str(sshd.known_hosts_path),
+        host_key_policy=host_key_policy,
+        **flags,
     )
 
 
@@ -123,9 +122,7 @@ async def test_instance_connect_with_console_host_keys(
     sshd = instance_connect_sshd
     instance_id = moto_aws.run_instance(public_ip=sshd.host)
     moto_aws.consoles[instance_id] = console_with_host_keys([sshd.host_public_key])
-    server = start_server(
-        server_factory, moto_aws, sshd, instance_id, **INSTANCE_CONNECT_WITH_CONSOLE_KEYS
-    )
+    server = start_instance_connect_server(server_factory, moto_aws, sshd, instance_id)
     client = await attempt(server)
     assert client.error is None, client.error
     assert client.statuses[-1]["host_key_sha256"] == sshd.host_key_sha256
@@ -147,7 +144,9 @@ async def test_a_key_that_arrives_late_is_pushed_again_once(
     instance_id = moto_aws.run_instance(public_ip=sshd.host)
     # The first key reaches the instance only after the login: the race the retry is for.
     moto_aws.push_delays.append(5.0)
-    server = start_instance_connect_server(server_factory, moto_aws, sshd, instance_id)
+    server = start_instance_connect_server(
+        server_factory, moto_aws, sshd, instance_id, host_key_policy="known-hosts"
+    )
     client = await attempt(server)
     assert client.error is None, client.error
     await shell_answers(client)
@@ -164,7 +163,9 @@ async def test_keys_older_than_60_seconds_are_refused(
     instance_id = moto_aws.run_instance(public_ip=sshd.host)
     # Every key is 61 seconds old by the time the server logs in with it.
     moto_aws.on_push = lambda pushed: moto_aws.clock.advance(KEY_LIFETIME + 1)
-    server = start_instance_connect_server(server_factory, moto_aws, sshd, instance_id)
+    server = start_instance_connect_server(
+        server_factory, moto_aws, sshd, instance_id, host_key_policy="known-hosts"
+    )
     client = await attempt(server)
     assert client.error is not None
     assert client.error["code"] == "auth_failed"
@@ -220,9 +221,7 @@ async def test_console_without_host_keys_is_refused(
     moto_aws: MotoAws, sshd: Sshd, server_factory: ServerFactory
 ) -> None:
     instance_id = moto_aws.run_instance(public_ip=sshd.host)
-    server = start_server(
-        server_factory, moto_aws, sshd, instance_id, **INSTANCE_CONNECT_WITH_CONSOLE_KEYS
-    )
+    server = start_instance_connect_server(server_factory, moto_aws, sshd, instance_id)
     client = await attempt(server)
     assert client.error is not None
     assert client.error["code"] == "host_keys_not_on_console"
@@ -235,9 +234,7 @@ async def test_aws_errors_become_error_frames(
 ) -> None:
     instance_id = moto_aws.run_instance(public_ip=sshd.host)
     moto_aws.stop_instance(instance_id)
-    server = start_server(
-        server_factory, moto_aws, sshd, instance_id, **INSTANCE_CONNECT_WITH_CONSOLE_KEYS
-    )
+    server = start_instance_connect_server(server_factory, moto_aws, sshd, instance_id)
     client = await attempt(server)
     assert client.error == {
         "code": "instance_not_running",

@@ -20,6 +20,7 @@ from tests.fixtures_operator import (
     get_session,
     key_secret,
     names,
+    ready_session,
     session_manifest,
     wait_phase,
 )
@@ -346,9 +347,7 @@ def test_expiry_policy_delete_removes_the_session(
 def test_suspend_removes_only_the_pod(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    kube_cluster.apply(key_secret(), namespace=namespace)
-    kube_cluster.apply(session_manifest("nap"), namespace=namespace)
-    wait_phase(kube_cluster, namespace, "nap", "Ready")
+    ready_session(kube_cluster, namespace, "nap")
     token_before = kube_cluster.kubectl_json("get", "secret", "nap-token", namespace=namespace)
     kube_cluster.kubectl(
         "patch", "ts", "nap", "--type=merge", "-p", '{"spec":{"suspend":true}}', namespace=namespace
@@ -406,9 +405,7 @@ def test_startup_timeout_fails_then_recovers_when_fixed(
 def test_health_check_status_becomes_target_reachable(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    kube_cluster.apply(key_secret(), namespace=namespace)
-    kube_cluster.apply(session_manifest("probe"), namespace=namespace)
-    wait_phase(kube_cluster, namespace, "probe", "Ready")
+    ready_session(kube_cluster, namespace, "probe")
 
     def write(result: str, message: str) -> None:
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -447,9 +444,7 @@ def test_health_check_status_becomes_target_reachable(
 def test_deleting_the_session_removes_everything_it_owned(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    kube_cluster.apply(key_secret(), namespace=namespace)
-    kube_cluster.apply(session_manifest("bye", exposure={"type": "Ingress"}), namespace=namespace)
-    wait_phase(kube_cluster, namespace, "bye", "Ready")
+    ready_session(kube_cluster, namespace, "bye", exposure={"type": "Ingress"})
     kube_cluster.kubectl("delete", "ts", "bye", "--wait=true", "--timeout=60s", namespace=namespace)
 
     def all_gone() -> bool:
@@ -509,9 +504,7 @@ def test_killed_operator_restarts_without_duplicates(
 def test_spec_change_replaces_the_pod(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    kube_cluster.apply(key_secret(), namespace=namespace)
-    kube_cluster.apply(session_manifest("img"), namespace=namespace)
-    wait_phase(kube_cluster, namespace, "img", "Ready")
+    ready_session(kube_cluster, namespace, "img")
     kube_cluster.kubectl(
         "patch",
         "ts",
@@ -577,9 +570,7 @@ def test_a_foreign_service_with_the_same_name_is_left_alone(
 def test_an_evicted_pod_is_replaced(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    kube_cluster.apply(key_secret(), namespace=namespace)
-    kube_cluster.apply(session_manifest("evict"), namespace=namespace)
-    wait_phase(kube_cluster, namespace, "evict", "Ready")
+    ready_session(kube_cluster, namespace, "evict")
     old_uid = kube_cluster.kubectl_json("get", "pod", "evict", namespace=namespace)["metadata"][
         "uid"
     ]
@@ -624,7 +615,5 @@ def test_the_session_pod_is_admitted_under_restricted_pod_security(
             "run", "plain", "--image=busybox", "--dry-run=server", namespace=namespace
         )
     assert "violates PodSecurity" in info.value.stderr
-    kube_cluster.apply(key_secret(), namespace=namespace)
-    kube_cluster.apply(session_manifest("psa", exposure={"type": "Ingress"}), namespace=namespace)
-    wait_phase(kube_cluster, namespace, "psa", "Ready")
+    ready_session(kube_cluster, namespace, "psa", exposure={"type": "Ingress"})
     assert exists(kube_cluster, namespace, "pod", "psa")

@@ -15,6 +15,8 @@ from ec2_terminal_operator.observed import PodView, pod_view
 from ec2_terminal_operator.spec import parse_session
 from kubernetes.client.exceptions import ApiException
 
+from tests.fixtures_operator import condition
+
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
 
@@ -152,13 +154,7 @@ class World:
                 emit=lambda _b, t, reason, _m: self.events.append((t, reason)),
             )
         )
-        status = dict(body.get("status") or {})
-        for key, value in changes.items():
-            if value is None:
-                status.pop(key, None)
-            else:
-                status[key] = value
-        body["status"] = status
+        body["status"] = merge_patch(body.get("status") or {}, changes)
         return changes
 
 
@@ -290,7 +286,7 @@ def test_a_foreign_object_with_a_childs_name_is_never_taken_over() -> None:
     assert "patch service" not in world.api.calls
     assert ("pod", "ns", "demo") not in world.api.objects
     assert body["status"]["phase"] == "Failed"
-    pod_ready = next(c for c in body["status"]["conditions"] if c["type"] == "PodReady")
+    pod_ready = condition(body, "PodReady")
     assert pod_ready["reason"] == "NameConflict"
     assert (
         "Service 'demo' already exists and does not belong to this session" in pod_ready["message"]
@@ -341,7 +337,7 @@ def test_an_evicted_pod_is_replaced() -> None:
     assert ("pod", "ns", "demo") not in world.api.objects
     assert ("Warning", "PodReplaced") in world.events
     assert ("Warning", "Evicted") in world.events
-    pod_ready = next(c for c in body["status"]["conditions"] if c["type"] == "PodReady")
+    pod_ready = condition(body, "PodReady")
     assert pod_ready["reason"] == "Evicted"
     assert "low on resource" in pod_ready["message"]
     assert body["status"]["phase"] == "Provisioning"
@@ -445,5 +441,5 @@ def test_suspended_and_expired_sessions_read_no_secrets() -> None:
     world.api.calls.clear()
     world.run(body, T0 + datetime.timedelta(seconds=70))
     assert "read secret" not in world.api.calls
-    creds = next(c for c in body["status"]["conditions"] if c["type"] == "CredentialsReady")
+    creds = condition(body, "CredentialsReady")
     assert creds["status"] == "True"

@@ -306,8 +306,7 @@ export class Connection {
         return;
       }
       case "exit":
-        this.final = true;
-        this.memory.clear();
+        this.markFinal();
         this.flushAck();
         this.events.exit?.(frame.exit);
         this.setState("closed", frame.exit.reason);
@@ -325,8 +324,7 @@ export class Connection {
           this.restart();
           return;
         }
-        this.final = true;
-        this.memory.clear();
+        this.markFinal();
         this.events.error?.(frame.error);
         this.setState("closed", frame.error.message);
         return;
@@ -445,11 +443,16 @@ export class Connection {
   }
 
   private finish(message: string, closeCode = 1000): void {
-    this.final = true;
-    this.memory.clear();
+    this.markFinal();
     this.teardown(closeCode);
     this.events.error?.({ code: "client_error", message });
     this.setState("closed", message);
+  }
+
+  /** No reconnect from here on, and nothing for a reload to resume. */
+  private markFinal(): void {
+    this.final = true;
+    this.memory.clear();
   }
 
   private send(data: Frame): void {
