@@ -9,7 +9,8 @@ from pathlib import Path
 
 from app.errors import ConfigurationError
 
-# What EC2 accepts as an instance id: "i-" then 8 (older) or 17 lowercase hex digits.
+# An instance id's shape: EC2 issues "i-" then 8 (older) or 17 lowercase hex digits; lengths
+# between pass here, and AWS's own refusal (InstanceIdMalformed) names the problem.
 INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 # An Instance Connect key is valid on the instance for this long after the push.
 INSTANCE_CONNECT_KEY_LIFETIME = 60.0
