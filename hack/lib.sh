@@ -1,6 +1,8 @@
 # Shared shell helpers for hack/ scripts: sourced, not run.
 # shellcheck shell=bash
 set -euo pipefail
+# A failure inside $(...) stops the script too (X=$(f) would otherwise carry on without X).
+shopt -s inherit_errexit
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${EC2_TERMINAL_CACHE:-$HOME/.cache/ec2-terminal}
 mkdir -p "$CACHE"
@@ -79,6 +81,8 @@ disable_services() {
       esac
     done < <(dpkg-query -L "$p" 2>/dev/null)
   done
+  # Two packages may ship the same unit (an alias path, a usrmerge move): each once.
+  mapfile -t units < <(printf '%s\n' ${units[@]+"${units[@]}"} | sort -u | sed '/^$/d')
   if [ ${#units[@]} -gt 0 ] && command -v systemctl >/dev/null; then
     log "disabling ${units[*]}"
     if [ -d /run/systemd/system ]; then
