@@ -10,16 +10,15 @@ change) that moto itself never returns.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
-import secrets
-import shutil
+import shlex
 import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -286,40 +285,39 @@ class _KeysHandler(BaseHTTPRequestHandler):
         """Quiet: sshd asks on every login attempt."""
 
 
-AKC_SCRIPT = """#!{python} -I
-# AuthorizedKeysCommand for tests: the keys the test's moto says are valid for user $1.
-import sys
-import urllib.request
-
+AKC_SCRIPT = """# AuthorizedKeysCommand: the keys the test's moto says are valid for user $1.
+exec {python} -I -c '
+import sys, urllib.request
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))
 with opener.open("http://127.0.0.1:{port}/keys/" + sys.argv[1], timeout=5) as answer:
     sys.stdout.write(answer.read().decode())
+' "$1"
 """
 
 
 @pytest.fixture
-def instance_connect_sshd(moto_aws: MotoAws, sshd_factory: SshdFactory) -> Iterator[Sshd]:
+def instance_connect_sshd(
+    moto_aws: MotoAws, sshd_factory: SshdFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Sshd]:
     """sshd that, like an EC2 instance, accepts the keys Instance Connect got in the last 60 s."""
-    if os.geteuid() != 0:
-        pytest.skip("sshd's AuthorizedKeysCommand must be root-owned: run the tests as root")
     handler = type("KeysHandler", (_KeysHandler,), {"aws": moto_aws})
     keys_server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=keys_server.serve_forever, daemon=True)
     thread.start()
-    # sshd runs the command only if it and every parent directory are root-owned and not
-    # group- or world-writable, which rules out /tmp.
-    directory = Path.home() / ".cache" / "ec2-terminal" / f"test-akc-{secrets.token_hex(6)}"
-    directory.mkdir(mode=0o755, parents=True)
-    directory.chmod(0o755)
-    script = directory / "authorized-keys"
-    script.write_text(AKC_SCRIPT.format(python=sys.executable, port=keys_server.server_port))
-    script.chmod(0o755)
+    script = tmp_path_factory.mktemp("akc") / "authorized-keys.sh"
+    script.write_text(
+        AKC_SCRIPT.format(python=shlex.quote(sys.executable), port=keys_server.server_port)
+    )
     try:
+        # sshd runs the command only if its program and every directory above it are root-owned
+        # and not group- or world-writable. /bin/sh is, on any machine, and takes the script (in
+        # a temporary directory) as an argument. The command runs as the user running the tests:
+        # with or without root, that is the one user this sshd logs in.
         yield sshd_factory(
-            extra_config=f"AuthorizedKeysCommand {script} %u\nAuthorizedKeysCommandUser root"
+            extra_config=f"AuthorizedKeysCommand /bin/sh {script} %u\n"
+            f"AuthorizedKeysCommandUser {getpass.getuser()}"
         )
     finally:
         keys_server.shutdown()
         keys_server.server_close()
         thread.join(5)
-        shutil.rmtree(directory)
