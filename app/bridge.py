@@ -45,6 +45,9 @@ class Bridge:
         self._send_lock = asyncio.Lock()
         self._closed = False
         self._kicked = asyncio.Event()
+        # Set the moment this bridge attaches, before any send that may find the socket gone,
+        # so `run` always detaches what it attached.
+        self._session: Session | None = None
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
@@ -63,11 +66,9 @@ class Bridge:
     async def run(self) -> None:
         """Handshake, attach to a session, then pump both ways until either side ends."""
         self.metrics.active_connections.inc()
-        session: Session | None = None
         try:
             hello = await self._hello()
-            session = await self._attach(hello)
-            await self._serve(session)
+            await self._serve(await self._attach(hello))
         except SocketClosed:
             pass
         except TerminalError as exc:
@@ -81,8 +82,8 @@ class Bridge:
             await self._fail(TerminalError("internal error in the terminal server"))
         finally:
             self.metrics.active_connections.dec()
-            if session is not None:
-                session.detach(self)
+            if self._session is not None:
+                self._session.detach(self)
 
     async def _fail(self, exc: TerminalError) -> None:
         try:
@@ -106,6 +107,7 @@ class Bridge:
             await self._status("connecting")
             session = await self.registry.open(hello.size)
             session.attach(self)
+            self._session = session
             self.sent = 0
             state = "connected"
         else:
@@ -117,6 +119,7 @@ class Bridge:
                     f"{session.buffer.start} to {session.buffer.end}"
                 )
             displaced = session.attach(self)
+            self._session = session
             if isinstance(displaced, Bridge):
                 await displaced.kick()
             self.sent = offset
@@ -125,13 +128,20 @@ class Bridge:
             state = "resumed"
         self.registry.note_activity()
         terminal = session.terminal
-        await self._status(
-            state,
-            session_id=session.id,
-            host_key_sha256=terminal.host_key_sha256 if terminal else "",
-            offset=self.sent,
-            window=self.limits.flow_window,
-        )
+        try:
+            await self._status(
+                state,
+                session_id=session.id,
+                host_key_sha256=terminal.host_key_sha256 if terminal else "",
+                offset=self.sent,
+                window=self.limits.flow_window,
+            )
+        except SocketClosed:
+            if hello.resume is None:
+                # The client left during the connect and never learned the id: nobody can
+                # resume this session, so it gives its slot back now, not after the grace period.
+                session.end("the client left before the session was ready", resumable=False)
+            raise
         return session
 
     async def kick(self) -> None:
