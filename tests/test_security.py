@@ -148,6 +148,33 @@ async def test_a_bad_first_frame_is_refused(server: RunningServer, first: bytes)
     assert client.error["code"] == "protocol_error"
 
 
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        pytest.param(b"[" * 30_000 + b"]" * 30_000, "HELLO", id="deeply-nested"),
+        pytest.param(b'{"cols": 80, "rows": ' + b"9" * 5000 + b"}", "HELLO", id="huge-integer"),
+        pytest.param(
+            b'{"cols": 80, "rows": 24, "pad": "' + b"x" * 5000 + b'"}', "HELLO", id="oversize"
+        ),
+    ],
+)
+async def test_hostile_hello_payloads_are_refused_without_a_traceback(
+    server: RunningServer, payload: bytes, reason: str
+) -> None:
+    """Payloads that crash a JSON parser get 1008 and a reason, never a 1011 and a traceback."""
+    client = await open_client(server.base_url, server.token)
+    await client.ws.send(encode(FrameType.HELLO, payload))
+    await client.until_closed()
+    assert client.ws.close_code == 1008
+    assert reason in (client.ws.close_reason or "")
+    assert client.error is not None
+    assert client.error["code"] == "protocol_error"
+    bystander = await connected(server)
+    await bystander.ws.close()
+    assert "Traceback" not in server.log()
+    assert " ERROR " not in server.log()
+
+
 async def test_silent_client_is_closed_after_the_hello_timeout(
     server_factory: ServerFactory, sshd: Sshd
 ) -> None:
