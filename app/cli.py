@@ -17,6 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from app import logs
+from app.connections import WebSocketProtocol
 from app.errors import ConfigurationError
 from app.protocol import MAX_CLIENT_FRAME
 from app.server import create_app, drain
@@ -229,6 +230,7 @@ def uvicorn_config(
         app,
         host=settings.listen_host,
         port=settings.listen_port,
+        ws=WebSocketProtocol,
         ws_max_size=MAX_CLIENT_FRAME * 4,
         ws_per_message_deflate=False,
         proxy_headers=True,

@@ -27,6 +27,16 @@ async def test_wrong_or_missing_token_is_refused(server: RunningServer) -> None:
     assert await handshake_status(server, token=None) == 401
 
 
+async def test_refused_handshakes_log_no_errors(server: RunningServer) -> None:
+    """A flood of unauthenticated upgrades must not bury real errors under ERROR lines."""
+    for _ in range(200):
+        assert await handshake_status(server, token=None) == 401
+    assert await handshake_status(server, token=server.token, origin="https://evil.example") == 403
+    log = server.log()
+    assert " ERROR " not in log, log[-2000:]
+    assert "Traceback" not in log
+
+
 async def test_token_in_the_websocket_url_does_not_authenticate(server: RunningServer) -> None:
     with pytest.raises(InvalidStatus) as refused:
         await connect(f"{ws_url(server.base_url)}?token={server.token}", subprotocols=[SUBPROTOCOL])  # type: ignore[list-item]
