@@ -8,16 +8,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-COOKIE_NAME = "ec2_terminal_auth"
-_COOKIE_CONTEXT = b"ec2-terminal cookie v1"
+COOKIE_PREFIX = "ec2_terminal_auth_"
+_COOKIE_CONTEXT = b"ec2-terminal cookie v2\0"
 
 
 @dataclass(frozen=True)
 class Authenticator:
-    """Checks tokens in constant time; the cookie holds a MAC of the token, never the token."""
+    """Checks tokens in constant time; the cookie holds a MAC of the token, never the token.
+
+    The cookie's name and MAC both include the base path: sessions served side by side on one
+    host (`/t/ns/a/`, `/t/ns/b/`) never accept each other's cookie, even with one token.
+    """
 
     token: str | None = field(repr=False)
     allowed_origins: tuple[str, ...] = ()
+    base_path: str = "/"
+
+    @property
+    def cookie_name(self) -> str:
+        """The auth cookie's name under this base path."""
+        return COOKIE_PREFIX + hashlib.sha256(self.base_path.encode()).hexdigest()[:16]
 
     def token_ok(self, candidate: str | None) -> bool:
         """Whether `candidate` is the access token."""
@@ -28,7 +38,8 @@ class Authenticator:
     def cookie_value(self) -> str:
         """What the auth cookie holds: useless as a token, and changes when the token does."""
         assert self.token
-        return hmac.new(self.token.encode(), _COOKIE_CONTEXT, hashlib.sha256).hexdigest()
+        message = _COOKIE_CONTEXT + self.base_path.encode()
+        return hmac.new(self.token.encode(), message, hashlib.sha256).hexdigest()
 
     def cookie_ok(self, candidate: str | None) -> bool:
         """Whether `candidate` is the cookie this server set."""
@@ -41,7 +52,7 @@ class Authenticator:
         scheme, _, credential = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and self.token_ok(credential.strip()):
             return True
-        return self.cookie_ok(cookies.get(COOKIE_NAME))
+        return self.cookie_ok(cookies.get(self.cookie_name))
 
     def origin_ok(self, headers: Mapping[str, str]) -> bool:
         """Browsers always send Origin: it must name this host or an allowed origin."""

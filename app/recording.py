@@ -6,6 +6,7 @@ import codecs
 import json
 import logging
 import re
+import secrets
 import time
 from pathlib import Path
 from typing import IO
@@ -16,6 +17,15 @@ log = logging.getLogger(__name__)
 
 RECORDING_SUFFIX = ".cast"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}\.cast$")
+
+
+def recording_name() -> str:
+    """A new recording's file name: its UTC start time and a random part, never the session id.
+
+    A session id lets its holder resume the session, so it must not appear in a listing.
+    """
+    started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return f"{started}-{secrets.token_urlsafe(12)}{RECORDING_SUFFIX}"
 
 
 class Recorder:

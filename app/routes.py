@@ -17,7 +17,7 @@ from starlette.responses import (
 )
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app.auth import COOKIE_NAME, Authenticator
+from app.auth import Authenticator
 from app.bridge import Bridge
 from app.errors import ProtocolViolation
 from app.protocol import SUBPROTOCOL
@@ -58,7 +58,7 @@ async def page(request: Request) -> Response:
         # Relative, so the browser stays under whatever prefix a proxy serves us at.
         response = RedirectResponse("./", status_code=303, headers=SECURITY_HEADERS)
         response.set_cookie(
-            COOKIE_NAME,
+            auth.cookie_name,
             auth.cookie_value(),
             httponly=True,
             samesite="strict",

@@ -77,7 +77,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry
-    app.state.auth = Authenticator(settings.token, settings.allowed_origins)
+    app.state.auth = Authenticator(settings.token, settings.allowed_origins, settings.base_path)
     app.state.draining = False
 
     def ready_problem() -> str | None:

@@ -77,6 +77,26 @@ async def test_token_link_sets_a_strict_cookie_and_leaves_the_url(server: Runnin
     assert "set-cookie" not in wrong.headers
 
 
+async def test_a_cookie_works_only_under_the_base_path_that_set_it(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    """Sessions side by side on one host, even with one token: a's cookie is useless on b."""
+    a = server_factory(sshd, base_path="/t/ns/a/")
+    b = server_factory(sshd, base_path="/t/ns/b/", token_file=str(a.log_path.parent / "token"))
+    cookie = httpx.get(f"{a.base_url}?token={a.token}").headers["set-cookie"].split(";")[0]
+    assert httpx.get(f"{b.base_url}?token={a.token}").status_code == 303, "one token for both"
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(
+            ws_url(b.base_url),
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            additional_headers={"Cookie": cookie},
+            origin=b.origin,  # type: ignore[arg-type]
+        )
+    assert refused.value.response.status_code == 401
+    listing = httpx.get(f"{b.base_url}recordings/", headers={"Cookie": cookie})
+    assert listing.status_code == 401
+
+
 def test_the_cookie_is_secure_behind_a_trusted_tls_proxy(server: RunningServer) -> None:
     link = f"{server.base_url}?token={server.token}"
     assert "Secure" not in httpx.get(link).headers["set-cookie"], (

@@ -79,7 +79,9 @@ async def test_recordings_keep_output_as_asciicast(
     assert httpx.get(f"{server.base_url}recordings/").status_code == 401
     listing = httpx.get(f"{server.base_url}recordings/", headers=auth).json()
     [entry] = listing["recordings"]
-    assert entry["name"] == f"{client.session_id}.cast"
+    # A session id resumes the session: whoever may list recordings must not learn one.
+    assert client.session_id not in entry["name"]
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[A-Za-z0-9_-]{16}\.cast", entry["name"]), entry
     cast = httpx.get(f"{server.base_url}recordings/{entry['name']}", headers=auth).text
     header, *events = cast.splitlines()
     assert '"version": 2' in header
