@@ -54,8 +54,12 @@ class Authenticator:
             return True
         return self.cookie_ok(cookies.get(self.cookie_name))
 
-    def origin_ok(self, headers: Mapping[str, str]) -> bool:
-        """Browsers always send Origin: it must name this host or an allowed origin."""
+    def origin_ok(self, headers: Mapping[str, str], scheme: str) -> bool:
+        """Browsers always send Origin: it must be this scheme and host, or an allowed origin.
+
+        `scheme` is the request's as uvicorn resolved it (X-Forwarded-Proto from a trusted
+        proxy): `http`/`ws` or `https`/`wss`.
+        """
         origin = headers.get("origin")
         if origin is None:
             return True
@@ -64,5 +68,15 @@ class Authenticator:
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             return False
-        host = headers.get("host", "")
-        return hmac.compare_digest(parts.netloc.lower().encode(), host.lower().encode())
+        expected = "https" if scheme in ("https", "wss") else "http"
+        if parts.scheme != expected:
+            return False
+        netloc = _without_default_port(parts.netloc.lower(), expected)
+        host = _without_default_port(headers.get("host", "").lower(), expected)
+        return hmac.compare_digest(netloc.encode(), host.encode())
+
+
+def _without_default_port(netloc: str, scheme: str) -> str:
+    """`host:443` as `host` for https (and `:80` for http): browsers leave the default out."""
+    default = ":443" if scheme == "https" else ":80"
+    return netloc.removesuffix(default)

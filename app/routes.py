@@ -147,7 +147,7 @@ async def terminal_socket(websocket: WebSocket) -> None:
     """The `ec2-terminal.v1` WebSocket: checks Origin and auth before accepting."""
     auth = _auth(websocket)
     state = websocket.app.state
-    if not auth.origin_ok(websocket.headers):
+    if not auth.origin_ok(websocket.headers, websocket.url.scheme):
         log.warning("refused a WebSocket from origin %r", websocket.headers.get("origin"))
         await websocket.send_denial_response(_denied(403, "origin not allowed"))
         return

@@ -50,6 +50,34 @@ async def test_foreign_origin_is_refused_even_with_the_token(server: RunningServ
     await ok.ws.close()
 
 
+async def test_origin_must_match_the_scheme_too(server: RunningServer) -> None:
+    host = server.origin.removeprefix("http://")
+    status = await handshake_status(server, token=server.token, origin=f"https://{host}")
+    assert status == 403, "an https page must not drive a server reached over plain http"
+    # Behind a trusted TLS proxy it is the other way round.
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(
+            ws_url(server.base_url),
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            additional_headers={
+                "Authorization": f"Bearer {server.token}",
+                "X-Forwarded-Proto": "https",
+            },
+            origin=server.origin,  # type: ignore[arg-type]
+        )
+    assert refused.value.response.status_code == 403
+    ok = await connect(
+        ws_url(server.base_url),
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        additional_headers={
+            "Authorization": f"Bearer {server.token}",
+            "X-Forwarded-Proto": "https",
+        },
+        origin=f"https://{host}",  # type: ignore[arg-type]
+    )
+    await ok.close()
+
+
 async def test_token_link_sets_a_strict_cookie_and_leaves_the_url(server: RunningServer) -> None:
     response = httpx.get(f"{server.base_url}?token={server.token}")
     assert response.status_code == 303
