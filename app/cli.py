@@ -125,6 +125,13 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     _option(parser, "--base-path", "URL prefix of every page, with slashes at both ends", str, "/")
     _option(parser, "--token-file", "file holding the access token", Path)
     _option(parser, "--allowed-origins", "comma-separated extra origins allowed", str, "")
+    _option(
+        parser,
+        "--allowed-hosts",
+        "comma-separated host names (or *.domain) answered besides IP addresses and localhost",
+        str,
+        "",
+    )
     _option(parser, "--recordings-dir", "directory for asciicast recordings", Path)
     _option(parser, "--forwarded-allow-ips", "proxies trusted for X-Forwarded-*", str, "127.0.0.1")
     _option(parser, "--pod-name", "own pod name, to report activity to the operator")
@@ -147,6 +154,10 @@ def _key_file(args: argparse.Namespace) -> Path | None:
     if args.key_file is not None:
         return Path(args.key_file)
     return next((p for p in LEGACY_KEY_FILES if p.is_file()), None)
+
+
+def _comma_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -177,7 +188,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         replay_buffer=args.replay_buffer,
         input_rate=args.input_rate,
     )
-    origins = tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip())
+    origins = _comma_list(args.allowed_origins)
     return Settings(
         target=target,
         limits=limits,
@@ -186,6 +197,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         base_path=args.base_path,
         token=_read_token(args),
         allowed_origins=origins,
+        allowed_hosts=tuple(h.lower() for h in _comma_list(args.allowed_hosts)),
         recordings_dir=args.recordings_dir,
         pod_name=args.pod_name,
         pod_namespace=args.pod_namespace,

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app.auth import Authenticator
 from app.bridge import Bridge
 from app.errors import ProtocolViolation
+from app.middleware import NO_STORE
 from app.protocol import SUBPROTOCOL
 from app.recording import list_recordings, recording_path
 from app.terminal import SocketClosed
@@ -27,15 +28,6 @@ from app.terminal import SocketClosed
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data:; font-src 'self' data:; frame-ancestors 'none'; base-uri 'self'"
-    ),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
 
 
 def _auth(request: Request | WebSocket) -> Authenticator:
@@ -53,10 +45,10 @@ async def page(request: Request) -> Response:
             return PlainTextResponse(
                 "This link's token is not valid for this terminal.",
                 status_code=401,
-                headers=SECURITY_HEADERS,
+                headers=NO_STORE,
             )
         # Relative, so the browser stays under whatever prefix a proxy serves us at.
-        response = RedirectResponse("./", status_code=303, headers=SECURITY_HEADERS)
+        response = RedirectResponse("./", status_code=303, headers=NO_STORE)
         response.set_cookie(
             auth.cookie_name,
             auth.cookie_value(),
@@ -71,7 +63,7 @@ async def page(request: Request) -> Response:
     index = STATIC_DIR / "index.html"
     if not index.is_file():
         return PlainTextResponse("The front end is not built: run hack/setup.", status_code=503)
-    return FileResponse(index, headers=SECURITY_HEADERS)
+    return FileResponse(index, headers=NO_STORE)
 
 
 async def healthz(request: Request) -> Response:
@@ -95,7 +87,7 @@ async def metrics(request: Request) -> Response:
 
 
 def _denied(status: int, message: str) -> Response:
-    return PlainTextResponse(message, status_code=status, headers=SECURITY_HEADERS)
+    return PlainTextResponse(message, status_code=status, headers=NO_STORE)
 
 
 async def recordings(request: Request) -> Response:
@@ -105,15 +97,15 @@ async def recordings(request: Request) -> Response:
     directory: Path | None = request.app.state.settings.recordings_dir
     name = request.path_params.get("name")
     if directory is None:
-        return JSONResponse({"recordings": [], "enabled": False}, headers=SECURITY_HEADERS)
+        return JSONResponse({"recordings": [], "enabled": False}, headers=NO_STORE)
     if name is None:
         return JSONResponse(
-            {"recordings": list_recordings(directory), "enabled": True}, headers=SECURITY_HEADERS
+            {"recordings": list_recordings(directory), "enabled": True}, headers=NO_STORE
         )
     path = recording_path(directory, name)
     if path is None:
         return _denied(404, "no such recording")
-    return FileResponse(path, media_type="application/x-asciicast", headers=SECURITY_HEADERS)
+    return FileResponse(path, media_type="application/x-asciicast", headers=NO_STORE)
 
 
 class StarletteSocket:

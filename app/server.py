@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from functools import partial
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -15,6 +16,7 @@ from app import routes
 from app.auth import Authenticator
 from app.ec2 import AwsClientCache, AwsReadiness
 from app.metrics import Metrics
+from app.middleware import HostCheck, HostPolicy, SecurityHeaders
 from app.registry import SessionRegistry
 from app.settings import Settings
 from app.ssh import SSHConnector
@@ -73,7 +75,11 @@ def create_app(
             yield
             await drain(app)
 
-    app = Starlette(routes=_routes(settings.base_path), lifespan=lifespan)
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(HostCheck, policy=HostPolicy(settings.allowed_hosts)),
+    ]
+    app = Starlette(routes=_routes(settings.base_path), middleware=middleware, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry

@@ -12,6 +12,8 @@ from app.errors import ConfigurationError
 # An instance id's shape: EC2 issues "i-" then 8 (older) or 17 lowercase hex digits; lengths
 # between pass here, and AWS's own refusal (InstanceIdMalformed) names the problem.
 INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+# An --allowed-hosts entry: a lower-case DNS name, optionally "*." and a domain under it.
+HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 # An Instance Connect key is valid on the instance for this long after the push.
 INSTANCE_CONNECT_KEY_LIFETIME = 60.0
 # The login after a push must end well inside the key's lifetime: the clock starts when AWS
@@ -88,6 +90,7 @@ class Settings:
     base_path: str = "/"
     token: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     recordings_dir: Path | None = None
     pod_name: str | None = None
     pod_namespace: str | None = None
@@ -101,6 +104,11 @@ class Settings:
         out: list[str] = []
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):
             out.append(f"base path {self.base_path!r} must start and end with '/'")
+        out += [
+            f"allowed host {h!r} must be a host name without scheme or port, or *.domain"
+            for h in self.allowed_hosts
+            if not HOST_PATTERN.fullmatch(h)
+        ]
         t, lim = self.target, self.limits
         if not 1 <= t.port <= 65535:
             out.append(f"target port {t.port} is out of range")

@@ -81,6 +81,12 @@ async def test_everything_moves_under_a_base_path(
             id="flag",
         ),
         pytest.param(
+            ["--allowed-hosts", "term.example.com,https://x.test:443"],
+            {},
+            "allowed host 'https://x.test:443' must be a host name",
+            id="allowed-hosts",
+        ),
+        pytest.param(
             ["--host", "example.test"],
             {"EC2_TERMINAL_HOST_KEY_POLICY": "bogus"},
             "argument --host-key-policy: 'bogus' is not one of known-hosts, fingerprint",

@@ -265,3 +265,60 @@ def test_log_filter_redacts_tokens_in_urls_and_headers() -> None:
     )
     RedactSecrets().filter(header)
     assert "abc.def" not in header.getMessage()
+
+
+UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Protocol": SUBPROTOCOL,
+}
+
+
+def host_status(server: RunningServer, host: str, path: str, **headers: str) -> int:
+    """The status of a GET of `path` with `Host: host` (DNS rebinding sends a foreign name)."""
+    response = httpx.get(f"{server.origin}{path}", headers={"Host": host, **headers}, timeout=5)
+    if response.status_code == 421:
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    return response.status_code
+
+
+PATHS = ["/metrics", "/readyz", "/healthz", "/t/demo/", "/t/demo/recordings/", "/t/demo/static/x"]
+
+
+def test_foreign_host_names_are_refused_on_every_route(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    """DNS rebinding points a foreign name at this server: no route answers it."""
+    server = server_factory(sshd, base_path="/t/demo/")
+    auth = {"Authorization": f"Bearer {server.token}"}
+    for path in PATHS:
+        assert host_status(server, "rebound.example", path, **auth) == 421, path
+    assert host_status(server, "rebound.example", "/t/demo/ws", **auth, **UPGRADE) == 421
+    assert host_status(server, f"127.0.0.1:{server.port}", "/readyz") == 200
+
+
+def test_only_configured_hosts_ip_literals_and_localhost_are_answered(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    server = server_factory(sshd, base_path="/t/demo/", allowed_hosts="term.example.com,*.s.test")
+    auth = {"Authorization": f"Bearer {server.token}"}
+    for host in ("rebound.example", "s.test", "term.example.com.evil", "xn--80ak6aa92e.com", ""):
+        for path in PATHS:
+            assert host_status(server, host, path, **auth) == 421, (host, path)
+        assert host_status(server, host, "/t/demo/ws", **auth, **UPGRADE) == 421
+    port = server.port
+    for host in (
+        f"127.0.0.1:{port}",
+        f"[::1]:{port}",
+        f"localhost:{port}",
+        "10.1.2.3",
+        "term.example.com",
+        "TERM.example.com:443",
+        "a.s.test",
+        "b.a.s.test.",
+    ):
+        assert host_status(server, host, "/readyz") == 200, host
+    assert host_status(server, "term.example.com", "/t/demo/ws", **auth, **UPGRADE) == 101
