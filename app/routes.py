@@ -66,6 +66,16 @@ async def page(request: Request) -> Response:
     return FileResponse(index, headers=NO_STORE)
 
 
+async def add_slash(request: Request) -> Response:
+    """`P` (or `P/recordings`) without its final slash: redirect to it, relative, with no query.
+
+    Starlette's own redirect builds an absolute URL from the Host header and keeps the query
+    string, which may hold a token.
+    """
+    last = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    return RedirectResponse(f"{last}/", status_code=307, headers=NO_STORE)
+
+
 async def healthz(request: Request) -> Response:
     """Liveness: the process answers."""
     return JSONResponse({"status": "ok"})

@@ -44,6 +44,8 @@ def _routes(base: str) -> list[BaseRoute]:
     ]
     if base != "/":
         prefixed += [Route(base + r.path.lstrip("/"), r.endpoint) for r in health]
+        prefixed.append(Route(base.rstrip("/"), routes.add_slash))
+    prefixed.append(Route(base + "recordings", routes.add_slash))
     return health + prefixed
 
 
@@ -80,6 +82,9 @@ def create_app(
         Middleware(HostCheck, policy=HostPolicy(settings.allowed_hosts)),
     ]
     app = Starlette(routes=_routes(settings.base_path), middleware=middleware, lifespan=lifespan)
+    # Its redirects are absolute URLs built from Host that keep the query; routes.add_slash
+    # serves the two paths that need one.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry

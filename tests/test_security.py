@@ -322,3 +322,19 @@ def test_only_configured_hosts_ip_literals_and_localhost_are_answered(
     ):
         assert host_status(server, host, "/readyz") == 200, host
     assert host_status(server, "term.example.com", "/t/demo/ws", **auth, **UPGRADE) == 101
+
+
+def test_the_slash_redirect_is_relative_and_drops_the_query(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    """`P` without its slash: no absolute URL from the Host header, and no token carried on."""
+    server = server_factory(sshd, base_path="/t/demo/")
+    for path, location in (("/t/demo", "demo/"), ("/t/demo/recordings", "recordings/")):
+        response = httpx.get(f"{server.origin}{path}?token={server.token}")
+        assert response.is_redirect, path
+        assert response.headers["location"] == location
+        assert response.headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["referrer-policy"] == "no-referrer"
+        target = httpx.URL(f"{server.origin}{path}").join(response.headers["location"])
+        assert target.path == path + "/"
