@@ -17,7 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from app import logs
-from app.connections import WebSocketProtocol
+from app.connections import WebSocketProtocol, http_protocol
 from app.errors import ConfigurationError
 from app.protocol import MAX_CLIENT_FRAME
 from app.server import create_app, drain
@@ -108,6 +108,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         ("max-duration", "end a session after this long"),
         ("resume-grace", "keep a session this long after its socket drops"),
         ("keepalive-interval", "SSH keepalive toward the target (3 missed end the session)"),
+        ("header-timeout", "close connections whose request headers take longer than this"),
     ):
         _option(limits, f"--{name}", help, float, getattr(lim, name.replace("-", "_")))
     for name, help in (
@@ -115,6 +116,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         ("flow-window", "unacknowledged output bytes before the target is paused"),
         ("replay-buffer", "output bytes kept for resume"),
         ("input-rate", "keyboard input bytes per second"),
+        ("max-connections", "open connections, HTTP and WebSocket; more are answered 503"),
     ):
         _option(limits, f"--{name}", help, int, getattr(lim, name.replace("-", "_")))
 
@@ -187,6 +189,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         flow_window=args.flow_window,
         replay_buffer=args.replay_buffer,
         input_rate=args.input_rate,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
     )
     origins = _comma_list(args.allowed_origins)
     return Settings(
@@ -242,7 +246,9 @@ def uvicorn_config(
         app,
         host=settings.listen_host,
         port=settings.listen_port,
+        http=http_protocol(settings.limits.header_timeout),
         ws=WebSocketProtocol,
+        limit_concurrency=settings.limits.max_connections,
         ws_max_size=MAX_CLIENT_FRAME * 4,
         ws_per_message_deflate=False,
         proxy_headers=True,

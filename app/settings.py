@@ -77,6 +77,8 @@ class Limits:
     replay_buffer: int = 1024 * 1024
     input_rate: int = 256 * 1024
     keepalive_interval: float = 15.0
+    max_connections: int = 256
+    header_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,10 @@ class Settings:
             out.append("the replay buffer must be at least as large as the flow-control window")
         if lim.max_sessions < 1:
             out.append("max sessions must be at least 1")
+        if lim.max_connections < 1:
+            out.append("max connections must be at least 1")
+        if lim.header_timeout <= 0:
+            out.append("the header timeout must be positive")
         if t.host_key_policy is HostKeyPolicy.FINGERPRINT and not t.host_key_fingerprint:
             out.append("host key policy 'fingerprint' needs --host-key-fingerprint")
         if t.host_key_fingerprint and not t.host_key_fingerprint.startswith("SHA256:"):

@@ -87,6 +87,12 @@ async def test_everything_moves_under_a_base_path(
             id="allowed-hosts",
         ),
         pytest.param(
+            ["--max-connections", "0", "--header-timeout", "0"],
+            {},
+            "max connections must be at least 1; the header timeout must be positive",
+            id="connection-limits",
+        ),
+        pytest.param(
             ["--host", "example.test"],
             {"EC2_TERMINAL_HOST_KEY_POLICY": "bogus"},
             "argument --host-key-policy: 'bogus' is not one of known-hosts, fingerprint",
