@@ -48,11 +48,13 @@ class Bridge:
         # Set the moment this bridge attaches, before any send that may find the socket gone,
         # so `run` always detaches what it attached.
         self._session: Session | None = None
+        self._revocations: set[asyncio.Task[None]] = set()
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
-            if not self._closed:
-                await self.socket.send(data)
+            if self._closed:
+                raise SocketClosed
+            await self.socket.send(data)
 
     async def _close(self, code: int, reason: str) -> None:
         async with self._send_lock:
@@ -84,6 +86,18 @@ class Bridge:
             self.metrics.active_connections.dec()
             if self._session is not None:
                 self._session.detach(self)
+
+    def revoke(self, error: TerminalError) -> None:
+        """The credential this connection came with has ended: tell the client why and close.
+
+        Closing the socket ends whatever `run` is doing (a receive sees the close, a send
+        fails), so it winds down as if the client had left, detaching from its session.
+        """
+        self.metrics.errors_total.labels(error.code).inc()
+        log.info("connection ended with %s: %s", error.code, error)
+        task = asyncio.get_running_loop().create_task(self._fail(error))
+        self._revocations.add(task)
+        task.add_done_callback(self._revocations.discard)
 
     async def _fail(self, exc: TerminalError) -> None:
         try:

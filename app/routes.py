@@ -36,30 +36,7 @@ def _auth(request: Request | WebSocket) -> Authenticator:
 
 
 async def page(request: Request) -> Response:
-    """The terminal page; with `?token=`, trade the token for a cookie and drop it from the URL."""
-    token = request.query_params.get("token")
-    if token is not None:
-        auth = _auth(request)
-        if not auth.token_ok(token):
-            log.info("refused a token link from %s", request.client.host if request.client else "?")
-            return PlainTextResponse(
-                "This link's token is not valid for this terminal.",
-                status_code=401,
-                headers=NO_STORE,
-            )
-        # Relative, so the browser stays under whatever prefix a proxy serves us at.
-        response = RedirectResponse("./", status_code=303, headers=NO_STORE)
-        response.set_cookie(
-            auth.cookie_name,
-            auth.cookie_value(),
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-            # No Path: the browser scopes the cookie to the page's own directory, so sessions
-            # served side by side under one host (/t/ns/a/, /t/ns/b/) never see each other's.
-            path=None,
-        )
-        return response
+    """The terminal page; a token in its URL is left for the page to POST (a preview must not)."""
     index = STATIC_DIR / "index.html"
     if not index.is_file():
         return PlainTextResponse("The front end is not built: run hack/setup.", status_code=503)
@@ -102,7 +79,7 @@ def _denied(status: int, message: str) -> Response:
 
 async def recordings(request: Request) -> Response:
     """The list of this server's asciicast recordings, or one of them."""
-    if not _auth(request).request_ok(request.headers, request.cookies):
+    if _auth(request).caller(request.headers, request.cookies) is None:
         return _denied(401, "authentication required")
     directory: Path | None = request.app.state.settings.recordings_dir
     name = request.path_params.get("name")
@@ -153,7 +130,8 @@ async def terminal_socket(websocket: WebSocket) -> None:
         log.warning("refused a WebSocket from origin %r", websocket.headers.get("origin"))
         await websocket.send_denial_response(_denied(403, "origin not allowed"))
         return
-    if not auth.request_ok(websocket.headers, websocket.cookies):
+    caller = auth.caller(websocket.headers, websocket.cookies)
+    if caller is None:
         await websocket.send_denial_response(_denied(401, "authentication required"))
         return
     if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
@@ -162,5 +140,8 @@ async def terminal_socket(websocket: WebSocket) -> None:
     if state.draining:
         await websocket.send_denial_response(_denied(503, "server is shutting down"))
         return
-    await websocket.accept(subprotocol=SUBPROTOCOL)
-    await Bridge(StarletteSocket(websocket), state.registry, state.metrics).run()
+    bridge = Bridge(StarletteSocket(websocket), state.registry, state.metrics)
+    # Registered before the first await: a logout or token change from now on ends it.
+    with auth.logins.connection(caller.login, bridge.revoke):
+        await websocket.accept(subprotocol=SUBPROTOCOL)
+        await bridge.run()

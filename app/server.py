@@ -12,9 +12,11 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from app import routes
+from app import login, routes
+from app.accesskey import AccessKey
 from app.auth import Authenticator
 from app.ec2 import AwsClientCache, AwsReadiness
+from app.logins import LoginStore
 from app.metrics import Metrics
 from app.middleware import HostCheck, HostPolicy, SecurityHeaders
 from app.registry import SessionRegistry
@@ -37,6 +39,9 @@ def _routes(base: str) -> list[BaseRoute]:
     ]
     prefixed = [
         Route(base, routes.page),
+        Route(base + "login", login.log_in, methods=["POST"]),
+        Route(base + "login", login.login_status, methods=["GET"]),
+        Route(base + "logout", login.log_out, methods=["POST"]),
         WebSocketRoute(base + "ws", routes.terminal_socket),
         Route(base + "recordings/", routes.recordings),
         Route(base + "recordings/{name}", routes.recordings),
@@ -62,10 +67,18 @@ def create_app(
         plans = partial(prepare_connection, settings, aws=AwsClientCache())
         connector = SSHConnector(plans, settings.limits)
     registry = SessionRegistry(connector, settings.limits, metrics, settings.recordings_dir)
+    auth = Authenticator(
+        AccessKey(settings.token, settings.token_file),
+        LoginStore(settings.login_ttl),
+        base_path=settings.base_path,
+        allowed_origins=settings.allowed_origins,
+        link_ttl=settings.link_ttl,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(auth.maintained(settings.token_check_interval))
             if aws_readiness is not None:
                 # Once before the first probe; afterwards at most once per TTL, in the background.
                 await aws_readiness.refresh()
@@ -88,13 +101,15 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry
-    app.state.auth = Authenticator(settings.token, settings.allowed_origins, settings.base_path)
+    app.state.auth = auth
     app.state.draining = False
 
     def ready_problem() -> str | None:
         if app.state.draining:
             return "shutting down"
         problem = settings.ready_problem
+        if problem is None and auth.key.value is None:
+            problem = f"the token file {settings.token_file} holds no token"
         if problem is None and aws_readiness is not None:
             problem = aws_readiness.problem()
         return problem

@@ -91,6 +91,10 @@ class Settings:
     listen_port: int = 8000
     base_path: str = "/"
     token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
+    token_check_interval: float = 5.0
+    link_ttl: float = 300.0
+    login_ttl: float = 28800.0
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     recordings_dir: Path | None = None
@@ -118,6 +122,9 @@ class Settings:
             out.append("the replay buffer must be at least as large as the flow-control window")
         if lim.max_sessions < 1:
             out.append("max sessions must be at least 1")
+        for name in ("token_check_interval", "link_ttl", "login_ttl"):
+            if getattr(self, name) <= 0:
+                out.append(f"--{name.replace('_', '-')} must be positive")
         if lim.max_connections < 1:
             out.append("max connections must be at least 1")
         if lim.header_timeout <= 0:
@@ -135,8 +142,8 @@ class Settings:
         # AWS credentials and region need I/O, so the server adds them for instance targets
         # (app.ec2.AwsReadiness: once at startup, then at most once per TTL).
         t = self.target
-        if not self.token:
-            return "no access token configured"
+        if not self.token and self.token_file is None:
+            return "no access token configured: set --token-file or EC2_TERMINAL_TOKEN"
         if not t.host and not t.instance_id:
             return "no target: set --host or --instance-id"
         if t.access_method is AccessMethod.SSH_KEY and t.key_file is None:

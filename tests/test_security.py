@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus
 from app.protocol import SUBPROTOCOL, FrameType, encode, encode_ack
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
-from tests.wsclient import TerminalClient, connected, open_client, ws_url
+from tests.wsclient import connected, open_client, ws_url
 
 pytestmark = pytest.mark.anyio
 
@@ -78,41 +78,14 @@ async def test_origin_must_match_the_scheme_too(server: RunningServer) -> None:
     await ok.close()
 
 
-async def test_token_link_sets_a_strict_cookie_and_leaves_the_url(server: RunningServer) -> None:
-    response = httpx.get(f"{server.base_url}?token={server.token}")
-    assert response.status_code == 303
-    assert response.headers["location"] == "./"
-    cookie = response.headers["set-cookie"]
-    assert "HttpOnly" in cookie
-    assert "SameSite=strict" in cookie
-    assert server.token not in cookie
-    assert response.headers["referrer-policy"] == "no-referrer"
-    name, value = cookie.split(";")[0].split("=", 1)
-
-    ws = await connect(
-        ws_url(server.base_url),
-        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-        additional_headers={"Cookie": f"{name}={value}"},
-        origin=server.origin,  # type: ignore[arg-type]
-    )
-    client = TerminalClient(ws)
-    await client.hello()
-    await client.until_connected()
-    await ws.close()
-
-    wrong = httpx.get(f"{server.base_url}?token=guess")
-    assert wrong.status_code == 401
-    assert "set-cookie" not in wrong.headers
-
-
 async def test_a_cookie_works_only_under_the_base_path_that_set_it(
     server_factory: ServerFactory, sshd: Sshd
 ) -> None:
     """Sessions side by side on one host, even with one token: a's cookie is useless on b."""
     a = server_factory(sshd, base_path="/t/ns/a/")
     b = server_factory(sshd, base_path="/t/ns/b/", token_file=str(a.log_path.parent / "token"))
-    cookie = httpx.get(f"{a.base_url}?token={a.token}").headers["set-cookie"].split(";")[0]
-    assert httpx.get(f"{b.base_url}?token={a.token}").status_code == 303, "one token for both"
+    cookie = a.cookie()
+    assert b.log_in(a.token).status_code == 200, "one token for both"
     with pytest.raises(InvalidStatus) as refused:
         await connect(
             ws_url(b.base_url),
@@ -123,16 +96,6 @@ async def test_a_cookie_works_only_under_the_base_path_that_set_it(
     assert refused.value.response.status_code == 401
     listing = httpx.get(f"{b.base_url}recordings/", headers={"Cookie": cookie})
     assert listing.status_code == 401
-
-
-def test_the_cookie_is_secure_behind_a_trusted_tls_proxy(server: RunningServer) -> None:
-    link = f"{server.base_url}?token={server.token}"
-    assert "Secure" not in httpx.get(link).headers["set-cookie"], (
-        "plain http: a Secure cookie is lost"
-    )
-    # The test talks from 127.0.0.1, the default --forwarded-allow-ips.
-    behind_tls = httpx.get(link, headers={"X-Forwarded-Proto": "https"})
-    assert "Secure" in behind_tls.headers["set-cookie"]
 
 
 async def test_missing_subprotocol_is_refused(server: RunningServer) -> None:
