@@ -98,7 +98,21 @@ def http_protocol(header_timeout: float) -> type[HttpProtocol]:
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets (sans-I/O) protocol, quiet about the handshakes it refuses."""
+    """uvicorn's websockets (sans-I/O) protocol, quiet about handshakes and frames.
+
+    At debug level the websockets library logs every handshake header (the login cookie) and
+    a hex dump of every frame (keystrokes and terminal output); this protocol never does.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.conn.debug = False
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)

@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus
 from app.protocol import SUBPROTOCOL, FrameType, encode, encode_ack
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
-from tests.wsclient import connected, open_client, ws_url
+from tests.wsclient import TerminalClient, connected, open_client, ws_url
 
 pytestmark = pytest.mark.anyio
 
@@ -228,6 +228,15 @@ def test_log_filter_redacts_tokens_in_urls_and_headers() -> None:
     )
     RedactSecrets().filter(header)
     assert "abc.def" not in header.getMessage()
+    for line in (
+        "< cookie: ec2_terminal_auth_0123=s3cr3t",
+        "Set-Cookie: ec2_terminal_auth_0123=s3cr3t; HttpOnly",
+        'body {"token": "s3cr3t"}',
+        "headers {'Cookie': 'x=1; ec2_terminal_auth_ab=s3cr3t'}",
+    ):
+        record = logging.LogRecord("x", logging.DEBUG, __file__, 1, "%s", (line,), None)
+        RedactSecrets().filter(record)
+        assert "s3cr3t" not in record.getMessage(), line
 
 
 UPGRADE = {
@@ -301,3 +310,52 @@ def test_the_slash_redirect_is_relative_and_drops_the_query(
         assert response.headers["referrer-policy"] == "no-referrer"
         target = httpx.URL(f"{server.origin}{path}").join(response.headers["location"])
         assert target.path == path + "/"
+
+
+def hex_forms(text: str) -> list[str]:
+    """`text` as the hex dumps of frames in debug logs may show it."""
+    raw = text.encode()
+    return [raw.hex(), raw.hex(" "), raw.hex(":")]
+
+
+async def test_debug_logging_carries_no_credentials_and_no_terminal_data(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    server = server_factory(sshd, log_level="debug")
+    link = server.link_token()
+    assert httpx.get(f"{server.base_url}?token={link}").status_code == 200
+    login = server.log_in(link)
+    cookie = login.headers["set-cookie"].split(";")[0]
+    login_id = cookie.split("=", 1)[1]
+    ws = await connect(
+        ws_url(server.base_url),
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        additional_headers={"Cookie": cookie},
+        origin=server.origin,  # type: ignore[arg-type]
+    )
+    client = TerminalClient(ws)
+    await client.hello()
+    await client.until_connected()
+    await client.send_input("echo typed-secret-$((40+2))-marker\r")
+    await client.until_text("typed-secret-42-marker")
+    await ws.close()
+    bearer = await connected(server)
+    await bearer.send_input("echo bearer-$((1+1))-secret\r")
+    await bearer.until_text("bearer-2-secret")
+    await bearer.ws.close()
+    httpx.post(f"{server.base_url}logout", headers={"Cookie": cookie, "Origin": server.origin})
+
+    log = server.log()
+    assert " DEBUG " in log, "the server did log at debug"
+    leaks = {
+        "access token": [server.token],
+        "link token": [link, link.split(".")[-1]],
+        "login cookie": [login_id],
+        # Frame dumps show a frame's first and last bytes: "echo " starts every typed line
+        # and comes back in the output; "test$ " is the shell's prompt.
+        "typed input": ["typed-secret", "bearer-$((", *hex_forms("echo ")],
+        "terminal output": ["secret-42", "bearer-2", *hex_forms("test$ ")],
+    }
+    for what, forms in leaks.items():
+        for form in forms:
+            assert form not in log, f"the {what} ({form!r}) is in the debug log"
