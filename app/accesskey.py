@@ -7,12 +7,24 @@ import logging
 import os
 from pathlib import Path
 
+from app.errors import ConfigurationError
+
 log = logging.getLogger(__name__)
 
 
 def read_token_file(path: Path) -> str | None:
     """The token in `path` without surrounding blanks; None if the file is empty."""
     return path.read_text().strip() or None
+
+
+def token_from_file(path: Path) -> str | None:
+    """`read_token_file`, with a ConfigurationError that says what is wrong with the file."""
+    try:
+        return read_token_file(path)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read token file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"token file {path} is not text") from None
 
 
 class AccessKey:

@@ -17,7 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from app import logs
-from app.accesskey import read_token_file
+from app.accesskey import token_from_file
 from app.connections import WebSocketProtocol, http_protocol
 from app.errors import ConfigurationError
 from app.protocol import MAX_CLIENT_FRAME
@@ -148,14 +148,7 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
 def _read_token(args: argparse.Namespace) -> str | None:
     """The access token from the environment, or None; a token file must be readable."""
     if args.token_file is not None:
-        try:
-            read_token_file(args.token_file)
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read token file {args.token_file}: {exc.strerror}"
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigurationError(f"token file {args.token_file} is not text") from None
+        token_from_file(args.token_file)  # refused now if unreadable; the server re-reads it
         return None
     return os.environ.get(_env_name("token")) or None
 

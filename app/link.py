@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from app import linktoken
-from app.accesskey import read_token_file
+from app.accesskey import token_from_file
 from app.cli import ENV_PREFIX, option
 from app.errors import ConfigurationError
 
@@ -40,16 +40,8 @@ def add_link_parser(commands: Any) -> None:
 
 
 def _access_token(args: argparse.Namespace) -> str:
-    token: str | None
     if args.token_file is not None:
-        try:
-            token = read_token_file(args.token_file)
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read token file {args.token_file}: {exc.strerror}"
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigurationError(f"token file {args.token_file} is not text") from None
+        token = token_from_file(args.token_file)
     else:
         token = os.environ.get(ENV_PREFIX + "TOKEN", "").strip() or None
     if token is None:

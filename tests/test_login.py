@@ -15,7 +15,7 @@ from app.protocol import SUBPROTOCOL
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
 from tests.support import CLI, env_without_proxies, poll
-from tests.wsclient import TerminalClient, connected, ws_url
+from tests.wsclient import connected, connected_with_cookie, ws_url
 
 pytestmark = pytest.mark.anyio
 
@@ -25,20 +25,6 @@ def replace_token_file(path: Path, token: str) -> None:
     replacement = path.with_name(path.name + ".new")
     replacement.write_text(token + "\n")
     replacement.replace(path)
-
-
-async def with_cookie(server: RunningServer, cookie: str) -> TerminalClient:
-    """A connected session opened the way the page opens it: cookie and Origin."""
-    ws = await connect(
-        ws_url(server.base_url),
-        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-        additional_headers={"Cookie": cookie},
-        origin=server.origin,  # type: ignore[arg-type]
-    )
-    client = TerminalClient(ws)
-    await client.hello()
-    await client.until_connected()
-    return client
 
 
 async def refused_status(server: RunningServer, **headers: str) -> int:
@@ -75,7 +61,7 @@ async def test_a_link_logs_in_once_with_a_strict_cookie(server: RunningServer) -
     assert server.token not in cookie
     assert link not in cookie
 
-    client = await with_cookie(server, cookie_of(response))
+    client = await connected_with_cookie(server, cookie_of(response))
     await client.ws.close()
     status = httpx.get(f"{server.base_url}login", headers={"Cookie": cookie_of(response)})
     assert status.json()["authenticated"] is True
@@ -118,7 +104,7 @@ async def test_the_access_token_pasted_into_the_form_logs_in(server: RunningServ
         headers={"Origin": server.origin},
     )
     assert form.status_code == 200
-    client = await with_cookie(server, cookie_of(form))
+    client = await connected_with_cookie(server, cookie_of(form))
     await client.ws.close()
 
 
@@ -151,8 +137,8 @@ def test_the_cookie_is_secure_behind_a_trusted_tls_proxy(server: RunningServer) 
 
 async def test_logout_ends_the_login_and_its_connections(server: RunningServer) -> None:
     cookie = server.cookie()
-    client = await with_cookie(server, cookie)
-    bystander = await with_cookie(server, server.cookie())
+    client = await connected_with_cookie(server, cookie)
+    bystander = await connected_with_cookie(server, server.cookie())
     response = httpx.post(
         f"{server.base_url}logout", headers={"Cookie": cookie, "Origin": server.origin}
     )
@@ -172,7 +158,7 @@ async def test_an_expired_login_closes_its_connections(
 ) -> None:
     server = server_factory(sshd, login_ttl=2, token_check_interval=0.2)
     cookie = server.cookie()
-    client = await with_cookie(server, cookie)
+    client = await connected_with_cookie(server, cookie)
     await client.until_closed(timeout=15)
     assert client.ws.close_code == 1008
     assert client.error is not None
@@ -186,7 +172,7 @@ async def test_a_new_token_file_ends_every_login_link_and_connection(
     server = server_factory(sshd, token_check_interval=0.2)
     old_token = server.token
     cookie = server.cookie()
-    browser = await with_cookie(server, cookie)
+    browser = await connected_with_cookie(server, cookie)
     script = await connected(server)
     unused_link = server.link_token()
 

@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus
 from app.protocol import SUBPROTOCOL, FrameType, encode, encode_ack
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
-from tests.wsclient import TerminalClient, connected, open_client, ws_url
+from tests.wsclient import connected, connected_with_cookie, open_client, ws_url
 
 pytestmark = pytest.mark.anyio
 
@@ -327,18 +327,10 @@ async def test_debug_logging_carries_no_credentials_and_no_terminal_data(
     login = server.log_in(link)
     cookie = login.headers["set-cookie"].split(";")[0]
     login_id = cookie.split("=", 1)[1]
-    ws = await connect(
-        ws_url(server.base_url),
-        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-        additional_headers={"Cookie": cookie},
-        origin=server.origin,  # type: ignore[arg-type]
-    )
-    client = TerminalClient(ws)
-    await client.hello()
-    await client.until_connected()
+    client = await connected_with_cookie(server, cookie)
     await client.send_input("echo typed-secret-$((40+2))-marker\r")
     await client.until_text("typed-secret-42-marker")
-    await ws.close()
+    await client.ws.close()
     bearer = await connected(server)
     await bearer.send_input("echo bearer-$((1+1))-secret\r")
     await bearer.until_text("bearer-2-secret")
