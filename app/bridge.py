@@ -45,11 +45,16 @@ class Bridge:
         self._send_lock = asyncio.Lock()
         self._closed = False
         self._kicked = asyncio.Event()
+        # Set the moment this bridge attaches, before any send that may find the socket gone,
+        # so `run` always detaches what it attached.
+        self._session: Session | None = None
+        self._revocations: set[asyncio.Task[None]] = set()
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
-            if not self._closed:
-                await self.socket.send(data)
+            if self._closed:
+                raise SocketClosed
+            await self.socket.send(data)
 
     async def _close(self, code: int, reason: str) -> None:
         async with self._send_lock:
@@ -63,11 +68,9 @@ class Bridge:
     async def run(self) -> None:
         """Handshake, attach to a session, then pump both ways until either side ends."""
         self.metrics.active_connections.inc()
-        session: Session | None = None
         try:
             hello = await self._hello()
-            session = await self._attach(hello)
-            await self._serve(session)
+            await self._serve(await self._attach(hello))
         except SocketClosed:
             pass
         except TerminalError as exc:
@@ -81,8 +84,20 @@ class Bridge:
             await self._fail(TerminalError("internal error in the terminal server"))
         finally:
             self.metrics.active_connections.dec()
-            if session is not None:
-                session.detach(self)
+            if self._session is not None:
+                self._session.detach(self)
+
+    def revoke(self, error: TerminalError) -> None:
+        """The credential this connection came with has ended: tell the client why and close.
+
+        Closing the socket ends whatever `run` is doing (a receive sees the close, a send
+        fails), so it winds down as if the client had left, detaching from its session.
+        """
+        self.metrics.errors_total.labels(error.code).inc()
+        log.info("connection ended with %s: %s", error.code, error)
+        task = asyncio.get_running_loop().create_task(self._fail(error))
+        self._revocations.add(task)
+        task.add_done_callback(self._revocations.discard)
 
     async def _fail(self, exc: TerminalError) -> None:
         try:
@@ -106,6 +121,7 @@ class Bridge:
             await self._status("connecting")
             session = await self.registry.open(hello.size)
             session.attach(self)
+            self._session = session
             self.sent = 0
             state = "connected"
         else:
@@ -117,6 +133,7 @@ class Bridge:
                     f"{session.buffer.start} to {session.buffer.end}"
                 )
             displaced = session.attach(self)
+            self._session = session
             if isinstance(displaced, Bridge):
                 await displaced.kick()
             self.sent = offset
@@ -125,13 +142,20 @@ class Bridge:
             state = "resumed"
         self.registry.note_activity()
         terminal = session.terminal
-        await self._status(
-            state,
-            session_id=session.id,
-            host_key_sha256=terminal.host_key_sha256 if terminal else "",
-            offset=self.sent,
-            window=self.limits.flow_window,
-        )
+        try:
+            await self._status(
+                state,
+                session_id=session.id,
+                host_key_sha256=terminal.host_key_sha256 if terminal else "",
+                offset=self.sent,
+                window=self.limits.flow_window,
+            )
+        except SocketClosed:
+            if hello.resume is None:
+                # The client left during the connect and never learned the id: nobody can
+                # resume this session, so it gives its slot back now, not after the grace period.
+                session.end("the client left before the session was ready", resumable=False)
+            raise
         return session
 
     async def kick(self) -> None:

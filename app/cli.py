@@ -17,6 +17,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 from app import logs
+from app.accesskey import token_from_file
+from app.connections import WebSocketProtocol, http_protocol
 from app.errors import ConfigurationError
 from app.protocol import MAX_CLIENT_FRAME
 from app.server import create_app, drain
@@ -34,7 +36,7 @@ def _env_name(dest: str) -> str:
     return ENV_PREFIX + dest.upper()
 
 
-def _option(
+def option(
     parser: argparse._ActionsContainer,
     flag: str,
     help: str,
@@ -62,8 +64,8 @@ def _option(
 
 
 def _choice(parser: argparse._ActionsContainer, flag: str, help: str, default: Enum) -> None:
-    """An `_option` whose values are those of `default`'s enum."""
-    _option(parser, flag, help, str, default.value, [m.value for m in type(default)])
+    """An `option` whose values are those of `default`'s enum."""
+    option(parser, flag, help, str, default.value, [m.value for m in type(default)])
 
 
 def _checked(type: Callable[[str], Any], choices: Sequence[str], env: str) -> Callable[[str], Any]:
@@ -82,23 +84,23 @@ def _checked(type: Callable[[str], Any], choices: Sequence[str], env: str) -> Ca
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
     lim = Limits()
     group = parser.add_argument_group("target")
-    _option(group, "--host", "SSH host name or address of the target")
-    _option(group, "--port", "SSH port of the target", int, 22)
-    _option(group, "--user", "login user on the target", str, "ec2-user")
-    _option(group, "--instance-id", "EC2 instance id instead of --host")
-    _option(group, "--region", "AWS region of the instance")
-    _option(group, "--endpoint-url", "AWS API endpoint override")
+    option(group, "--host", "SSH host name or address of the target")
+    option(group, "--port", "SSH port of the target", int, 22)
+    option(group, "--user", "login user on the target", str, "ec2-user")
+    option(group, "--instance-id", "EC2 instance id instead of --host")
+    option(group, "--region", "AWS region of the instance")
+    option(group, "--endpoint-url", "AWS API endpoint override")
     _choice(group, "--address", "which instance address to use", AddressKind.PUBLIC)
     _choice(group, "--access-method", "how to log in", AccessMethod.SSH_KEY)
-    _option(group, "--key-file", "private key file for ssh-key access", Path)
+    option(group, "--key-file", "private key file for ssh-key access", Path)
     _choice(
         group,
         "--host-key-policy",
         "how to verify the target's host key (accept-new trusts a first-seen key)",
         HostKeyPolicy.KNOWN_HOSTS,
     )
-    _option(group, "--known-hosts", "known_hosts file (default ~/.ssh/known_hosts)", Path)
-    _option(group, "--host-key-fingerprint", "pinned host key, SHA256:...")
+    option(group, "--known-hosts", "known_hosts file (default ~/.ssh/known_hosts)", Path)
+    option(group, "--host-key-fingerprint", "pinned host key, SHA256:...")
     limits = parser.add_argument_group("limits (seconds and bytes)")
     for name, help in (
         ("connect-timeout", "SSH connect timeout"),
@@ -107,38 +109,47 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         ("max-duration", "end a session after this long"),
         ("resume-grace", "keep a session this long after its socket drops"),
         ("keepalive-interval", "SSH keepalive toward the target (3 missed end the session)"),
+        ("header-timeout", "close connections whose request headers take longer than this"),
     ):
-        _option(limits, f"--{name}", help, float, getattr(lim, name.replace("-", "_")))
+        option(limits, f"--{name}", help, float, getattr(lim, name.replace("-", "_")))
     for name, help in (
         ("max-sessions", "concurrent sessions"),
         ("flow-window", "unacknowledged output bytes before the target is paused"),
         ("replay-buffer", "output bytes kept for resume"),
         ("input-rate", "keyboard input bytes per second"),
+        ("max-connections", "open connections, HTTP and WebSocket; more are answered 503"),
     ):
-        _option(limits, f"--{name}", help, int, getattr(lim, name.replace("-", "_")))
+        option(limits, f"--{name}", help, int, getattr(lim, name.replace("-", "_")))
 
 
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
-    _option(parser, "--listen-host", "address to listen on", str, "127.0.0.1")
-    _option(parser, "--listen-port", "port to listen on", int, 8000)
-    _option(parser, "--base-path", "URL prefix of every page, with slashes at both ends", str, "/")
-    _option(parser, "--token-file", "file holding the access token", Path)
-    _option(parser, "--allowed-origins", "comma-separated extra origins allowed", str, "")
-    _option(parser, "--recordings-dir", "directory for asciicast recordings", Path)
-    _option(parser, "--forwarded-allow-ips", "proxies trusted for X-Forwarded-*", str, "127.0.0.1")
-    _option(parser, "--pod-name", "own pod name, to report activity to the operator")
-    _option(parser, "--pod-namespace", "own pod namespace")
-    _option(parser, "--log-level", "log level", str, "info", ["debug", "info", "warning", "error"])
+    option(parser, "--listen-host", "address to listen on", str, "127.0.0.1")
+    option(parser, "--listen-port", "port to listen on", int, 8000)
+    option(parser, "--base-path", "URL prefix of every page, with slashes at both ends", str, "/")
+    option(parser, "--token-file", "file holding the access token (re-read when it changes)", Path)
+    option(parser, "--token-check-interval", "seconds between checks of the token file", float, 5.0)
+    option(parser, "--link-ttl", "longest accepted lifetime of a link token (s)", float, 300.0)
+    option(parser, "--login-ttl", "lifetime of a browser login (s)", float, 28800.0)
+    option(parser, "--allowed-origins", "comma-separated extra origins allowed", str, "")
+    option(
+        parser,
+        "--allowed-hosts",
+        "comma-separated host names (or *.domain) answered besides IP addresses and localhost",
+        str,
+        "",
+    )
+    option(parser, "--recordings-dir", "directory for asciicast recordings", Path)
+    option(parser, "--forwarded-allow-ips", "proxies trusted for X-Forwarded-*", str, "127.0.0.1")
+    option(parser, "--pod-name", "own pod name, to report activity to the operator")
+    option(parser, "--pod-namespace", "own pod namespace")
+    option(parser, "--log-level", "log level", str, "info", ["debug", "info", "warning", "error"])
 
 
 def _read_token(args: argparse.Namespace) -> str | None:
+    """The access token from the environment, or None; a token file must be readable."""
     if args.token_file is not None:
-        try:
-            return args.token_file.read_text().strip() or None
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot read token file {args.token_file}: {exc.strerror}"
-            ) from None
+        token_from_file(args.token_file)  # refused now if unreadable; the server re-reads it
+        return None
     return os.environ.get(_env_name("token")) or None
 
 
@@ -146,6 +157,10 @@ def _key_file(args: argparse.Namespace) -> Path | None:
     if args.key_file is not None:
         return Path(args.key_file)
     return next((p for p in LEGACY_KEY_FILES if p.is_file()), None)
+
+
+def _comma_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -175,8 +190,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         flow_window=args.flow_window,
         replay_buffer=args.replay_buffer,
         input_rate=args.input_rate,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
     )
-    origins = tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip())
+    origins = _comma_list(args.allowed_origins)
     return Settings(
         target=target,
         limits=limits,
@@ -184,7 +201,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         listen_port=args.listen_port,
         base_path=args.base_path,
         token=_read_token(args),
+        token_file=args.token_file,
+        token_check_interval=args.token_check_interval,
+        link_ttl=args.link_ttl,
+        login_ttl=args.login_ttl,
         allowed_origins=origins,
+        allowed_hosts=tuple(h.lower() for h in _comma_list(args.allowed_hosts)),
         recordings_dir=args.recordings_dir,
         pod_name=args.pod_name,
         pod_namespace=args.pod_namespace,
@@ -229,6 +251,9 @@ def uvicorn_config(
         app,
         host=settings.listen_host,
         port=settings.listen_port,
+        http=http_protocol(settings.limits.header_timeout),
+        ws=WebSocketProtocol,
+        limit_concurrency=settings.limits.max_connections,
         ws_max_size=MAX_CLIENT_FRAME * 4,
         ws_per_message_deflate=False,
         proxy_headers=True,
@@ -264,8 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(serve_parser)
     serve_parser.set_defaults(func=serve)
     from app.demo import add_demo_parser
+    from app.link import add_link_parser
 
     add_demo_parser(commands)
+    add_link_parser(commands)
     return parser
 
 

@@ -11,6 +11,7 @@ import secrets
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import asyncssh
 
 from app.cli import DrainingServer, uvicorn_config
 from app.hostkeys import sha256
+from app.link import link_url
 from app.localsshd import start_local_sshd
 from app.server import create_app
 from app.settings import HostKeyPolicy, Settings, Target
@@ -77,8 +79,15 @@ async def _run(args: argparse.Namespace, workdir: Path) -> None:
     app = create_app(settings)
     server = DrainingServer(uvicorn_config(app, settings, "127.0.0.1", args.log_level), app)
     host = f"[{args.listen_host}]" if ":" in args.listen_host else args.listen_host
+    url = f"http://{host}:{web_port}/"
+    token_file = workdir / "token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    minutes = settings.link_ttl / 60
     print(f"ec2-terminal demo: SSH server on 127.0.0.1:{ssh_port}, host key {sha256(host_key)}")
-    print(f"Open this link (it holds a one-off token): http://{host}:{web_port}/?token={token}")
+    print(f"Open this link (it logs one browser in once, within {minutes:g} minutes):")
+    print(f"  {link_url(url, token, settings.link_ttl, None, time.time())}")
+    print(f"Another link: ec2-terminal link --url {url} --token-file {token_file}")
     print("Press Ctrl+C to stop.", flush=True)
     try:
         await server.serve(sockets=[sock])

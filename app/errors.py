@@ -51,6 +51,13 @@ class OutputLost(TerminalError):
     close_code = CloseCode.POLICY_VIOLATION
 
 
+class LoginEnded(TerminalError):
+    """The credential a connection came with ended: logout, expiry, or a new access token."""
+
+    code = "login_ended"
+    close_code = CloseCode.POLICY_VIOLATION
+
+
 class SSHError(TerminalError):
     """Reaching or talking to the target over SSH failed."""
 

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import asyncssh
 
-from app.errors import HostKeyNotVerifiable
+from app.errors import ConfigurationError, HostKeyNotVerifiable
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,15 @@ class KnownHostsVerifier:
     def _known_keys(self, host: str, port: int) -> list[asyncssh.SSHKey]:
         if not self.path.is_file():
             return []
-        known = asyncssh.read_known_hosts(str(self.path))
+        try:
+            known = asyncssh.read_known_hosts(str(self.path))
+        except (ValueError, OSError, asyncssh.Error):
+            # asyncssh quotes the offending line ("Invalid known hosts entry: ..."): a Secret
+            # mounted here by mistake would leak its first line into logs, the browser and,
+            # as the disconnect reason, the target. The message names the file only.
+            raise ConfigurationError(
+                f"the known hosts file {self.path} is not in OpenSSH known_hosts format"
+            ) from None
         return list(known.match(host, "", port if port != 22 else None)[0])
 
     def verify(self, host: str, port: int, key: asyncssh.SSHKey) -> None:

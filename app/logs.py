@@ -5,11 +5,31 @@ from __future__ import annotations
 import logging
 import re
 
-_SECRETS = re.compile(r"(?i)(token=|bearer\s+|authorization:\s*\w+\s+)[^\s&\"';,]+")
+import asyncssh
+
+_SECRETS = re.compile(
+    r"(?i)(token=|bearer\s+|authorization:\s*\w+\s+|\"token\"\s*:\s*\"|"
+    r"(?:set-)?cookie:\s*|ec2_terminal_auth_\w*=)[^\s&\"';,]+"
+)
+# Libraries that log request headers or bodies at debug level (AWS signatures and session
+# tokens, Kubernetes bearer tokens): their debug lines are never wanted, even at --log-level
+# debug, which is for this server's own decisions.
+WIRE_LOGGERS = (
+    "aiobotocore",
+    "aiohttp",
+    "boto3",
+    "botocore",
+    "hpack",
+    "httpcore",
+    "httpx",
+    "kubernetes_asyncio",
+    "urllib3",
+    "websockets",
+)
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces tokens in query strings and Authorization values with a placeholder."""
+    """Replaces tokens and cookies in query strings, headers and JSON with a placeholder."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -28,3 +48,7 @@ def configure(level: str) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactSecrets())
+    for name in WIRE_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
+    # asyncssh's own debug levels 2 and 3 log channel data and whole packets.
+    asyncssh.set_debug_level(1)

@@ -15,6 +15,9 @@ MAX_CLIENT_FRAME = 64 * 1024
 MAX_OUTPUT_CHUNK = 64 * 1024
 MAX_TERMINAL_SIDE = 1000
 MAX_OFFSET = 2**64 - 1
+# A real HELLO is under 200 bytes; the bound keeps hostile JSON (deep nesting, huge numbers)
+# far below what could exhaust the parser.
+MAX_HELLO = 1024
 
 _U16_PAIR = struct.Struct(">HH")
 _U64 = struct.Struct(">Q")
@@ -122,9 +125,12 @@ def parse_ack(payload: bytes) -> int:
 
 def parse_hello(payload: bytes) -> Hello:
     """Read HELLO's JSON: size, and optionally the session to resume."""
+    if len(payload) > MAX_HELLO:
+        raise ProtocolViolation(f"HELLO payload exceeds {MAX_HELLO} bytes")
     try:
         body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError covers bad UTF-8, bad JSON and integers beyond Python's digit limit.
         raise ProtocolViolation("HELLO payload is not valid JSON") from None
     if not isinstance(body, dict):
         raise ProtocolViolation("HELLO payload must be a JSON object")

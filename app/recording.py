@@ -5,7 +5,9 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import os
 import re
+import secrets
 import time
 from pathlib import Path
 from typing import IO
@@ -18,6 +20,15 @@ RECORDING_SUFFIX = ".cast"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}\.cast$")
 
 
+def recording_name() -> str:
+    """A new recording's file name: its UTC start time and a random part, never the session id.
+
+    A session id lets its holder resume the session, so it must not appear in a listing.
+    """
+    started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return f"{started}-{secrets.token_urlsafe(12)}{RECORDING_SUFFIX}"
+
+
 class Recorder:
     """Appends a session's output and resizes to its `.cast` file; input is never recorded."""
 
@@ -26,7 +37,9 @@ class Recorder:
         self._started = time.monotonic()
         # Output may split a UTF-8 sequence across reads; asciicast events must hold text.
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._file: IO[str] | None = path.open("x", encoding="utf-8")
+        # Output may hold anything the user saw: readable by the server's own user only.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self._file: IO[str] | None = os.fdopen(fd, "w", encoding="utf-8")
         header = {
             "version": 2,
             "width": size.cols,
@@ -66,6 +79,19 @@ class Recorder:
                 self._event("o", tail)
             self._file.close()
             self._file = None
+
+
+def start_recording(directory: Path, size: Size) -> Recorder:
+    """A recorder for a new session, in `directory` (made 0700 if missing)."""
+    if not directory.is_dir():
+        directory.mkdir(mode=0o700, parents=True)
+        directory.chmod(0o700)  # in case the umask took bits away from the owner
+    elif directory.stat().st_mode & 0o077:
+        log.warning(
+            "recordings directory %s is open to other users; the recordings in it are not",
+            directory,
+        )
+    return Recorder(directory / recording_name(), size)
 
 
 def list_recordings(directory: Path) -> list[dict[str, object]]:

@@ -12,7 +12,7 @@ from app.errors import SessionNotFound, TooManySessions
 from app.metrics import Metrics
 from app.protocol import Size
 from app.ratelimit import Clock
-from app.recording import RECORDING_SUFFIX, Recorder
+from app.recording import start_recording
 from app.session import Session, SessionState
 from app.settings import Limits
 from app.terminal import Connector
@@ -59,8 +59,8 @@ class SessionRegistry:
         session_id = secrets.token_urlsafe(18)
         recorder = None
         if self.recordings_dir is not None:
-            self.recordings_dir.mkdir(parents=True, exist_ok=True)
-            recorder = Recorder(self.recordings_dir / f"{session_id}{RECORDING_SUFFIX}", size)
+            recorder = start_recording(self.recordings_dir, size)
+            log.info("session %s records to %s", session_id, recorder.path.name)
         session = Session(session_id, self.limits, self.metrics, recorder, self.clock)
         self._sessions[session_id] = session
         self.metrics.active_sessions.set(len(self._sessions))

@@ -17,9 +17,10 @@ from starlette.responses import (
 )
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app.auth import COOKIE_NAME, Authenticator
+from app.auth import Authenticator
 from app.bridge import Bridge
 from app.errors import ProtocolViolation
+from app.middleware import NO_STORE
 from app.protocol import SUBPROTOCOL
 from app.recording import list_recordings, recording_path
 from app.terminal import SocketClosed
@@ -27,15 +28,6 @@ from app.terminal import SocketClosed
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data:; font-src 'self' data:; frame-ancestors 'none'; base-uri 'self'"
-    ),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
 
 
 def _auth(request: Request | WebSocket) -> Authenticator:
@@ -44,34 +36,21 @@ def _auth(request: Request | WebSocket) -> Authenticator:
 
 
 async def page(request: Request) -> Response:
-    """The terminal page; with `?token=`, trade the token for a cookie and drop it from the URL."""
-    token = request.query_params.get("token")
-    if token is not None:
-        auth = _auth(request)
-        if not auth.token_ok(token):
-            log.info("refused a token link from %s", request.client.host if request.client else "?")
-            return PlainTextResponse(
-                "This link's token is not valid for this terminal.",
-                status_code=401,
-                headers=SECURITY_HEADERS,
-            )
-        # Relative, so the browser stays under whatever prefix a proxy serves us at.
-        response = RedirectResponse("./", status_code=303, headers=SECURITY_HEADERS)
-        response.set_cookie(
-            COOKIE_NAME,
-            auth.cookie_value(),
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-            # No Path: the browser scopes the cookie to the page's own directory, so sessions
-            # served side by side under one host (/t/ns/a/, /t/ns/b/) never see each other's.
-            path=None,
-        )
-        return response
+    """The terminal page; a token in its URL is left for the page to POST (a preview must not)."""
     index = STATIC_DIR / "index.html"
     if not index.is_file():
         return PlainTextResponse("The front end is not built: run hack/setup.", status_code=503)
-    return FileResponse(index, headers=SECURITY_HEADERS)
+    return FileResponse(index, headers=NO_STORE)
+
+
+async def add_slash(request: Request) -> Response:
+    """`P` (or `P/recordings`) without its final slash: redirect to it, relative, with no query.
+
+    Starlette's own redirect builds an absolute URL from the Host header and keeps the query
+    string, which may hold a token.
+    """
+    last = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    return RedirectResponse(f"{last}/", status_code=307, headers=NO_STORE)
 
 
 async def healthz(request: Request) -> Response:
@@ -95,25 +74,25 @@ async def metrics(request: Request) -> Response:
 
 
 def _denied(status: int, message: str) -> Response:
-    return PlainTextResponse(message, status_code=status, headers=SECURITY_HEADERS)
+    return PlainTextResponse(message, status_code=status, headers=NO_STORE)
 
 
 async def recordings(request: Request) -> Response:
     """The list of this server's asciicast recordings, or one of them."""
-    if not _auth(request).request_ok(request.headers, request.cookies):
+    if _auth(request).caller(request.headers, request.cookies) is None:
         return _denied(401, "authentication required")
     directory: Path | None = request.app.state.settings.recordings_dir
     name = request.path_params.get("name")
     if directory is None:
-        return JSONResponse({"recordings": [], "enabled": False}, headers=SECURITY_HEADERS)
+        return JSONResponse({"recordings": [], "enabled": False}, headers=NO_STORE)
     if name is None:
         return JSONResponse(
-            {"recordings": list_recordings(directory), "enabled": True}, headers=SECURITY_HEADERS
+            {"recordings": list_recordings(directory), "enabled": True}, headers=NO_STORE
         )
     path = recording_path(directory, name)
     if path is None:
         return _denied(404, "no such recording")
-    return FileResponse(path, media_type="application/x-asciicast", headers=SECURITY_HEADERS)
+    return FileResponse(path, media_type="application/x-asciicast", headers=NO_STORE)
 
 
 class StarletteSocket:
@@ -147,11 +126,12 @@ async def terminal_socket(websocket: WebSocket) -> None:
     """The `ec2-terminal.v1` WebSocket: checks Origin and auth before accepting."""
     auth = _auth(websocket)
     state = websocket.app.state
-    if not auth.origin_ok(websocket.headers):
+    if not auth.origin_ok(websocket.headers, websocket.url.scheme):
         log.warning("refused a WebSocket from origin %r", websocket.headers.get("origin"))
         await websocket.send_denial_response(_denied(403, "origin not allowed"))
         return
-    if not auth.request_ok(websocket.headers, websocket.cookies):
+    caller = auth.caller(websocket.headers, websocket.cookies)
+    if caller is None:
         await websocket.send_denial_response(_denied(401, "authentication required"))
         return
     if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
@@ -160,5 +140,8 @@ async def terminal_socket(websocket: WebSocket) -> None:
     if state.draining:
         await websocket.send_denial_response(_denied(503, "server is shutting down"))
         return
-    await websocket.accept(subprotocol=SUBPROTOCOL)
-    await Bridge(StarletteSocket(websocket), state.registry, state.metrics).run()
+    bridge = Bridge(StarletteSocket(websocket), state.registry, state.metrics)
+    # Registered before the first await: a logout or token change from now on ends it.
+    with auth.logins.connection(caller.login, bridge.revoke):
+        await websocket.accept(subprotocol=SUBPROTOCOL)
+        await bridge.run()

@@ -8,13 +8,17 @@ from collections.abc import AsyncIterator
 from functools import partial
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from app import routes
+from app import login, routes
+from app.accesskey import AccessKey
 from app.auth import Authenticator
 from app.ec2 import AwsClientCache, AwsReadiness
+from app.logins import LoginStore
 from app.metrics import Metrics
+from app.middleware import HostCheck, HostPolicy, SecurityHeaders
 from app.registry import SessionRegistry
 from app.settings import Settings
 from app.ssh import SSHConnector
@@ -35,6 +39,9 @@ def _routes(base: str) -> list[BaseRoute]:
     ]
     prefixed = [
         Route(base, routes.page),
+        Route(base + "login", login.log_in, methods=["POST"]),
+        Route(base + "login", login.login_status, methods=["GET"]),
+        Route(base + "logout", login.log_out, methods=["POST"]),
         WebSocketRoute(base + "ws", routes.terminal_socket),
         Route(base + "recordings/", routes.recordings),
         Route(base + "recordings/{name}", routes.recordings),
@@ -42,6 +49,8 @@ def _routes(base: str) -> list[BaseRoute]:
     ]
     if base != "/":
         prefixed += [Route(base + r.path.lstrip("/"), r.endpoint) for r in health]
+        prefixed.append(Route(base.rstrip("/"), routes.add_slash))
+    prefixed.append(Route(base + "recordings", routes.add_slash))
     return health + prefixed
 
 
@@ -58,10 +67,18 @@ def create_app(
         plans = partial(prepare_connection, settings, aws=AwsClientCache())
         connector = SSHConnector(plans, settings.limits)
     registry = SessionRegistry(connector, settings.limits, metrics, settings.recordings_dir)
+    auth = Authenticator(
+        AccessKey(settings.token, settings.token_file),
+        LoginStore(settings.login_ttl),
+        base_path=settings.base_path,
+        allowed_origins=settings.allowed_origins,
+        link_ttl=settings.link_ttl,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(auth.maintained(settings.token_check_interval))
             if aws_readiness is not None:
                 # Once before the first probe; afterwards at most once per TTL, in the background.
                 await aws_readiness.refresh()
@@ -73,17 +90,26 @@ def create_app(
             yield
             await drain(app)
 
-    app = Starlette(routes=_routes(settings.base_path), lifespan=lifespan)
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(HostCheck, policy=HostPolicy(settings.allowed_hosts)),
+    ]
+    app = Starlette(routes=_routes(settings.base_path), middleware=middleware, lifespan=lifespan)
+    # Its redirects are absolute URLs built from Host that keep the query; routes.add_slash
+    # serves the two paths that need one.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry
-    app.state.auth = Authenticator(settings.token, settings.allowed_origins)
+    app.state.auth = auth
     app.state.draining = False
 
     def ready_problem() -> str | None:
         if app.state.draining:
             return "shutting down"
         problem = settings.ready_problem
+        if problem is None and auth.key.value is None:
+            problem = f"the token file {settings.token_file} holds no token"
         if problem is None and aws_readiness is not None:
             problem = aws_readiness.problem()
         return problem

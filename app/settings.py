@@ -12,6 +12,8 @@ from app.errors import ConfigurationError
 # An instance id's shape: EC2 issues "i-" then 8 (older) or 17 lowercase hex digits; lengths
 # between pass here, and AWS's own refusal (InstanceIdMalformed) names the problem.
 INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+# An --allowed-hosts entry: a lower-case DNS name, optionally "*." and a domain under it.
+HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 # An Instance Connect key is valid on the instance for this long after the push.
 INSTANCE_CONNECT_KEY_LIFETIME = 60.0
 # The login after a push must end well inside the key's lifetime: the clock starts when AWS
@@ -75,6 +77,8 @@ class Limits:
     replay_buffer: int = 1024 * 1024
     input_rate: int = 256 * 1024
     keepalive_interval: float = 15.0
+    max_connections: int = 256
+    header_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,12 @@ class Settings:
     listen_port: int = 8000
     base_path: str = "/"
     token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
+    token_check_interval: float = 5.0
+    link_ttl: float = 300.0
+    login_ttl: float = 28800.0
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     recordings_dir: Path | None = None
     pod_name: str | None = None
     pod_namespace: str | None = None
@@ -101,6 +110,11 @@ class Settings:
         out: list[str] = []
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):
             out.append(f"base path {self.base_path!r} must start and end with '/'")
+        out += [
+            f"allowed host {h!r} must be a host name without scheme or port, or *.domain"
+            for h in self.allowed_hosts
+            if not HOST_PATTERN.fullmatch(h)
+        ]
         t, lim = self.target, self.limits
         if not 1 <= t.port <= 65535:
             out.append(f"target port {t.port} is out of range")
@@ -108,6 +122,13 @@ class Settings:
             out.append("the replay buffer must be at least as large as the flow-control window")
         if lim.max_sessions < 1:
             out.append("max sessions must be at least 1")
+        for name in ("token_check_interval", "link_ttl", "login_ttl"):
+            if getattr(self, name) <= 0:
+                out.append(f"--{name.replace('_', '-')} must be positive")
+        if lim.max_connections < 1:
+            out.append("max connections must be at least 1")
+        if lim.header_timeout <= 0:
+            out.append("the header timeout must be positive")
         if t.host_key_policy is HostKeyPolicy.FINGERPRINT and not t.host_key_fingerprint:
             out.append("host key policy 'fingerprint' needs --host-key-fingerprint")
         if t.host_key_fingerprint and not t.host_key_fingerprint.startswith("SHA256:"):
@@ -121,8 +142,8 @@ class Settings:
         # AWS credentials and region need I/O, so the server adds them for instance targets
         # (app.ec2.AwsReadiness: once at startup, then at most once per TTL).
         t = self.target
-        if not self.token:
-            return "no access token configured"
+        if not self.token and self.token_file is None:
+            return "no access token configured: set --token-file or EC2_TERMINAL_TOKEN"
         if not t.host and not t.instance_id:
             return "no target: set --host or --instance-id"
         if t.access_method is AccessMethod.SSH_KEY and t.key_file is None:

@@ -48,15 +48,21 @@ class _Client(asyncssh.SSHClient):
 
     def __init__(self, verifier: HostKeyVerifier) -> None:
         self.verifier = verifier
-        self.refusal: HostKeyNotVerifiable | None = None
+        self.refusal: TerminalError | None = None
 
     def validate_host_public_key(
         self, host: str, addr: str, port: int, key: asyncssh.SSHKey
     ) -> bool:
+        # Every failure becomes a plain refusal: asyncssh would send an exception's text to the
+        # target as the disconnect reason, and a parse error may quote key material.
         try:
             self.verifier.verify(host, port, key)
-        except HostKeyNotVerifiable as exc:
+        except TerminalError as exc:
             self.refusal = exc
+            return False
+        except Exception as exc:
+            log.warning("host key check failed with %s", type(exc).__name__)
+            self.refusal = HostKeyNotVerifiable(f"the host key of {host} could not be checked")
             return False
         return True
 

@@ -37,9 +37,14 @@ def load_key(path: Path) -> asyncssh.SSHKey:
         return asyncssh.read_private_key(str(path))
     except FileNotFoundError:
         raise ConfigurationError(f"SSH key file {path} does not exist") from None
-    except (asyncssh.KeyImportError, ValueError) as exc:
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read SSH key file {path}: {exc.strerror}") from None
+    except (asyncssh.KeyImportError, ValueError):
+        # asyncssh's messages may quote the file; a Secret mounted here by mistake must not
+        # reach a log or the browser, so the message names the file only.
         raise ConfigurationError(
-            f"SSH key file {path} is not a usable private key: {exc}"
+            f"SSH key file {path} is not a usable private key (an unencrypted OpenSSH or PEM "
+            "private key is expected)"
         ) from None
 
 

@@ -61,12 +61,12 @@ class TerminalPage:
     page: Page
     #: Uncaught exceptions and console errors of the page, other than the expected CSP refusals.
     errors: list[str] = field(default_factory=list)
-    #: The HTTP status of each response on the way to the page (the token link's 303 first).
+    #: The HTTP status of each response on the way to the page (redirects first).
     statuses: list[int] = field(default_factory=list)
 
     @classmethod
-    def open(cls, context: BrowserContext, url: str) -> TerminalPage:
-        """Open `url` (usually the token link) and wait until the shell session is connected."""
+    def open(cls, context: BrowserContext, url: str, connect: bool = True) -> TerminalPage:
+        """Open `url` (usually a link) and, with `connect`, wait until the session is connected."""
         terminal = cls(context.new_page())
         page = terminal.page
         page.set_default_timeout(15_000)
@@ -81,7 +81,8 @@ class TerminalPage:
             earlier = request.response()
             terminal.statuses.insert(0, earlier.status if earlier else 0)
         terminal.statuses.append(response.status)
-        terminal.wait_state("connected")
+        if connect:
+            terminal.wait_state("connected")
         return terminal
 
     def eval(self, js: str, arg: Any = None) -> Any:
@@ -132,6 +133,21 @@ class TerminalPage:
             "() => [window.__ec2terminal.term.cols, window.__ec2terminal.term.rows]"
         )
         return int(cols), int(rows)
+
+    def sign_in(self, token: str) -> None:
+        """Paste `token` into the sign-in form and submit it."""
+        form = self.page.locator("#login")
+        form.wait_for(state="visible")
+        self.page.locator("#login-token").fill(token)
+        self.page.locator("#login-submit").click()
+
+    def login_message(self) -> str:
+        """What the visible sign-in form says (it waits for the form)."""
+        self.page.locator("#login").wait_for(state="visible")
+        self.page.wait_for_function(
+            "() => document.getElementById('login-message').textContent !== ''"
+        )
+        return str(self.page.locator("#login-message").inner_text())
 
     def csp_violations(self) -> list[str]:
         return [str(v) for v in self.eval("() => window.__csp")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app import linktoken
 from tests.fixtures_sshd import Sshd
 from tests.support import CLI, env_without_proxies, free_port, poll, stop
 
@@ -42,6 +44,29 @@ class RunningServer:
 
     def stop(self) -> int:
         return stop(self.process)
+
+    def link_token(self, ttl: float = 300) -> str:
+        """A fresh single-use link token, as `ec2-terminal link` mints it."""
+        return linktoken.mint(self.token, self.base_path, ttl, time.time())
+
+    def link(self) -> str:
+        """A fresh single-use link to the page: `base_url#token=<link token>`."""
+        return f"{self.base_url}#token={self.link_token()}"
+
+    def log_in(self, token: str | None = None, **headers: str) -> httpx.Response:
+        """POST a token (default: a fresh link token) to `login`, as the page does."""
+        return httpx.post(
+            f"{self.base_url}login",
+            json={"token": self.link_token() if token is None else token},
+            headers={"Origin": self.origin, **headers},
+            timeout=10,
+        )
+
+    def cookie(self) -> str:
+        """`name=value` of a fresh login cookie."""
+        response = self.log_in()
+        assert response.status_code == 200, response.text
+        return response.headers["set-cookie"].split(";", 1)[0]
 
 
 def target_flags(sshd: Sshd) -> dict[str, str]:

@@ -22,18 +22,22 @@ def browser() -> Iterator[BrowserContext]:
 
 
 def open_terminal(browser: BrowserContext, server: RunningServer) -> TerminalPage:
-    terminal = TerminalPage.open(browser, f"{server.base_url}?token={server.token}")
+    terminal = TerminalPage.open(browser, server.link())
     terminal.wait_prompt()
     return terminal
 
 
-def test_token_link_command_output_and_fit(
+def test_link_command_output_and_fit(
     browser: BrowserContext, server: RunningServer, sshd: Sshd
 ) -> None:
-    terminal = open_terminal(browser, server)
-    assert terminal.statuses == [303, 200]
+    link = server.link()
+    terminal = TerminalPage.open(browser, link)
+    terminal.wait_prompt()
+    assert terminal.statuses == [200]
     assert terminal.page.url == server.base_url, "the token must leave the address bar"
-    assert server.token not in terminal.page.content()
+    token = link.partition("#token=")[2]
+    assert token not in terminal.page.content()
+    assert server.log_in(token).status_code == 401, "the page used the link up"
 
     terminal.run("echo $((6*7))")
     terminal.wait_line("42")
@@ -62,6 +66,9 @@ def test_token_link_command_output_and_fit(
     assert not terminal.errors
     # The only CSP refusals are xterm.js's <style> elements (mirrored into adopted sheets).
     assert {v.split()[0] for v in terminal.csp_violations()} <= {"style-src-elem"}
+    # The link's entry in the history was replaced: going back skips it.
+    terminal.page.go_back()
+    assert "token" not in terminal.page.url
 
 
 def test_dropped_socket_resumes_without_lost_output(
@@ -264,3 +271,49 @@ def test_web_links_open_on_click(browser: BrowserContext, server: RunningServer)
     terminal.page.mouse.move(x + 2, y)
     terminal.page.mouse.click(x + 2, y)
     terminal.page.wait_for_function("() => window.__opened > 0")
+
+
+REFUSED_LOGIN = "Failed to load resource: the server responded with a status of 401"
+
+
+def test_without_a_login_the_page_asks_for_the_token(
+    browser: BrowserContext, server: RunningServer
+) -> None:
+    # A link opened twice: the second time (without the first's cookie) it is used up.
+    link = server.link()
+    first = TerminalPage.open(browser, link)
+    browser.clear_cookies()
+    second = TerminalPage.open(browser, link, connect=False)
+    assert "already been used" in second.login_message()
+    assert second.page.url == server.base_url
+    assert second.state() == "connecting", "no socket without a login"
+    second.sign_in("not-the-token")
+    second.page.wait_for_function(
+        "() => document.getElementById('login-message').textContent.includes('not valid')"
+    )
+    second.sign_in(server.token)
+    second.wait_state("connected")
+    assert not second.page.locator("#login").is_visible()
+    second.wait_prompt()
+
+    # Logging out ends this page's connection and login; the form comes back.
+    second.eval("() => fetch('logout', {method: 'POST'})")
+    assert "you logged out" in second.login_message()
+    assert second.state() == "closed"
+    second.sign_in(server.link_token())
+    second.wait_state("connected")
+    second.wait_prompt()
+    # The browser logs the two refused logins (the used link, the wrong token), nothing else.
+    assert second.errors == [f"{REFUSED_LOGIN} (Unauthorized)"] * 2, second.errors
+    first.run("echo first-$((2*4))")
+    first.wait_line("first-8")
+    assert not first.errors
+
+
+def test_an_old_style_query_link_still_works(
+    browser: BrowserContext, server: RunningServer
+) -> None:
+    terminal = TerminalPage.open(browser, f"{server.base_url}?token={server.link_token()}")
+    assert terminal.page.url == server.base_url
+    terminal.wait_prompt()
+    assert not terminal.errors

@@ -61,7 +61,7 @@ async def serving(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan run, and a client that calls it in this event loop."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client
 
 

@@ -65,8 +65,7 @@ async def test_everything_moves_under_a_base_path(
     assert httpx.get(f"{server.base_url}static/dist/terminal.js").status_code == 200
     assert httpx.get(f"{server.base_url}healthz").status_code == 200
     assert httpx.get(f"{server.origin}/static/dist/terminal.js").status_code == 404
-    link = httpx.get(f"{server.base_url}?token={server.token}")
-    assert link.status_code == 303
+    assert server.log_in().status_code == 200
     client = await connected(server)
     await client.ws.close()
 
@@ -79,6 +78,18 @@ async def test_everything_moves_under_a_base_path(
             {},
             "base path 'no-slashes' must start and end with '/'",
             id="flag",
+        ),
+        pytest.param(
+            ["--allowed-hosts", "term.example.com,https://x.test:443"],
+            {},
+            "allowed host 'https://x.test:443' must be a host name",
+            id="allowed-hosts",
+        ),
+        pytest.param(
+            ["--max-connections", "0", "--header-timeout", "0"],
+            {},
+            "max connections must be at least 1; the header timeout must be positive",
+            id="connection-limits",
         ),
         pytest.param(
             ["--host", "example.test"],
@@ -145,15 +156,17 @@ async def test_demo_prints_a_link_that_serves_a_shell(tmp_path: Path) -> None:
         )
     try:
         found = poll(
-            lambda: re.search(r"http://\S+\?token=\S+", log.read_text()),
+            lambda: re.search(r"(http://\S+/)#token=(\S+)", log.read_text()),
             timeout=30,
             what="the demo's link",
         )
         assert found is not None
-        link = found.group(0)
-        base = link.split("?")[0]
-        response = httpx.get(link)
-        assert response.status_code == 303
+        base, link = found.group(1), found.group(2)
+        assert httpx.get(base).status_code == 200
+        response = httpx.post(f"{base}login", json={"token": link})
+        assert response.status_code == 200, response.text
+        assert httpx.post(f"{base}login", json={"token": link}).status_code == 401, "one-off"
+        assert "ec2-terminal link --url" in log.read_text()
         cookie = response.headers["set-cookie"].split(";")[0]
         ws = await connect(
             ws_url(base),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
+import httpx
 import pytest
 
-from tests.fixtures_server import ServerFactory
+from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
 from tests.support import poll
 from tests.wsclient import connected, open_client
@@ -88,3 +90,33 @@ async def test_sigterm_tells_clients_and_closes_ssh(
         lambda: "Close session" in sshd.log() or "Disconnected from" in sshd.log(),
         what="sshd to see the hang-up",
     )
+
+
+def active_sessions(server: RunningServer) -> float:
+    """The server's `ec2_terminal_active_sessions` gauge."""
+    text = httpx.get(f"{server.origin}/metrics", timeout=5).text
+    found = re.search(r"^ec2_terminal_active_sessions (\S+)$", text, re.MULTILINE)
+    assert found, text
+    return float(found.group(1))
+
+
+async def test_clients_leaving_while_connecting_leak_no_session(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    """A tab closed during the SSH connect must not keep its slot past the grace period."""
+    server = server_factory(sshd, max_sessions=2, resume_grace=1)
+    for _ in range(8):
+        client = await open_client(server.base_url, server.token)
+        await client.hello()
+        await client.until(lambda c: bool(c.statuses))  # "connecting": the SSH login is under way
+        # Gone before the login finishes: the STATUS that names the session finds no socket.
+        await client.ws.close()
+    poll(
+        lambda: active_sessions(server) == 0,
+        timeout=20,
+        what="every abandoned session to leave the registry",
+    )
+    client = await connected(server)
+    await client.send_input("echo slot-free-$((2*3))\r")
+    await client.until_text("slot-free-6")
+    await client.ws.close()

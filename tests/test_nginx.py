@@ -27,7 +27,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PREFIX = "/t/demo/"
 
 # One server block; everything nginx writes stays in the test's own directory. The log format
-# leaves out the query string: the token link's token must not land in the proxy's log either.
+# leaves out the query string: a token in a link's query must not land in the proxy's log either.
 CONFIG = """\
 {user}
 worker_processes 1;
@@ -153,7 +153,7 @@ def proxied(
 
 
 def cookie_from(response: httpx.Response) -> str:
-    """The `name=value` of the cookie the token link sets."""
+    """The `name=value` of the cookie a login sets."""
     header = response.headers["set-cookie"]
     assert "HttpOnly" in header
     assert "SameSite=strict" in header or "SameSite=Strict" in header
@@ -170,10 +170,11 @@ async def test_page_assets_and_websocket_through_nginx(
         assert bare.status_code == 301
         assert bare.headers["location"].endswith(PREFIX)
 
-        link = await http.get(PREFIX, params={"token": server.token})
-        assert link.status_code == 303, link.text
-        assert httpx.URL(nginx.base_url).join(link.headers["location"]) == nginx.base_url
-        cookie = cookie_from(link)
+        login = await http.post(
+            PREFIX + "login", json={"token": server.link_token()}, headers={"Origin": nginx.origin}
+        )
+        assert login.status_code == 200, login.text
+        cookie = cookie_from(login)
 
         page = await http.get(PREFIX)
         assert page.status_code == 200
@@ -238,9 +239,8 @@ async def test_page_assets_and_websocket_through_nginx(
 def test_browser_through_nginx(proxied: tuple[RunningServer, Nginx], sshd: Sshd) -> None:
     server, nginx = proxied
     with chromium() as browser:
-        terminal = TerminalPage.open(browser, f"{nginx.base_url}?token={server.token}")
-        assert terminal.statuses == [303, 200]
-        assert terminal.page.url == nginx.base_url
+        terminal = TerminalPage.open(browser, f"{nginx.base_url}#token={server.link_token()}")
+        assert terminal.page.url == nginx.base_url, "the link token leaves the address bar"
         assert sshd.host_key_sha256 in terminal.page.locator("#host-key").inner_text()
         terminal.wait_prompt()
         terminal.run("echo $((6*7))")

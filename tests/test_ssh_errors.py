@@ -140,3 +140,38 @@ def test_a_host_whose_every_address_refuses_is_refused() -> None:
     error = _user_error(mixed, plan, None)
     assert type(error) is SSHError
     assert "could not reach localhost:2" in str(error)
+
+
+# A Secret holding one API token: asyncssh quotes such a line in "Invalid known hosts entry".
+SECRET_LINE = "AKIA-SECRET-wJalrXUtnFEMI/K7MDENG/bPxRfiCY"
+
+
+@pytest.mark.parametrize("flag", ["known_hosts", "key_file"])
+async def test_key_material_that_does_not_parse_is_never_quoted(
+    server_factory: ServerFactory,
+    sshd: Sshd,
+    tmp_path_factory: pytest.TempPathFactory,
+    flag: str,
+) -> None:
+    """A Secret mounted where key material belongs: its content reaches no log, client or host."""
+    secret = tmp_path_factory.mktemp("secret") / "mounted"
+    secret.write_text(SECRET_LINE + "\n")
+    server = server_factory(sshd, log_level="debug", **{flag: str(secret)})
+    client = await open_client(server.base_url, server.token)
+    await client.hello()
+    await client.until_closed(timeout=30)
+    assert client.error is not None
+    assert client.error["code"] == "configuration_error"
+    assert str(secret) in client.error["message"], "the message names the file"
+    seen = {
+        "ERROR frame": client.error["message"],
+        "close reason": client.ws.close_reason or "",
+        "server log": server.log(),
+        "sshd log": sshd.log(),
+    }
+    for where, text in seen.items():
+        for fragment in ("AKIA", "SECRET", "wJalr"):
+            assert fragment not in text, f"{fragment!r} leaked into the {where}"
+    if flag == "known_hosts":
+        # The refusal reached sshd as asyncssh's own generic reason.
+        assert "Host key is not trusted" in sshd.log()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 
 import httpx
 import pytest
@@ -67,7 +68,7 @@ async def test_metrics_count_sessions_and_bytes(server: RunningServer) -> None:
 async def test_recordings_keep_output_as_asciicast(
     server_factory: ServerFactory, sshd: Sshd, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    recordings = tmp_path_factory.mktemp("recordings")
+    recordings = tmp_path_factory.mktemp("recordings") / "casts"
     server = server_factory(sshd, recordings_dir=str(recordings))
     client = await connected(server)
     await client.send_input("echo recorded-$((40+2))\r")
@@ -79,7 +80,12 @@ async def test_recordings_keep_output_as_asciicast(
     assert httpx.get(f"{server.base_url}recordings/").status_code == 401
     listing = httpx.get(f"{server.base_url}recordings/", headers=auth).json()
     [entry] = listing["recordings"]
-    assert entry["name"] == f"{client.session_id}.cast"
+    # A session id resumes the session: whoever may list recordings must not learn one.
+    assert client.session_id not in entry["name"]
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[A-Za-z0-9_-]{16}\.cast", entry["name"]), entry
+    # Terminal output may hold anything: only the server's own user may read it.
+    assert stat.S_IMODE(recordings.stat().st_mode) == 0o700
+    assert stat.S_IMODE((recordings / entry["name"]).stat().st_mode) == 0o600
     cast = httpx.get(f"{server.base_url}recordings/{entry['name']}", headers=auth).text
     header, *events = cast.splitlines()
     assert '"version": 2' in header

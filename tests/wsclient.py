@@ -152,3 +152,17 @@ async def connected(
     await client.hello(cols, rows)
     await client.until_connected()
     return client
+
+
+async def connected_with_cookie(server: RunningServer, cookie: str) -> TerminalClient:
+    """A client with a new session, opened as the page opens it: login cookie and Origin."""
+    ws = await connect(
+        ws_url(server.base_url),
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        additional_headers={"Cookie": cookie},
+        origin=server.origin,  # type: ignore[arg-type]
+    )
+    client = TerminalClient(ws)
+    await client.hello()
+    await client.until_connected()
+    return client

@@ -373,7 +373,7 @@ export class Connection {
 
   private scheduleReconnect(): void {
     if (!this.sessionId && this.failedOpens >= this.options.maxFailedOpens) {
-      this.finish("cannot reach the server: open the link with its token again");
+      this.finish("cannot reach the server");
       return;
     }
     const base = Math.min(

@@ -11,6 +11,8 @@ import { WebglAddon } from "@xterm/addon-webgl";
 
 import { Connection, socketUrl, type SessionMemory, type UiState } from "./connection.js";
 import { mirrorStyleElements } from "./cspstyles.js";
+import { loggedIn, logIn, tokenIn } from "./login.js";
+import { LoginForm } from "./loginform.js";
 import { binaryStringToBytes } from "./protocol.js";
 import { StatusBar } from "./statusbar.js";
 
@@ -138,6 +140,10 @@ function main(): void {
       error: (error) => {
         bar.ended(error.message);
         term.write(`\r\n\x1b[1;31m[${plain(error.message)}]\x1b[0m\r\n`);
+        // A login that ended (logout, expiry, a new access token) or never was: offer the form.
+        void loggedIn(fetchFn, document.baseURI).then((yes) => {
+          if (yes === false) form.show(error.message);
+        });
       },
       rtt: (ms) => bar.rtt(ms),
       output: (data) => {
@@ -211,10 +217,53 @@ function main(): void {
     },
   });
 
+  let started = false;
+  const begin = (): void => {
+    if (started) {
+      term.reset();
+      connection.restart();
+    } else {
+      started = true;
+      connection.start();
+    }
+    term.focus();
+  };
+  const form = new LoginForm(document, async (token) => {
+    const result = await logIn(fetchFn, document.baseURI, token);
+    if (!result.ok) return result.message;
+    begin();
+    return null;
+  });
+
   refit();
-  connection.start();
-  term.focus();
+  void signIn(form, begin);
 }
+
+/**
+ * Logs in with the link's token if the address holds one (and takes it out of the address and
+ * the history entry first), then connects; without a login, shows the form.
+ */
+async function signIn(form: LoginForm, begin: () => void): Promise<void> {
+  const found = tokenIn(window.location.href);
+  if (found) {
+    window.history.replaceState(null, "", found.cleanUrl);
+    const result = await logIn(fetchFn, document.baseURI, found.token);
+    if (result.ok) {
+      begin();
+    } else {
+      form.show(result.message);
+    }
+    return;
+  }
+  // Unknown (the server cannot be asked): connect anyway, the connection says what is wrong.
+  if ((await loggedIn(fetchFn, document.baseURI)) === false) {
+    form.show("");
+  } else {
+    begin();
+  }
+}
+
+const fetchFn = (url: string, init: RequestInit): Promise<Response> => window.fetch(url, init);
 
 if (document.readyState === "loading") {
   document.addEventListener("DOMContentLoaded", main);

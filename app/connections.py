@@ -1,0 +1,114 @@
+"""uvicorn's connection protocols, with what this server needs on top of them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn._types import ASGISendEvent
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+
+log = logging.getLogger(__name__)
+
+_REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 36\r\nconnection: close\r\n\r\nThe request headers came too slowly.\n"
+)
+_OVER_CAPACITY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 40\r\nretry-after: 5\r\nconnection: close\r\n\r\n"
+    b"Too many connections: try again shortly.\n"
+)
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline on request headers and a connection cap.
+
+    uvicorn has no header-read timeout (a connection may send one header byte a minute for
+    ever), and its `limit_concurrency` is checked only once headers are complete, so silent
+    connections never meet it. Here every request's headers must arrive within
+    `header_timeout` seconds of its first byte (of the connection, for the first request),
+    and a connection beyond `limit_concurrency` is answered 503 and closed at once, freeing
+    its descriptor.
+    """
+
+    header_timeout: float = 10.0
+    _header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        limit = self.limit_concurrency
+        if limit is not None and len(self.connections) > limit:
+            log.warning("refused a connection: the limit of %d is reached", limit)
+            transport.write(_OVER_CAPACITY)
+            transport.close()
+            return
+        self._await_headers()
+
+    def _await_headers(self) -> None:
+        if self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _headers_arrived(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _too_slow(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            log.info("closed a connection whose headers took over %g s", self.header_timeout)
+            self.transport.write(_REQUEST_TIMEOUT)
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._await_headers()  # the next request on a kept-alive connection
+
+    def on_headers_complete(self) -> None:
+        self._headers_arrived()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._headers_arrived()
+        super().connection_lost(exc)
+
+
+def http_protocol(header_timeout: float) -> type[HttpProtocol]:
+    """HttpProtocol with this header deadline (uvicorn builds protocols from a class alone)."""
+
+    class Configured(HttpProtocol):
+        pass
+
+    Configured.header_timeout = header_timeout
+    return Configured
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets (sans-I/O) protocol, quiet about handshakes and frames.
+
+    At debug level the websockets library logs every handshake header (the login cookie) and
+    a hex dump of every frame (keystrokes and terminal output); this protocol never does.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.conn.debug = False
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # uvicorn writes the denial response but never marks the handshake as done, so it
+            # logs "ASGI callable returned without completing handshake" at ERROR for every
+            # refused upgrade (its wsproto protocol does mark it; uvicorn PR #3138).
+            self.handshake_complete = True
