@@ -1,4 +1,4 @@
-"""The `ec2-terminal` command: `serve` and `demo`."""
+"""The `ec2-terminal` command: `serve`, `demo`, `health-check` and `worker`."""
 
 from __future__ import annotations
 
@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.demo import add_demo_parser
 
     add_demo_parser(commands)
+    from app.healthcheck.cli import add_parsers
+
+    add_parsers(commands)
     return parser
 
 
