@@ -25,7 +25,7 @@ def health_check(args: argparse.Namespace) -> int:
     settings = HealthCheckSettings.from_env()
     namespaces: list[str | None] = list(args.namespace) if args.namespace else [None]
     try:
-        summary = enqueue_checks(create_celery(settings), KubeClients.load(), settings, namespaces)
+        summary = enqueue_checks(create_celery(settings), KubeClients.load, settings, namespaces)
     except (RedisUnavailable, KubeUnavailable) as exc:
         print(f"ec2-terminal health-check: {exc}", file=sys.stderr)
         return 1

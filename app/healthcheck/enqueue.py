@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -49,19 +49,20 @@ def _select(found: Sequence[SessionView]) -> EnqueueSummary:
 
 def enqueue_checks(
     celery: Celery,
-    kube: KubeClients,
+    kube: Callable[[], KubeClients],
     settings: HealthCheckSettings,
     namespaces: Sequence[str | None],
 ) -> EnqueueSummary:
     """Lists sessions (None: every namespace) and enqueues a check for each Ready, enabled one."""
-    found = [s for ns in namespaces for s in list_sessions(kube, ns)]
-    summary = _select(found)
-    wanted = [s for s in found if s.key in set(summary.enqueued)]
     where = settings.redacted_redis_url
     try:
         with celery.connection_for_write() as connection:
-            # Fail fast and clearly when Redis is away, even with nothing to enqueue.
+            # Redis first: when it is away, say so at once, without asking the API server.
             connection.ensure_connection(max_retries=CONNECT_RETRIES)
+            clients = kube()
+            found = [s for ns in namespaces for s in list_sessions(clients, ns)]
+            summary = _select(found)
+            wanted = [s for s in found if s.key in set(summary.enqueued)]
             with celery.producer_or_acquire() as producer:
                 for session in wanted:
                     celery.send_task(
