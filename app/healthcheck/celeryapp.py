@@ -13,7 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from app.ec2 import AwsClientCache
 from app.healthcheck import check
-from app.healthcheck.check import CheckContext, CheckReport
+from app.healthcheck.check import CheckContext, CheckReport, ProbeRuntime
 from app.healthcheck.lock import SessionLocks
 from app.healthcheck.metrics import FAILED, SharedCheckStats
 from app.healthcheck.sessions import KubeClients, KubeUnavailable
@@ -62,6 +62,7 @@ class ProcessResources:
                 locks=SessionLocks(client, s.lock_ttl),
                 aws=AwsClientCache(),
                 kube=self._kube_clients,
+                runtime=ProbeRuntime(s.http_timeout),
             )
             self._pid = os.getpid()
         return self._context

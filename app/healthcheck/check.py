@@ -8,8 +8,8 @@ import datetime
 import enum
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 
@@ -24,6 +24,7 @@ from app.healthcheck.settings import HealthCheckSettings
 log = logging.getLogger(__name__)
 
 SKIPPED = "skipped"
+T = TypeVar("T")
 
 
 def utc_now() -> datetime.datetime:
@@ -71,6 +72,35 @@ class CheckReport:
         return out
 
 
+class ProbeRuntime:
+    """One event loop and one HTTP client for every check of a process.
+
+    Making an HTTP client loads the CA bundle, tens of milliseconds: more than a whole probe.
+    """
+
+    def __init__(self, http_timeout: float) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._http_timeout = http_timeout
+        self._client: httpx.AsyncClient | None = None
+
+    def run(self, work: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
+        """Runs the probes `work` starts to completion; an interruption cancels what is left."""
+        try:
+            return self._loop.run_until_complete(self._with_client(work))
+        except BaseException:
+            # A soft time limit lands here mid-probe: close what the probes left open.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            raise
+
+    async def _with_client(self, work: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._http_timeout, trust_env=False)
+        return await work(self._client)
+
+
 @dataclasses.dataclass(frozen=True)
 class CheckContext:
     """The collaborators of checks in one process."""
@@ -79,6 +109,7 @@ class CheckContext:
     locks: SessionLocks
     aws: AwsClientCache
     kube: Callable[[], KubeClients]
+    runtime: ProbeRuntime
     clock: Callable[[], datetime.datetime] = utc_now
 
 
@@ -130,7 +161,11 @@ async def _instance_target(
 
 
 async def probe_session(
-    settings: HealthCheckSettings, aws: AwsClientCache, session: SessionView, port: int | None
+    settings: HealthCheckSettings,
+    aws: AwsClientCache,
+    client: httpx.AsyncClient,
+    session: SessionView,
+    port: int | None,
 ) -> Outcome:
     """All probes of a session at once; the verdict explains the most."""
     service = session.service_name or session.name
@@ -142,8 +177,7 @@ async def probe_session(
                 f"the session's Service {service} does not exist: the operator recreates it",
             )
         base = settings.endpoint(session.namespace, session.name, service, port)
-        async with httpx.AsyncClient(timeout=settings.http_timeout, trust_env=False) as client:
-            return await probes.readyz(client, base, service)
+        return await probes.readyz(client, base, service)
 
     target, pod_outcome = await asyncio.gather(
         probe_target(
@@ -172,7 +206,9 @@ def check_session(ctx: CheckContext, namespace: str, name: str, task_id: str) ->
             return CheckReport(Disposition.NOT_READY, detail=f"the session is {session.phase}")
         port = sessions.service_port(kube, namespace, session.service_name or name)
         when = ctx.clock()
-        outcome = asyncio.run(probe_session(ctx.settings, ctx.aws, session, port))
+        outcome = ctx.runtime.run(
+            lambda client: probe_session(ctx.settings, ctx.aws, client, session, port)
+        )
         # traceId: set from the check's span once telemetry exists.
         record = HealthRecord(time=when, outcome=outcome, task_id=task_id)
         written = sessions.write_health(kube, session, record)
@@ -200,18 +236,17 @@ def check_server(ctx: CheckContext, server_url: str) -> CheckReport:
     started = time.perf_counter()
     s = ctx.settings
 
-    async def run() -> Outcome:
-        async with httpx.AsyncClient(timeout=s.http_timeout, trust_env=False) as client:
-            pod = probes.readyz(client, server_url.rstrip("/"), server_url)
-            if s.target_host is None and s.instance_id is None:
-                return verdict(await pod)
-            target, pod_outcome = await asyncio.gather(
-                probe_target(s, ctx.aws, s.target_host, s.instance_id, s.region, s.target_port),
-                pod,
-            )
-            return verdict(*target, pod_outcome)
+    async def run(client: httpx.AsyncClient) -> Outcome:
+        pod = probes.readyz(client, server_url.rstrip("/"), server_url)
+        if s.target_host is None and s.instance_id is None:
+            return verdict(await pod)
+        target, pod_outcome = await asyncio.gather(
+            probe_target(s, ctx.aws, s.target_host, s.instance_id, s.region, s.target_port),
+            pod,
+        )
+        return verdict(*target, pod_outcome)
 
-    outcome = asyncio.run(run())
+    outcome = ctx.runtime.run(run)
     seconds = time.perf_counter() - started
     log.info(
         "server %s: %s in %.3f s: %s", server_url, outcome.result.value, seconds, outcome.message

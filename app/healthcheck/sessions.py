@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -102,7 +103,11 @@ class KubeClients:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException:
             try:
-                config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                # KUBECONFIG as it is now (the library reads it once, when imported).
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=os.environ.get("KUBECONFIG") or None,
+                    client_configuration=configuration,
+                )
             except (config.ConfigException, OSError) as exc:
                 raise KubeUnavailable(
                     f"no Kubernetes access: not in a pod, and no usable kubeconfig ({exc})"
