@@ -123,7 +123,7 @@ def start_worker(env: dict[str, str], concurrency: int, directory: Path) -> Work
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    worker = WorkerProcess(proc, port, log_path)
+    worker = WorkerProcess(proc, port, log_path, env)
     poll(lambda: worker.get("/readyz").status_code == 200, timeout=60, what="worker")
     return worker
 

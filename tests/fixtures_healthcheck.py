@@ -137,6 +137,8 @@ class WorkerProcess:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    # What it was started with beyond worker_env (to start another one like it).
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -204,7 +206,7 @@ def worker_factory(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        worker = WorkerProcess(proc, port, log_path)
+        worker = WorkerProcess(proc, port, log_path, dict(env or {}))
         started.append(worker)
         if wait:
 
@@ -219,6 +221,13 @@ def worker_factory(
     for worker in started:
         worker.stop()
         assert REDIS_PASSWORD not in worker.log(), "the Redis password leaked into a worker log"
+
+
+def run_command(argv: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """Runs a command to completion (at most a minute) and captures its output as text."""
+    return subprocess.run(
+        argv, env=dict(env), capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 # --- targets that are not a whole sshd: a silent port and a slow one ---

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures_healthcheck import RedisServer, WorkerFactory, worker_env
+from tests.fixtures_healthcheck import RedisServer, WorkerFactory, run_command, worker_env
 from tests.fixtures_kube import wait_for
 from tests.fixtures_server import ServerFactory
 from tests.fixtures_sshd import Sshd
@@ -47,14 +46,7 @@ def test_beat_enqueues_and_completes_checks_of_the_server(
 
 
 def test_beat_without_a_server_url_is_refused(redis_server: RedisServer, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [CLI, "worker", "--beat"],
-        env=worker_env(redis_server, tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_command([CLI, "worker", "--beat"], worker_env(redis_server, tmp_path))
     assert done.returncode == 2
     assert "--beat checks one session server: set EC2_TERMINAL_SERVER_URL" in done.stderr
     assert "Traceback" not in done.stderr

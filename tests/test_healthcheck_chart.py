@@ -1,20 +1,27 @@
-"""The chart's health-check objects: rendered, refused on typos, and the CronJob on the real
-control plane making a Job whose command, run locally with its environment, enqueues checks."""
+"""The chart's health-check objects: rendered (typos: tests/test_operator_chart.py), and the
+CronJob on the real control plane making a Job whose command, run locally with its
+environment, enqueues checks."""
 
 from __future__ import annotations
 
 import base64
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures_healthcheck import RedisServer
+from tests.fixtures_healthcheck import RedisServer, run_command
 from tests.fixtures_kube import KubeCluster, wait_for
 from tests.fixtures_operator import OperatorFactory, ready_session
 from tests.support import console_script, env_without_proxies, free_port
-from tests.test_operator_chart import CHART, _sa_kubeconfig, documents, helm_bin, render
+from tests.test_operator_chart import (
+    CHART,
+    _sa_kubeconfig,
+    documents,
+    helm_bin,
+    install_watching,
+    render,
+)
 
 __all__ = ["helm_bin"]  # the fixture, re-used from the operator's chart tests
 
@@ -120,20 +127,6 @@ def test_external_redis_and_disabled_checks(helm_bin: str) -> None:
     assert not [k for k in disabled if "health" in k[1] or "redis" in k[1]]
 
 
-@pytest.mark.parametrize(
-    ("flag", "message"),
-    [
-        ("--set=healthCheck.bannerTimout=3", "additional properties 'bannerTimout' not allowed"),
-        ("--set=healthCheck.address=elastic", "address"),
-        ("--set=redis.externalUrl=redis://:pw@host:6379", "externalUrl"),
-    ],
-)
-def test_schema_refuses_bad_health_check_values(helm_bin: str, flag: str, message: str) -> None:
-    result = render(helm_bin, flag)
-    assert result.returncode != 0
-    assert message in result.stderr
-
-
 @pytest.mark.slow
 def test_cronjob_makes_a_job_whose_command_enqueues_checks(
     kube_cluster: KubeCluster,
@@ -142,16 +135,7 @@ def test_cronjob_makes_a_job_whose_command_enqueues_checks(
     tmp_path: Path,
 ) -> None:
     release = f"h{namespace}"
-    kube_cluster.helm(
-        "install",
-        release,
-        str(CHART),
-        f"--namespace={namespace}",
-        "--set=watch.allNamespaces=false",
-        f"--set=watch.namespaces={{{namespace}}}",
-        "--set=redis.persistence.enabled=false",
-        "--timeout=90s",
-    )
+    install_watching(kube_cluster, release, namespace)
     try:
         fullname = f"{release}-ec2-terminal"
         operator_factory(namespace)
@@ -216,14 +200,7 @@ def test_cronjob_makes_a_job_whose_command_enqueues_checks(
                 )
             )
             command = container["command"]
-            done = subprocess.run(
-                [console_script(command[0]), *command[1:]],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            done = run_command([console_script(command[0]), *command[1:]], env)
             assert done.returncode == 0, done.stderr
             assert "enqueued 1 health check(s)" in done.stdout
             assert redis.client().llen("ec2-terminal-health") == 1

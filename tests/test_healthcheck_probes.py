@@ -8,7 +8,6 @@ import asyncio
 import datetime
 import multiprocessing
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from app.healthcheck.lock import SessionLocks
 from app.healthcheck.metrics import SharedCheckStats, registry_for
 from app.healthcheck.results import CheckResult, HealthRecord, Outcome, verdict
 from app.healthcheck.settings import HealthCheckSettings
-from tests.fixtures_healthcheck import RedisServer, fake_target
+from tests.fixtures_healthcheck import RedisServer, fake_target, run_command
 from tests.fixtures_moto import MotoAws
 from tests.fixtures_server import ServerFactory
 from tests.fixtures_sshd import Sshd
@@ -297,9 +296,7 @@ def test_health_check_without_redis_fails_clearly(tmp_path: Path) -> None:
         "KUBECONFIG": str(tmp_path / "none"),
     }
     started = time.monotonic()
-    done = subprocess.run(
-        [CLI, "health-check"], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_command([CLI, "health-check"], env)
     assert done.returncode == 1
     assert done.stderr.startswith("ec2-terminal health-check: cannot reach Redis at redis://127")
     assert "Traceback" not in done.stderr

@@ -28,8 +28,14 @@ BEAT_ENTRY = "check-session-server"
 # NAT) must not hang a publish or a poll forever.
 SOCKET_TIMEOUT = 10.0
 SOCKET_CONNECT_TIMEOUT = 5.0
-# Errors a later attempt may not meet: the API server or Redis was away.
-RETRYABLE = (KubeUnavailable, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Errors a later attempt may not meet: the API server or Redis was away, or the check ran
+# into its soft time limit (every probe has a shorter timeout, so something hung below them).
+RETRYABLE = (
+    KubeUnavailable,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    SoftTimeLimitExceeded,
+)
 
 
 class ProcessResources:
@@ -153,7 +159,7 @@ def create_celery(settings: HealthCheckSettings, stats: SharedCheckStats | None 
         started = time.perf_counter()
         try:
             report: CheckReport = work()
-        except (SoftTimeLimitExceeded, *RETRYABLE) as exc:
+        except RETRYABLE as exc:
             if stats is not None:
                 stats.record(FAILED, time.perf_counter() - started)
             log.warning("check failed: %s", exc or type(exc).__name__)

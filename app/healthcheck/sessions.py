@@ -6,16 +6,21 @@ import dataclasses
 import enum
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 import urllib3
 from kubernetes import client, config
+
+# Imported now, not on first use: the API classes are large modules the client library loads
+# lazily, and in each freshly forked pool process that first load took seconds under load.
+from kubernetes.client import CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from app.healthcheck.results import HealthRecord, parse_time
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 GROUP = "ec2-terminal.io"
 VERSION = "v1alpha1"
@@ -92,8 +97,8 @@ def view(body: Mapping[str, Any]) -> SessionView:
 class KubeClients:
     """The two API groups a check talks to."""
 
-    custom: client.CustomObjectsApi
-    core: client.CoreV1Api
+    custom: CustomObjectsApi
+    core: CoreV1Api
 
     @classmethod
     def load(cls) -> KubeClients:
@@ -113,7 +118,7 @@ class KubeClients:
                     f"no Kubernetes access: not in a pod, and no usable kubeconfig ({exc})"
                 ) from None
         api = client.ApiClient(configuration)
-        return cls(custom=client.CustomObjectsApi(api), core=client.CoreV1Api(api))
+        return cls(custom=CustomObjectsApi(api), core=CoreV1Api(api))
 
 
 def _unavailable(exc: Exception, what: str) -> KubeUnavailable:
@@ -123,19 +128,27 @@ def _unavailable(exc: Exception, what: str) -> KubeUnavailable:
     return KubeUnavailable(f"{what}: {exc}")
 
 
-def read_session(kube: KubeClients, namespace: str, name: str) -> SessionView | None:
-    """The session, or None if it no longer exists."""
+def _get(read: Callable[[], T], what: str) -> T | None:
+    """`read()`, None if the object does not exist; KubeUnavailable if the API cannot answer."""
     try:
-        body = kube.custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_TIMEOUT
-        )
+        return read()
     except ApiException as exc:
         if exc.status == 404:
             return None
-        raise _unavailable(exc, f"reading TerminalSession {namespace}/{name}") from None
+        raise _unavailable(exc, f"reading {what}") from None
     except TRANSPORT_ERRORS as exc:
-        raise _unavailable(exc, f"reading TerminalSession {namespace}/{name}") from None
-    return view(cast("Mapping[str, Any]", body))
+        raise _unavailable(exc, f"reading {what}") from None
+
+
+def read_session(kube: KubeClients, namespace: str, name: str) -> SessionView | None:
+    """The session, or None if it no longer exists."""
+    body = _get(
+        lambda: kube.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+        ),
+        f"TerminalSession {namespace}/{name}",
+    )
+    return None if body is None else view(cast("Mapping[str, Any]", body))
 
 
 def list_sessions(kube: KubeClients, namespace: str | None) -> list[SessionView]:
@@ -158,16 +171,14 @@ def list_sessions(kube: KubeClients, namespace: str | None) -> list[SessionView]
 
 def service_port(kube: KubeClients, namespace: str, service: str) -> int | None:
     """The port of the Service's `http` port (else its first), or None if it does not exist."""
-    try:
-        svc = kube.core.read_namespaced_service(
+    svc = _get(
+        lambda: kube.core.read_namespaced_service(
             service, namespace, _request_timeout=REQUEST_TIMEOUT
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise _unavailable(exc, f"reading Service {namespace}/{service}") from None
-    except TRANSPORT_ERRORS as exc:
-        raise _unavailable(exc, f"reading Service {namespace}/{service}") from None
+        ),
+        f"Service {namespace}/{service}",
+    )
+    if svc is None:
+        return None
     ports = list((svc.spec.ports if svc.spec else None) or [])
     if not ports:
         return None

@@ -110,6 +110,8 @@ def run_worker(settings: HealthCheckSettings, beat: bool, log_level: str) -> int
     state = BrokerState()
     celery = create_celery(settings, stats)
     celery.log.already_setup = True  # app.logs configured logging; Celery keeps its hands off
+    # httpx logs every request at INFO; the check's own line says what was found.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     celery.steps["consumer"].add(broker_step(state))
     registry = registry_for(stats, queue_depth_reader(settings))
     server = http_server(settings.listen_host, settings.listen_port, registry, state)
