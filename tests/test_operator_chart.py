@@ -84,7 +84,7 @@ def test_namespaced_values_grant_roles_only_in_watched_namespaces(helm_bin: str)
     result = render(helm_bin, f"--values={CHART / 'ci/namespaced-values.yaml'}")
     docs = documents(result.stdout)
     roles = [d for d in docs if d["kind"] == "Role"]
-    assert [r["metadata"]["namespace"] for r in roles] == ["sessions"]
+    assert {r["metadata"]["namespace"] for r in roles} == {"sessions"}
     cluster_roles = [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"]
     assert cluster_roles == ["ec2-terminal-framework"]
     deploy = next(d for d in docs if d["kind"] == "Deployment")
@@ -97,6 +97,9 @@ def test_namespaced_values_grant_roles_only_in_watched_namespaces(helm_bin: str)
         ("--set=operator.resyncSecond=3", "additional properties 'resyncSecond' not allowed"),
         ("--set=operator.logFormat=xml", "logFormat"),
         ("--set=watch.allNamespace=false", "additional properties 'allNamespace' not allowed"),
+        ("--set=healthCheck.bannerTimout=3", "additional properties 'bannerTimout' not allowed"),
+        ("--set=healthCheck.address=elastic", "address"),
+        ("--set=redis.externalUrl=redis://:pw@host:6379", "externalUrl"),
     ],
 )
 def test_schema_refuses_typos(helm_bin: str, flag: str, message: str) -> None:
@@ -120,6 +123,22 @@ def test_every_value_has_a_comment() -> None:
         if "resources" not in {k for _, k in stack}:
             assert lines[i - 1].strip().startswith("#"), f"values.yaml:{i + 1}: {line}"
         stack.append((indent, key))
+
+
+def install_watching(cluster: KubeCluster, release: str, namespace: str, *flags: str) -> None:
+    """Installs the chart in `namespace`, watching that namespace only."""
+    cluster.helm(
+        "install",
+        release,
+        str(CHART),
+        f"--namespace={namespace}",
+        "--set=watch.allNamespaces=false",
+        f"--set=watch.namespaces={{{namespace}}}",
+        # The test cluster has no volume provisioner: Redis keeps its data in an emptyDir.
+        "--set=redis.persistence.enabled=false",
+        "--timeout=90s",
+        *flags,
+    )
 
 
 def _sa_kubeconfig(cluster: KubeCluster, namespace: str, sa: str, path: Path) -> Path:
@@ -150,16 +169,7 @@ def test_chart_installs_and_its_rbac_is_enough_for_the_operator(
     tmp_path: Path,
 ) -> None:
     release = f"r{namespace}"
-    kube_cluster.helm(
-        "install",
-        release,
-        str(CHART),
-        f"--namespace={namespace}",
-        "--set=watch.allNamespaces=false",
-        f"--set=watch.namespaces={{{namespace}}}",
-        "--wait",
-        "--timeout=90s",
-    )
+    install_watching(kube_cluster, release, namespace, "--wait")
     try:
         fullname = f"{release}-ec2-terminal"
         deploy = kube_cluster.kubectl_json("get", "deployment", fullname, namespace=namespace)
