@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -216,6 +217,26 @@ def ready_session(cluster: KubeCluster, namespace: str, name: str, **spec: Any) 
     return wait_phase(cluster, namespace, name, "Ready")
 
 
+def report_activity(
+    cluster: KubeCluster, namespace: str, name: str, connections: int, last: str | None = None
+) -> None:
+    """Writes what the session pod's ActivityReporter would into the session's Lease."""
+    uid = cluster.kubectl_json("get", "pod", name, namespace=namespace)["metadata"]["uid"]
+    annotations = {"ec2-terminal.io/active-connections": str(connections)}
+    if last is not None:
+        annotations["ec2-terminal.io/last-activity"] = last
+    patch = {"metadata": {"annotations": annotations}, "spec": {"holderIdentity": uid}}
+    cluster.kubectl(
+        "patch",
+        "lease",
+        f"{name}-activity",
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+        namespace=namespace,
+    )
+
+
 def exists(cluster: KubeCluster, namespace: str, kind: str, name: str) -> bool:
     """Whether an object exists (and is not being deleted)."""
     out = cluster.kubectl(
@@ -261,7 +282,11 @@ def pod_environment(
 ) -> dict[str, str]:
     """The container's environment as the kubelet sets it, with mount paths made local."""
     env: dict[str, str] = {}
-    fields = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": namespace}
+    fields = {
+        "metadata.name": pod["metadata"]["name"],
+        "metadata.namespace": namespace,
+        "metadata.uid": pod["metadata"].get("uid", "pod-uid"),
+    }
     for entry in pod["spec"]["containers"][0]["env"]:
         if "valueFrom" in entry:
             env[entry["name"]] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]

@@ -21,6 +21,7 @@ from tests.fixtures_operator import (
     key_secret,
     names,
     ready_session,
+    report_activity,
     session_manifest,
     wait_phase,
 )
@@ -35,6 +36,7 @@ CHILDREN = [
     ("serviceaccount", "{n}-session"),
     ("role", "{n}-session"),
     ("rolebinding", "{n}-session"),
+    ("lease", "{n}-activity"),
 ]
 
 
@@ -264,14 +266,7 @@ def test_max_duration_expires_and_keeps_the_record(
     )
     # Keep it busy so only the maximum duration can end it.
     ready = wait_phase(kube_cluster, namespace, "brief", "Ready")
-    kube_cluster.kubectl(
-        "annotate",
-        "pod",
-        "brief",
-        "--overwrite",
-        "ec2-terminal.io/active-connections=1",
-        namespace=namespace,
-    )
+    report_activity(kube_cluster, namespace, "brief", 1)
     ts = wait_phase(kube_cluster, namespace, "brief", "Expired", timeout=40)
     expired = condition(ts, "Expired")
     assert expired["status"] == "True"
@@ -295,14 +290,7 @@ def test_idle_timeout_counts_from_reported_activity(
     )
     wait_phase(kube_cluster, namespace, "idle", "Ready")
     # What the session pod's ActivityReporter writes: a connection, then none since `last`.
-    kube_cluster.kubectl(
-        "annotate",
-        "pod",
-        "idle",
-        "--overwrite",
-        "ec2-terminal.io/active-connections=1",
-        namespace=namespace,
-    )
+    report_activity(kube_cluster, namespace, "idle", 1)
     wait_for(
         lambda: (
             get_session(kube_cluster, namespace, "idle")["status"].get("activeConnections") == 1
@@ -310,15 +298,7 @@ def test_idle_timeout_counts_from_reported_activity(
         message="activeConnections reported",
     )
     last = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-    kube_cluster.kubectl(
-        "annotate",
-        "pod",
-        "idle",
-        "--overwrite",
-        "ec2-terminal.io/active-connections=0",
-        f"ec2-terminal.io/last-activity={last.strftime('%Y-%m-%dT%H:%M:%SZ')}",
-        namespace=namespace,
-    )
+    report_activity(kube_cluster, namespace, "idle", 0, last.strftime("%Y-%m-%dT%H:%M:%SZ"))
     ts = wait_phase(kube_cluster, namespace, "idle", "Expired", timeout=40)
     expired = condition(ts, "Expired")
     assert expired["reason"] == "IdleTimeout"

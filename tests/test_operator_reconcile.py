@@ -11,7 +11,7 @@ from typing import Any
 
 from ec2_terminal_operator import reconcile
 from ec2_terminal_operator.config import OperatorConfig
-from ec2_terminal_operator.observed import PodView, pod_view
+from ec2_terminal_operator.observed import Activity, PodView, activity_view, pod_view
 from ec2_terminal_operator.spec import parse_session
 from kubernetes.client.exceptions import ApiException
 
@@ -119,6 +119,7 @@ class World:
             networking=self.api,  # type: ignore[arg-type]
             rbac=self.api,  # type: ignore[arg-type]
             custom=self.api,  # type: ignore[arg-type]
+            coordination=self.api,  # type: ignore[arg-type]
         )
         self.memo: dict[str, Any] = {}
         self.config = OperatorConfig()
@@ -137,6 +138,17 @@ class World:
         body = {**pod, "status": self.pod_status}
         return [pod_view(body)]
 
+    def leases(self) -> list[Activity]:
+        lease = self.api.objects.get(("lease", "ns", "demo-activity"))
+        return [] if lease is None else [activity_view(lease)]
+
+    def report(self, connections: int) -> None:
+        """What the current pod's server writes into the session's Lease."""
+        pod = self.api.objects[("pod", "ns", "demo")]
+        lease = self.api.objects[("lease", "ns", "demo-activity")]
+        lease["spec"] = {"holderIdentity": pod["metadata"]["uid"]}
+        lease["metadata"]["annotations"] = {"ec2-terminal.io/active-connections": str(connections)}
+
     def run(self, body: dict[str, Any], now: datetime.datetime = T0) -> dict[str, Any]:
         services = [1] if ("service", "ns", "demo") in self.api.objects else []
         ingresses = [1] if ("ingress", "ns", "demo") in self.api.objects else []
@@ -149,6 +161,7 @@ class World:
                 pods=self.pods(),
                 services=services,
                 ingresses=ingresses,
+                leases=self.leases(),
                 memo=self.memo,
                 clock=lambda: now,
                 emit=lambda _b, t, reason, _m: self.events.append((t, reason)),
@@ -165,7 +178,7 @@ def test_first_pass_creates_everything_once_with_owner_references() -> None:
     world.run(body)
     kinds = sorted(k for k, _, _ in world.api.objects)
     assert kinds == sorted(
-        ["secret", "secret", "service_account", "role", "role_binding", "service", "pod"]
+        ["secret", "secret", "lease", "service_account", "role", "role_binding", "service", "pod"]
     )
     pod = world.api.objects[("pod", "ns", "demo")]
     assert pod["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
@@ -271,7 +284,7 @@ def test_cleanup_deletes_every_child() -> None:
     body = owner(exposure={"type": "Ingress"})
     world.run(body)
     deleted = reconcile.cleanup(world.clients, parse_session(body))
-    assert len(deleted) == 7
+    assert len(deleted) == 8
     assert list(world.api.objects) == [("secret", "ns", "ssh-key")]
 
 
@@ -349,6 +362,7 @@ def test_an_evicted_pod_is_replaced() -> None:
 
 SUPPORT = [
     ("secret", "ns", "demo-token"),
+    ("lease", "ns", "demo-activity"),
     ("service_account", "ns", "demo-session"),
     ("role", "ns", "demo-session"),
     ("role_binding", "ns", "demo-session"),
@@ -408,13 +422,13 @@ def test_an_operator_upgrade_replaces_a_pod_only_while_nobody_is_connected() -> 
     body = owner()
     world.run(body)
     pod = world.api.objects[("pod", "ns", "demo")]
-    pod["metadata"]["annotations"]["ec2-terminal.io/active-connections"] = "1"
+    world.report(1)
     world.config = OperatorConfig(session_image="ec2-terminal:9.9.9")
     world.run(body)
     assert world.api.objects[("pod", "ns", "demo")] is pod
     assert not [e for e in world.events if e[1] == "PodReplaced"]
     # The user disconnects: the pod is brought up to date.
-    pod["metadata"]["annotations"]["ec2-terminal.io/active-connections"] = "0"
+    world.report(0)
     world.run(body)
     assert ("pod", "ns", "demo") not in world.api.objects
     assert ("Normal", "PodReplaced") in world.events
@@ -443,3 +457,23 @@ def test_suspended_and_expired_sessions_read_no_secrets() -> None:
     assert "read secret" not in world.api.calls
     creds = condition(body, "CredentialsReady")
     assert creds["status"] == "True"
+
+
+def test_activity_left_on_the_lease_by_an_earlier_pod_is_ignored() -> None:
+    world, body = ready_session()
+    world.report(1)
+    world.run(body)
+    assert body["status"]["activeConnections"] == 1
+    # The pod is replaced (evicted): the Lease still names the old pod as its holder.
+    world.pod_status = {"phase": "Failed", "reason": "Evicted"}
+    world.run(body)
+    world.pod_status = {"conditions": [{"type": "Ready", "status": "True"}]}
+    world.run(body)
+    lease = world.api.objects[("lease", "ns", "demo-activity")]
+    new_uid = world.api.objects[("pod", "ns", "demo")]["metadata"]["uid"]
+    assert lease["spec"]["holderIdentity"] != new_uid
+    assert world.leases()[0].of(world.pods()[0]) is None
+    # Its report of the new pod counts again.
+    world.report(2)
+    world.run(body)
+    assert body["status"]["activeConnections"] == 2

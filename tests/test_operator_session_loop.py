@@ -3,8 +3,8 @@
 kwok runs the session pod only on paper, so the test runs the pod's real command locally,
 with the pod's environment and Secret files taken from the cluster and the pod's own
 ServiceAccount token, pointed at the test API server as if in-cluster. A browser-like client
-uses the terminal; the server's activity reports reach the operator through the Pod's
-annotations, and the session expires once idle.
+uses the terminal; the server's activity reports reach the operator through the session's
+Lease, and the session expires once idle.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ec2_terminal_operator import lifetime, resources, status
 from ec2_terminal_operator.config import OperatorConfig
-from ec2_terminal_operator.observed import Check, Observed, PodView
+from ec2_terminal_operator.observed import Activity, Check, Observed, PodView
 from ec2_terminal_operator.spec import (
     GROUP,
     PLURAL,
@@ -51,6 +51,7 @@ class Clients:
     networking: client.NetworkingV1Api
     rbac: client.RbacAuthorizationV1Api
     custom: client.CustomObjectsApi
+    coordination: client.CoordinationV1Api
 
     @classmethod
     def from_api_client(cls, api: client.ApiClient) -> Clients:
@@ -60,6 +61,7 @@ class Clients:
             networking=client.NetworkingV1Api(api),
             rbac=client.RbacAuthorizationV1Api(api),
             custom=client.CustomObjectsApi(api),
+            coordination=client.CoordinationV1Api(api),
         )
 
 
@@ -252,7 +254,7 @@ def ensure_support(
     emit: EventSink,
     has_ingress: bool = True,
 ) -> None:
-    """Everything but the pod: token Secret, ServiceAccount, Role, RoleBinding, Service, Ingress.
+    """Everything but the pod: token Secret, activity Lease, RBAC, Service, Ingress.
 
     `has_ingress` False (from the ingress index) spares a DELETE when none is wanted or there.
     """
@@ -270,6 +272,13 @@ def ensure_support(
             str, Callable[..., Any], Callable[..., Any], Callable[..., Any] | None, dict[str, Any]
         ]
     ] = [
+        (
+            "Lease",
+            clients.coordination.create_namespaced_lease,
+            clients.coordination.read_namespaced_lease,
+            None,  # the session pod writes it; its spec is the pod's report, not ours
+            resources.build_lease(session),
+        ),
         (
             "ServiceAccount",
             clients.core.create_namespaced_service_account,
@@ -346,8 +355,12 @@ def ensure_pod(
     want: bool,
     why_not: str,
     emit: EventSink,
+    connected: bool = False,
 ) -> None:
-    """Creates, replaces or removes the session pod so it matches `want` and the spec."""
+    """Creates, replaces or removes the session pod so it matches `want` and the spec.
+
+    `connected`: the pod reports a browser attached, so only a spec change replaces it.
+    """
     ns = session.namespace
     if not want:
         if (
@@ -378,7 +391,7 @@ def ensure_pod(
     elif pod.config_hash != desired_hash:
         # Pod specs are immutable: a changed spec means a new pod.
         type_, why = "Normal", "its spec changed"
-    elif pod.pod_hash != annotations[resources.ANNOTATION_POD_HASH] and not pod.active_connections:
+    elif pod.pod_hash != annotations[resources.ANNOTATION_POD_HASH] and not connected:
         # Only operator settings changed (an upgrade, a new default image): the pod still
         # works, so it is replaced only while nobody is connected, never under a live terminal.
         type_, why = "Normal", "operator settings changed and nobody is connected"
@@ -419,6 +432,7 @@ class Pass:
     session: Session
     pods: Iterable[PodView]
     services: Iterable[Any]
+    leases: Iterable[Activity]
     ingresses: Iterable[Any]
     memo: MutableMapping[str, Any]
     clock: Clock = utcnow
@@ -468,12 +482,16 @@ def reconcile(p: Pass) -> dict[str, Any]:
             route = _route_check(session, [True], [True])
     p.memo["passes_since_support"] = passes
 
-    life = lifetime.evaluate(session, prior_status, pod, now)
+    activity = next((a for a in p.leases if a.of(pod) is not None), None)
+    life = lifetime.evaluate(session, prior_status, pod, now, activity)
     want_pod = creds.ok and not session.suspend and life.expired is None and conflict is None
     why_not = "session expired" if life.expired is not None else "spec.suspend is true"
     if conflict is None and (session.suspend or life.expired is not None or creds.ok):
         try:
-            ensure_pod(p.clients, session, config, p.body, pod, want_pod, why_not, p.emit)
+            connected = bool(activity is not None and activity.active_connections)
+            ensure_pod(
+                p.clients, session, config, p.body, pod, want_pod, why_not, p.emit, connected
+            )
         except NameConflict as exc:
             conflict = Check(False, "NameConflict", str(exc))
 
@@ -524,7 +542,7 @@ def cleanup(clients: Clients, session: Session) -> list[str]:
     """
     ns = session.namespace
     deleted: list[str] = []
-    core, rbac, net = clients.core, clients.rbac, clients.networking
+    core, rbac, net, coord = clients.core, clients.rbac, clients.networking, clients.coordination
     for kind, read, delete, name in (
         ("Pod", core.read_namespaced_pod, core.delete_namespaced_pod, resources.pod_name(session)),
         (
@@ -544,6 +562,12 @@ def cleanup(clients: Clients, session: Session) -> list[str]:
             core.read_namespaced_secret,
             core.delete_namespaced_secret,
             resources.token_secret_name(session),
+        ),
+        (
+            "Lease",
+            coord.read_namespaced_lease,
+            coord.delete_namespaced_lease,
+            resources.lease_name(session),
         ),
         (
             "RoleBinding",

@@ -61,6 +61,11 @@ def ingress_name(session: Session) -> str:
     return session.name
 
 
+def lease_name(session: Session) -> str:
+    """Name of the Lease the session pod reports its activity on."""
+    return f"{session.name}-activity"
+
+
 def rbac_name(session: Session) -> str:
     """Name of the session's ServiceAccount, Role and RoleBinding."""
     return f"{session.name}-session"
@@ -100,8 +105,18 @@ def build_token_secret(session: Session, token: str) -> dict[str, Any]:
     }
 
 
+def build_lease(session: Session) -> dict[str, Any]:
+    """The Lease the session pod writes its activity into (annotations, holder, renewTime)."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": lease_name(session), "labels": labels(session)},
+        "spec": {},
+    }
+
+
 def build_service_account(session: Session) -> dict[str, Any]:
-    """The pod's own identity, used only to report activity on its own Pod object."""
+    """The pod's own identity, used only to report activity on the session's Lease."""
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -111,17 +126,17 @@ def build_service_account(session: Session) -> dict[str, Any]:
 
 
 def build_role(session: Session) -> dict[str, Any]:
-    """Least privilege: get and patch this session's pod, nothing else."""
+    """Least privilege: write this session's Lease, nothing else (not even its own Pod)."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": {"name": rbac_name(session), "labels": labels(session)},
         "rules": [
             {
-                "apiGroups": [""],
-                "resources": ["pods"],
-                "resourceNames": [pod_name(session)],
-                "verbs": ["get", "patch"],
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "resourceNames": [lease_name(session)],
+                "verbs": ["get", "update", "patch"],
             }
         ],
     }
@@ -195,11 +210,14 @@ def build_env(session: Session, config: OperatorConfig) -> list[dict[str, Any]]:
         # default (loopback only) stays.
         plain["EC2_TERMINAL_FORWARDED_ALLOW_IPS"] = "*"
     plain["EC2_TERMINAL_RECORDINGS_DIR"] = RECORDINGS_DIR
+    plain["EC2_TERMINAL_ACTIVITY_LEASE"] = lease_name(session)
     # The root filesystem is read-only; anything that wants a home writes to the tmp volume.
     plain["HOME"] = "/tmp"
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
     env.append(_field_env("EC2_TERMINAL_POD_NAME", "metadata.name"))
     env.append(_field_env("EC2_TERMINAL_POD_NAMESPACE", "metadata.namespace"))
+    # The Lease's holder: the operator ignores activity an earlier pod left on the Lease.
+    env.append(_field_env("EC2_TERMINAL_POD_UID", "metadata.uid"))
     return env
 
 
@@ -273,7 +291,7 @@ def build_pod(session: Session, config: OperatorConfig) -> dict[str, Any]:
     }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": rbac_name(session),
-        # Mounted so the server can patch activity annotations onto its own Pod, the one
+        # Mounted so the server can write its activity into the session's Lease, the one
         # thing its Role allows.
         "automountServiceAccountToken": True,
         "enableServiceLinks": False,

@@ -49,7 +49,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 Rules for managing sessions, granted cluster-wide or per watched namespace.
 Secrets: get (credentials check, token), create/delete (the token Secret) - never list or
 watch, so the operator cannot enumerate a namespace's Secrets.
-Pods get/patch: needed to grant exactly that to each session's own Role (no escalation).
+Leases get/update/patch: needed to grant exactly that (on its own Lease) to each session's
+Role, since RBAC refuses to grant what the granter lacks. Pods are never patched: a session
+pod has no token that could change a Pod.
 */}}
 {{- define "ec2-terminal.sessionRules" -}}
 - apiGroups: ["ec2-terminal.io"]
@@ -63,7 +65,10 @@ Pods get/patch: needed to grant exactly that to each session's own Role (no esca
   verbs: ["update"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
