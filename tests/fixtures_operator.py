@@ -81,6 +81,14 @@ class OperatorProcess:
 
 
 OperatorFactory = Callable[..., OperatorProcess]
+# The operator's settings in cluster tests: a few images and one node label beyond the
+# defaults, so tests can change a session's image or make its pod unschedulable.
+TEST_IMAGE_PREFIX = "registry.test/ec2-terminal:"
+TEST_POLICY = {
+    "EC2_TERMINAL_OPERATOR_SESSION_IMAGE": "ec2-terminal:test",
+    "EC2_TERMINAL_OPERATOR_ALLOWED_IMAGES": TEST_IMAGE_PREFIX + "*",
+    "EC2_TERMINAL_OPERATOR_ALLOWED_NODE_SELECTORS": '{"ec2-terminal.io/none": ["true"]}',
+}
 
 
 @pytest.fixture
@@ -106,7 +114,7 @@ def operator_factory(
             f"--resync-seconds={resync}",
             "--log-format=plain",
         ]
-        full_env = {**kube_cluster.env, "EC2_TERMINAL_OPERATOR_SESSION_IMAGE": "ec2-terminal:test"}
+        full_env = {**kube_cluster.env, **TEST_POLICY}
         if kubeconfig is not None:
             full_env["KUBECONFIG"] = str(kubeconfig)
         full_env.update(env or {})
@@ -173,14 +181,17 @@ def session_manifest(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def key_secret(name: str = "ssh-key") -> dict[str, Any]:
-    """The Secret a session's credentialsSecretRef names."""
+USABLE = {"ec2-terminal.io/usable-by-sessions": "true"}
+
+
+def key_secret(name: str = "ssh-key", key: bytes = FAKE_KEY.encode()) -> dict[str, Any]:
+    """The Secret a session's credentialsSecretRef names, opted in for use by sessions."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": dict(USABLE)},
         "type": "Opaque",
-        "data": {"ssh-privatekey": base64.b64encode(FAKE_KEY.encode()).decode()},
+        "data": {"ssh-privatekey": base64.b64encode(key).decode()},
     }
 
 

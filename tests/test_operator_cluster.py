@@ -13,6 +13,7 @@ import pytest
 from tests.fixtures_kube import KubeCluster, KubectlError, wait_for
 from tests.fixtures_operator import (
     ROOT,
+    TEST_IMAGE_PREFIX,
     OperatorFactory,
     OperatorProcess,
     condition,
@@ -491,13 +492,13 @@ def test_spec_change_replaces_the_pod(
         "img",
         "--type=merge",
         "-p",
-        '{"spec":{"pod":{"image":"other:2"}}}',
+        json.dumps({"spec": {"pod": {"image": TEST_IMAGE_PREFIX + "2"}}}),
         namespace=namespace,
     )
 
     def new_image() -> bool:
         pod = kube_cluster.kubectl_json("get", "pod", "img", namespace=namespace)
-        return bool(pod["spec"]["containers"][0]["image"] == "other:2")
+        return bool(pod["spec"]["containers"][0]["image"] == TEST_IMAGE_PREFIX + "2")
 
     wait_for(new_image, timeout=60, message="pod replaced with the new image")
     ts = wait_phase(kube_cluster, namespace, "img", "Ready")
@@ -597,3 +598,72 @@ def test_the_session_pod_is_admitted_under_restricted_pod_security(
     assert "violates PodSecurity" in info.value.stderr
     ready_session(kube_cluster, namespace, "psa", exposure={"type": "Ingress"})
     assert exists(kube_cluster, namespace, "pod", "psa")
+
+
+def test_the_operator_refuses_what_its_policy_does_not_allow(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.3: creating a session must not let anyone run any image on any node."""
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(
+        [
+            session_manifest("image", pod={"image": "attacker.example/shell:latest"}),
+            session_manifest(
+                "toleration",
+                pod={
+                    "tolerations": [
+                        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}
+                    ]
+                },
+            ),
+        ],
+        namespace=namespace,
+    )
+    for name, reason in (("image", "ImageNotAllowed"), ("toleration", "TolerationNotAllowed")):
+        ts = wait_phase(kube_cluster, namespace, name, "Failed")
+        accepted = condition(ts, "Accepted")
+        assert (accepted["status"], accepted["reason"]) == ("False", reason), accepted
+        assert condition(ts, "Ready")["reason"] == reason
+        wait_events(kube_cluster, namespace, name, ("Warning", reason))
+        assert not exists(kube_cluster, namespace, "pod", name)
+    # An allowed change brings the session up.
+    kube_cluster.kubectl(
+        "patch",
+        "ts",
+        "image",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"pod": {"image": TEST_IMAGE_PREFIX + "3"}}}),
+        namespace=namespace,
+    )
+    ts = wait_phase(kube_cluster, namespace, "image", "Ready")
+    assert condition(ts, "Accepted")["status"] == "True"
+
+
+def test_a_secret_is_mounted_only_if_it_opted_in(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.3: a session must not mount any Secret of its namespace by naming it."""
+    unlabelled = key_secret("db-password")
+    del unlabelled["metadata"]["labels"]
+    kube_cluster.apply(unlabelled, namespace=namespace)
+    kube_cluster.apply(
+        session_manifest("steal", credentialsSecretRef={"name": "db-password"}),
+        namespace=namespace,
+    )
+    ts = wait_phase(kube_cluster, namespace, "steal", "Pending")
+    creds = condition(ts, "CredentialsReady")
+    assert creds["reason"] == "SecretNotUsable", creds
+    assert "ec2-terminal.io/usable-by-sessions=true" in creds["message"]
+    wait_events(kube_cluster, namespace, "steal", ("Warning", "SecretNotUsable"))
+    assert not exists(kube_cluster, namespace, "pod", "steal")
+    # A Secret of the dedicated type needs no label.
+    ssh_auth = key_secret("deploy-key")
+    del ssh_auth["metadata"]["labels"]
+    ssh_auth["type"] = "kubernetes.io/ssh-auth"
+    kube_cluster.apply(ssh_auth, namespace=namespace)
+    kube_cluster.apply(
+        session_manifest("typed", credentialsSecretRef={"name": "deploy-key"}),
+        namespace=namespace,
+    )
+    wait_phase(kube_cluster, namespace, "typed", "Ready")

@@ -129,7 +129,11 @@ class World:
 
     def add_key_secret(self) -> None:
         data = {"ssh-privatekey": base64.b64encode(b"k").decode()}
-        self.api.objects[("secret", "ns", "ssh-key")] = {"data": data}
+        labels = {"ec2-terminal.io/usable-by-sessions": "true"}
+        self.api.objects[("secret", "ns", "ssh-key")] = {
+            "metadata": {"labels": labels},
+            "data": data,
+        }
 
     def pods(self) -> list[PodView]:
         pod = self.api.objects.get(("pod", "ns", "demo"))
@@ -228,7 +232,7 @@ def test_suspend_deletes_the_pod_and_a_spec_change_replaces_it() -> None:
     body["spec"]["suspend"] = False
     world.run(body)
     assert ("pod", "ns", "demo") in world.api.objects
-    body["spec"]["pod"] = {"image": "other:1"}
+    body["spec"]["lifetime"] = {"idleTimeoutSeconds": 60}
     body["metadata"]["generation"] = 2
     world.run(body)
     assert ("Normal", "PodReplaced") in world.events
@@ -477,3 +481,43 @@ def test_activity_left_on_the_lease_by_an_earlier_pod_is_ignored() -> None:
     world.report(2)
     world.run(body)
     assert body["status"]["activeConnections"] == 2
+
+
+def test_a_session_the_policy_refuses_gets_no_pod_and_loses_the_one_it_had() -> None:
+    world, body = ready_session()
+    body["spec"]["pod"] = {"image": "attacker.example/shell:latest"}
+    body["metadata"]["generation"] = 2
+    world.run(body)
+    assert ("pod", "ns", "demo") not in world.api.objects
+    assert body["status"]["phase"] == "Failed"
+    accepted = condition(body, "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "ImageNotAllowed")
+    assert "attacker.example/shell:latest" in accepted["message"]
+    assert condition(body, "Ready")["reason"] == "ImageNotAllowed"
+    assert ("Warning", "ImageNotAllowed") in world.events
+    world.run(body)
+    assert ("pod", "ns", "demo") not in world.api.objects
+    # Back to the default image: accepted again, and a pod comes back.
+    body["spec"]["pod"] = {}
+    body["metadata"]["generation"] = 3
+    world.run(body)
+    world.run(body)
+    assert condition(body, "Accepted")["status"] == "True"
+    assert body["status"]["phase"] == "Ready"
+
+
+def test_a_secret_without_the_opt_in_is_never_mounted() -> None:
+    world = World()
+    world.add_key_secret()
+    del world.api.objects[("secret", "ns", "ssh-key")]["metadata"]["labels"]
+    body = owner()
+    world.run(body)
+    assert ("pod", "ns", "demo") not in world.api.objects
+    creds = condition(body, "CredentialsReady")
+    assert creds["reason"] == "SecretNotUsable"
+    assert "ec2-terminal.io/usable-by-sessions=true" in creds["message"]
+    assert "kubernetes.io/ssh-auth" in creds["message"]
+    # A key Secret of the dedicated type counts as opted in.
+    world.api.objects[("secret", "ns", "ssh-key")]["type"] = "kubernetes.io/ssh-auth"
+    world.run(body)
+    assert ("pod", "ns", "demo") in world.api.objects

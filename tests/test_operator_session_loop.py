@@ -24,6 +24,7 @@ from tests.fixtures_operator import (
     OperatorProcess,
     condition,
     get_session,
+    key_secret,
     materialize_volumes,
     pod_command_running,
     pod_environment,
@@ -59,16 +60,7 @@ async def test_real_server_activity_drives_status_and_idle_expiry(
     sshd: Sshd,
     tmp_path: Path,
 ) -> None:
-    key = base64.b64encode(sshd.client_key_path.read_bytes()).decode()
-    kube_cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "ssh-key"},
-            "data": {"ssh-privatekey": key},
-        },
-        namespace=namespace,
-    )
+    kube_cluster.apply(key_secret(key=sshd.client_key_path.read_bytes()), namespace=namespace)
     manifest = session_manifest(
         "live",
         target={"host": sshd.host, "port": sshd.port, "user": sshd.user},

@@ -149,6 +149,9 @@ class Check:
     message: str
 
 
+ACCEPTED = Check(True, "Accepted", "the session complies with the operator's policy")
+
+
 @dataclasses.dataclass(frozen=True)
 class Observed:
     """Everything one reconcile pass observed about a session."""
@@ -160,3 +163,5 @@ class Observed:
     health_check: Mapping[str, Any]
     # A child's name taken by an object the session does not own: nothing can proceed.
     conflict: Check | None = None
+    # The operator's policy on what the session asks for (admission.py).
+    accepted: Check = ACCEPTED

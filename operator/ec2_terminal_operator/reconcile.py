@@ -15,9 +15,10 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ec2_terminal_operator import lifetime, resources, status
+from ec2_terminal_operator import admission, lifetime, resources, status
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.observed import Activity, Check, Observed, PodView
+from ec2_terminal_operator.policy import PodPolicy
 from ec2_terminal_operator.spec import (
     GROUP,
     PLURAL,
@@ -25,7 +26,6 @@ from ec2_terminal_operator.spec import (
     AccessMethod,
     ExpiryPolicy,
     ExposureType,
-    HostKeyPolicy,
     SecretKeyRef,
     Session,
 )
@@ -190,8 +190,19 @@ def _delete_owned(
     return "deleted"
 
 
-def check_secret_key(api: client.CoreV1Api, namespace: str, ref: SecretKeyRef, what: str) -> Check:
-    """Whether a referenced Secret and key exist (their values are never logged)."""
+def check_secret_key(
+    api: client.CoreV1Api,
+    namespace: str,
+    ref: SecretKeyRef,
+    what: str,
+    private_key: bool,
+    pod_policy: PodPolicy,
+) -> Check:
+    """Whether a referenced Secret may be mounted and has the key (values are never logged).
+
+    A Secret must opt in (admission.secret_usable): otherwise whoever may create a session
+    could have the operator mount any Secret of the namespace into a pod.
+    """
     try:
         response = api.read_namespaced_secret(
             name=ref.name, namespace=namespace, _preload_content=False
@@ -204,20 +215,25 @@ def check_secret_key(api: client.CoreV1Api, namespace: str, ref: SecretKeyRef, w
             return Check(False, "SecretForbidden", f"the operator may not read Secret {ref.name!r}")
         raise
     secret: dict[str, Any] = json.loads(response.data)  # type: ignore[arg-type]
+    if not admission.secret_usable(secret, private_key, pod_policy):
+        message = admission.not_usable_message(what, ref.name, private_key, pod_policy)
+        return Check(False, "SecretNotUsable", message)
     if ref.key not in (secret.get("data") or {}):
         msg = f"{what} Secret {ref.name!r} has no key {ref.key!r}"
         return Check(False, "SecretKeyNotFound", msg)
     return Check(True, "SecretFound", f"{what} Secret {ref.name!r} has key {ref.key!r}")
 
 
-def check_credentials(api: client.CoreV1Api, session: Session) -> Check:
-    """CredentialsReady: the private key (for SSHKey) and known_hosts Secrets are present."""
+def check_credentials(api: client.CoreV1Api, session: Session, pod_policy: PodPolicy) -> Check:
+    """CredentialsReady: the Secrets the pod mounts (private key, known_hosts) are usable."""
     checks: list[Check] = []
-    if session.target.access_method is AccessMethod.SSH_KEY and session.credentials is not None:
-        checks.append(check_secret_key(api, session.namespace, session.credentials, "credentials"))
-    known_hosts = session.host_key.known_hosts
-    if session.host_key.policy is HostKeyPolicy.KNOWN_HOSTS_SECRET and known_hosts is not None:
-        checks.append(check_secret_key(api, session.namespace, known_hosts, "known_hosts"))
+    ns = session.namespace
+    key = resources.mounted_key(session)
+    if key is not None:
+        checks.append(check_secret_key(api, ns, key, "credentials", True, pod_policy))
+    known_hosts = resources.mounted_known_hosts(session)
+    if known_hosts is not None:
+        checks.append(check_secret_key(api, ns, known_hosts, "known_hosts", False, pod_policy))
     for check in checks:
         if not check.ok:
             return check
@@ -445,6 +461,7 @@ def reconcile(p: Pass) -> dict[str, Any]:
     prior_status: Mapping[str, Any] = p.body.get("status") or {}
     now = p.clock()
     pod = pick_pod(p.pods)
+    accepted = admission.admit(session, config)
     # The Secret is read while there is no pod; a running pod has its key mounted already,
     # and re-reading Secrets on every pass of every session would load the API server.
     # A suspended or expired session wants no pod, so its Secrets are not read either: the
@@ -460,7 +477,7 @@ def reconcile(p: Pass) -> dict[str, Any]:
             str(prior_creds.get("message")),
         )
     else:
-        creds = check_credentials(p.clients.core, session)
+        creds = check_credentials(p.clients.core, session, config.pod_policy)
 
     conflict: Check | None = None
     route = _route_check(session, p.services, p.ingresses)
@@ -484,9 +501,22 @@ def reconcile(p: Pass) -> dict[str, Any]:
 
     activity = next((a for a in p.leases if a.of(pod) is not None), None)
     life = lifetime.evaluate(session, prior_status, pod, now, activity)
-    want_pod = creds.ok and not session.suspend and life.expired is None and conflict is None
-    why_not = "session expired" if life.expired is not None else "spec.suspend is true"
-    if conflict is None and (session.suspend or life.expired is not None or creds.ok):
+    want_pod = (
+        accepted.ok
+        and creds.ok
+        and not session.suspend
+        and life.expired is None
+        and conflict is None
+    )
+    if life.expired is not None:
+        why_not = "session expired"
+    elif not accepted.ok:
+        why_not = f"the operator's policy refuses the session ({accepted.reason})"
+    else:
+        why_not = "spec.suspend is true"
+    if conflict is None and (
+        session.suspend or life.expired is not None or creds.ok or not accepted.ok
+    ):
         try:
             connected = bool(activity is not None and activity.active_connections)
             ensure_pod(
@@ -502,6 +532,7 @@ def reconcile(p: Pass) -> dict[str, Any]:
         route=route,
         health_check=prior_status.get("healthCheck") or {},
         conflict=conflict,
+        accepted=accepted,
     )
     verdict = status.compute(session, observed, life, prior_status, config, now)
     for event in verdict.events:

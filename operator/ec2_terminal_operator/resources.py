@@ -14,6 +14,7 @@ from ec2_terminal_operator.spec import (
     AccessMethod,
     ExposureType,
     HostKeyPolicy,
+    SecretKeyRef,
     Session,
 )
 
@@ -172,6 +173,20 @@ def allowed_origins(session: Session) -> list[str]:
     return [f"{scheme}://{host}"]
 
 
+def mounted_key(session: Session) -> SecretKeyRef | None:
+    """The private key Secret the pod mounts (SSHKey access only)."""
+    if session.target.access_method is AccessMethod.SSH_KEY:
+        return session.credentials
+    return None
+
+
+def mounted_known_hosts(session: Session) -> SecretKeyRef | None:
+    """The known_hosts Secret the pod mounts (KnownHostsSecret policy only)."""
+    if session.host_key.policy is HostKeyPolicy.KNOWN_HOSTS_SECRET:
+        return session.host_key.known_hosts
+    return None
+
+
 def build_env(session: Session, config: OperatorConfig) -> list[dict[str, Any]]:
     """The server's EC2_TERMINAL_* configuration (the `ec2-terminal serve` contract)."""
     target = session.target
@@ -185,14 +200,16 @@ def build_env(session: Session, config: OperatorConfig) -> list[dict[str, Any]]:
     plain["EC2_TERMINAL_PORT"] = str(target.port)
     plain["EC2_TERMINAL_USER"] = target.user
     plain["EC2_TERMINAL_ACCESS_METHOD"] = _ACCESS_METHODS[target.access_method]
-    if session.credentials is not None:
-        plain["EC2_TERMINAL_KEY_FILE"] = f"{KEY_DIR}/{session.credentials.key}"
+    key = mounted_key(session)
+    if key is not None:
+        plain["EC2_TERMINAL_KEY_FILE"] = f"{KEY_DIR}/{key.key}"
     host_key = session.host_key
     plain["EC2_TERMINAL_HOST_KEY_POLICY"] = _HOST_KEY_POLICIES[host_key.policy]
     if host_key.policy is HostKeyPolicy.FINGERPRINT and host_key.fingerprint:
         plain["EC2_TERMINAL_HOST_KEY_FINGERPRINT"] = host_key.fingerprint
-    if host_key.policy is HostKeyPolicy.KNOWN_HOSTS_SECRET and host_key.known_hosts:
-        plain["EC2_TERMINAL_KNOWN_HOSTS"] = f"{KNOWN_HOSTS_DIR}/{host_key.known_hosts.key}"
+    known_hosts = mounted_known_hosts(session)
+    if known_hosts is not None:
+        plain["EC2_TERMINAL_KNOWN_HOSTS"] = f"{KNOWN_HOSTS_DIR}/{known_hosts.key}"
     plain["EC2_TERMINAL_BASE_PATH"] = session.base_path
     plain["EC2_TERMINAL_TOKEN_FILE"] = f"{TOKEN_DIR}/{TOKEN_KEY}"
     plain["EC2_TERMINAL_LISTEN_HOST"] = "0.0.0.0"
@@ -238,14 +255,18 @@ def _secret_volume(name: str, secret: str, key: str) -> dict[str, Any]:
 
 
 def build_volumes(session: Session) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The pod's volumes and the container's mounts (secrets read-only, scratch in emptyDirs)."""
+    """The pod's volumes and the container's mounts (secrets read-only, scratch in emptyDirs).
+
+    Only Secrets that check_credentials vetted are mounted (mounted_key, mounted_known_hosts).
+    """
     volumes = [_secret_volume("token", token_secret_name(session), TOKEN_KEY)]
     mounts = [{"name": "token", "mountPath": TOKEN_DIR, "readOnly": True}]
-    if session.credentials is not None:
-        volumes.append(_secret_volume("ssh-key", session.credentials.name, session.credentials.key))
+    key = mounted_key(session)
+    if key is not None:
+        volumes.append(_secret_volume("ssh-key", key.name, key.key))
         mounts.append({"name": "ssh-key", "mountPath": KEY_DIR, "readOnly": True})
-    known_hosts = session.host_key.known_hosts
-    if session.host_key.policy is HostKeyPolicy.KNOWN_HOSTS_SECRET and known_hosts:
+    known_hosts = mounted_known_hosts(session)
+    if known_hosts is not None:
         volumes.append(_secret_volume("known-hosts", known_hosts.name, known_hosts.key))
         mounts.append({"name": "known-hosts", "mountPath": KNOWN_HOSTS_DIR, "readOnly": True})
     volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}})

@@ -1,0 +1,89 @@
+"""Admission: whether the operator's policy lets a session have what it asks for (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ec2_terminal_operator.config import OperatorConfig
+from ec2_terminal_operator.observed import ACCEPTED, Check
+from ec2_terminal_operator.policy import PodPolicy, Toleration
+from ec2_terminal_operator.spec import Session
+
+# A Secret a session may mount must say so: this label, or (for a private key) its type.
+LABEL_USABLE = "ec2-terminal.io/usable-by-sessions"
+SSH_AUTH_TYPE = "kubernetes.io/ssh-auth"
+
+
+def image_allowed(image: str, default_image: str, allowed: Sequence[str]) -> bool:
+    """Whether a session may run `image`: the operator's own, or one the policy lists."""
+    if image == default_image:
+        return True
+    for pattern in allowed:
+        if pattern.endswith("*"):
+            if image.startswith(pattern[:-1]):
+                return True
+        elif image == pattern:
+            return True
+    return False
+
+
+def check_pod(session: Session, default_image: str, policy: PodPolicy) -> Check:
+    """The session's image, nodeSelector and tolerations against the policy."""
+    image = session.pod.image
+    if image and not image_allowed(image, default_image, policy.allowed_images):
+        allowed = ", ".join((default_image, *policy.allowed_images))
+        return Check(
+            False,
+            "ImageNotAllowed",
+            f"spec.pod.image {image!r} is not allowed by the operator's policy "
+            f"(allowed: {allowed}); leave it unset for the default session image",
+        )
+    for key, value in session.pod.node_selector.items():
+        values = policy.allowed_node_selectors.get(key)
+        if values is None or ("*" not in values and value not in values):
+            return Check(
+                False,
+                "NodeSelectorNotAllowed",
+                f"spec.pod.nodeSelector {key}={value} is not allowed by the operator's policy"
+                + _listing(f"{k}={'|'.join(v)}" for k, v in policy.allowed_node_selectors.items()),
+            )
+    for raw in session.pod.tolerations:
+        toleration = Toleration.from_raw(raw)
+        if toleration not in policy.allowed_tolerations:
+            return Check(
+                False,
+                "TolerationNotAllowed",
+                f"spec.pod.tolerations {toleration.describe()} is not allowed by the operator's "
+                "policy" + _listing(t.describe() for t in policy.allowed_tolerations),
+            )
+    return ACCEPTED
+
+
+def _listing(items: Iterable[str]) -> str:
+    listed = ", ".join(items)
+    return f" (allowed: {listed})" if listed else " (none are allowed)"
+
+
+def secret_usable(secret: Mapping[str, Any], private_key: bool, policy: PodPolicy) -> bool:
+    """Whether a Secret opted in to being mounted by sessions (label, or ssh-auth type)."""
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    if labels.get(LABEL_USABLE) == "true":
+        return True
+    return private_key and policy.trust_ssh_auth_secrets and secret.get("type") == SSH_AUTH_TYPE
+
+
+def not_usable_message(what: str, name: str, private_key: bool, policy: PodPolicy) -> str:
+    """Why a Secret may not be mounted, and how its owner opts in."""
+    how = f"label it {LABEL_USABLE}=true"
+    if private_key and policy.trust_ssh_auth_secrets:
+        how += f" or make it a Secret of type {SSH_AUTH_TYPE}"
+    return f"{what} Secret {name!r} is not marked for use by sessions: {how}"
+
+
+def admit(session: Session, config: OperatorConfig) -> Check:
+    """Accepted, or the first of the session's requests the operator's policy refuses."""
+    for check in (check_pod(session, config.session_image, config.pod_policy),):
+        if not check.ok:
+            return check
+    return ACCEPTED
