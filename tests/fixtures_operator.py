@@ -82,10 +82,15 @@ class OperatorProcess:
 
 OperatorFactory = Callable[..., OperatorProcess]
 # The operator's settings in cluster tests: a few images and one node label beyond the
-# defaults, so tests can change a session's image or make its pod unschedulable.
+# defaults, so tests can change a session's image or make its pod unschedulable; a session
+# domain, and explicit hosts under example.com.
 TEST_IMAGE_PREFIX = "registry.test/ec2-terminal:"
+SESSION_DOMAIN = "sessions.example.com"
 TEST_POLICY = {
     "EC2_TERMINAL_OPERATOR_SESSION_IMAGE": "ec2-terminal:test",
+    "EC2_TERMINAL_OPERATOR_SESSION_DOMAIN": SESSION_DOMAIN,
+    "EC2_TERMINAL_OPERATOR_ALLOWED_HOSTS": "*.example.com",
+    "EC2_TERMINAL_OPERATOR_ALLOWED_INGRESS_CLASSES": "nginx",
     "EC2_TERMINAL_OPERATOR_ALLOWED_IMAGES": TEST_IMAGE_PREFIX + "*",
     "EC2_TERMINAL_OPERATOR_ALLOWED_NODE_SELECTORS": '{"ec2-terminal.io/none": ["true"]}',
 }

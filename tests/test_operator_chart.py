@@ -97,6 +97,9 @@ def test_namespaced_values_grant_roles_only_in_watched_namespaces(helm_bin: str)
         ("--set=operator.resyncSecond=3", "additional properties 'resyncSecond' not allowed"),
         ("--set=operator.logFormat=xml", "logFormat"),
         ("--set=watch.allNamespace=false", "additional properties 'allNamespace' not allowed"),
+        ("--set=ingress.allowedHosts={*}", "at '/ingress/allowedHosts/0'"),
+        ("--set=policy.allowedImages={reg.example/x*}", "at '/policy/allowedImages/0'"),
+        ("--set=ingress.sessionDomain=Term.Example", "at '/ingress/sessionDomain'"),
     ],
 )
 def test_schema_refuses_typos(helm_bin: str, flag: str, message: str) -> None:

@@ -13,6 +13,7 @@ import pytest
 from tests.fixtures_kube import KubeCluster, KubectlError, wait_for
 from tests.fixtures_operator import (
     ROOT,
+    SESSION_DOMAIN,
     TEST_IMAGE_PREFIX,
     OperatorFactory,
     OperatorProcess,
@@ -114,6 +115,15 @@ def test_valid_session_becomes_ready_with_owned_children(
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["EC2_TERMINAL_BASE_PATH"] == f"/t/{namespace}/web/"
     assert env["EC2_TERMINAL_ALLOWED_ORIGINS"] == "https://term.example.com"
+    assert env["EC2_TERMINAL_ALLOWED_HOSTS"] == ",".join(
+        [
+            "term.example.com",
+            "web",
+            f"web.{namespace}",
+            f"web.{namespace}.svc",
+            f"web.{namespace}.svc.cluster.local",
+        ]
+    )
 
     ingress = kube_cluster.kubectl_json("get", "ingress", "web", namespace=namespace)
     ann = ingress["metadata"]["annotations"]
@@ -190,10 +200,6 @@ INVALID = [
     (_invalid("Upper-Case"), "metadata.name must start with a letter"),
     (_invalid("x" * 51), "metadata.name must be at most 50 characters"),
     (
-        _invalid("tls", exposure={"type": "Ingress", "tls": {"secretName": "t"}}),
-        "exposure.tls needs exposure.host",
-    ),
-    (
         _invalid("prefix", exposure={"pathPrefix": "/t/"}),
         "exposure.pathPrefix must be empty or a path like /t",
     ),
@@ -205,7 +211,41 @@ INVALID = [
                 "annotations": {"nginx.ingress.kubernetes.io/Server-Snippet": "return 200;"},
             },
         ),
-        "exposure.annotations must not set snippet annotations",
+        "exposure.annotations may only set these keys",
+    ),
+    (
+        _invalid(
+            "auth-url",
+            exposure={
+                "type": "Ingress",
+                "annotations": {"nginx.ingress.kubernetes.io/auth-url": "http://evil.example/"},
+            },
+        ),
+        "exposure.annotations may only set these keys",
+    ),
+    (
+        _invalid(
+            "own-timeout",
+            exposure={
+                "type": "Ingress",
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "1"},
+            },
+        ),
+        "proxy-read-timeout and proxy-send-timeout are set by the operator",
+    ),
+    (
+        _invalid(
+            "body-size",
+            exposure={
+                "type": "Ingress",
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "1m; deny all"},
+            },
+        ),
+        "nginx.ingress.kubernetes.io/proxy-buffer-size must be a size such as 8k or 10m",
+    ),
+    (
+        _invalid("class", exposure={"type": "Ingress", "ingressClassName": "Bad Class"}),
+        "exposure.ingressClassName must be a lowercase object name",
     ),
 ]
 
@@ -667,3 +707,101 @@ def test_a_secret_is_mounted_only_if_it_opted_in(
         namespace=namespace,
     )
     wait_phase(kube_cluster, namespace, "typed", "Ready")
+
+
+def _ingresses(cluster: KubeCluster, namespace: str) -> list[str]:
+    return names(cluster, namespace, "ingress")
+
+
+def test_each_session_gets_an_origin_of_its_own(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.2: sessions on one origin can script each other; a host each, served at /."""
+    ts = ready_session(kube_cluster, namespace, "mine", exposure={"type": "Ingress"})
+    host = f"mine-{namespace}.{SESSION_DOMAIN}"
+    assert ts["status"]["url"] == f"http://{host}/"
+    ingress = kube_cluster.kubectl_json("get", "ingress", "mine", namespace=namespace)
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == host
+    assert rule["http"]["paths"][0]["path"] == "/"
+    pod = kube_cluster.kubectl_json("get", "pod", "mine", namespace=namespace)
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["EC2_TERMINAL_BASE_PATH"] == "/"
+    assert env["EC2_TERMINAL_ALLOWED_ORIGINS"] == f"http://{host}"
+    assert env["EC2_TERMINAL_ALLOWED_HOSTS"].split(",")[0] == host
+
+
+def test_one_host_serves_one_session(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.2: a second session on a host another session serves is refused."""
+    exposure = {"type": "Ingress", "host": "one.example.com"}
+    ready_session(kube_cluster, namespace, "first", exposure=exposure)
+    kube_cluster.apply(session_manifest("second", exposure=exposure), namespace=namespace)
+    ts = wait_phase(kube_cluster, namespace, "second", "Failed")
+    accepted = condition(ts, "Accepted")
+    assert accepted["reason"] == "HostInUse", accepted
+    assert f"{namespace}/first" in accepted["message"]
+    wait_events(kube_cluster, namespace, "second", ("Warning", "HostInUse"))
+    assert _ingresses(kube_cluster, namespace) == ["first"]
+    assert not exists(kube_cluster, namespace, "pod", "second")
+    # The host is free once the first session is gone.
+    kube_cluster.kubectl(
+        "delete", "ts", "first", "--wait=true", "--timeout=60s", namespace=namespace
+    )
+    wait_phase(kube_cluster, namespace, "second", "Ready")
+    assert _ingresses(kube_cluster, namespace) == ["second"]
+
+
+def test_hosts_outside_the_policy_are_refused(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.7: exposure.host and ingressClassName only as the chart's values permit."""
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(
+        [
+            session_manifest("evil", exposure={"type": "Ingress", "host": "bank.example.org"}),
+            session_manifest(
+                "squat",
+                exposure={"type": "Ingress", "host": f"victim-{namespace}.{SESSION_DOMAIN}"},
+            ),
+            session_manifest("cls", exposure={"type": "Ingress", "ingressClassName": "admin"}),
+        ],
+        namespace=namespace,
+    )
+    for name, reason in (
+        ("evil", "HostNotAllowed"),
+        ("squat", "HostNotAllowed"),
+        ("cls", "IngressClassNotAllowed"),
+    ):
+        ts = wait_phase(kube_cluster, namespace, name, "Failed")
+        assert condition(ts, "Accepted")["reason"] == reason, name
+    assert _ingresses(kube_cluster, namespace) == []
+
+
+def test_a_shared_origin_is_refused_unless_allowed(
+    kube_cluster: KubeCluster, namespace: str, operator_factory: OperatorFactory
+) -> None:
+    """Issue 9.2: without a session domain, a host-less Ingress would share one origin."""
+    no_domain = operator_factory(namespace, env={"EC2_TERMINAL_OPERATOR_SESSION_DOMAIN": ""})
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(session_manifest("a", exposure={"type": "Ingress"}), namespace=namespace)
+    ts = wait_phase(kube_cluster, namespace, "a", "Failed")
+    accepted = condition(ts, "Accepted")
+    assert accepted["reason"] == "SharedOriginRefused", accepted
+    assert _ingresses(kube_cluster, namespace) == []
+    # An administrator who accepts the risk: then no path may nest in another's.
+    no_domain.stop()
+    operator_factory(
+        namespace,
+        env={
+            "EC2_TERMINAL_OPERATOR_SESSION_DOMAIN": "",
+            "EC2_TERMINAL_OPERATOR_ALLOW_SHARED_ORIGIN": "true",
+        },
+    )
+    wait_phase(kube_cluster, namespace, "a", "Ready")
+    nested = {"type": "Ingress", "pathPrefix": f"/t/{namespace}/a"}
+    kube_cluster.apply(session_manifest("b", exposure=nested), namespace=namespace)
+    ts = wait_phase(kube_cluster, namespace, "b", "Failed")
+    assert condition(ts, "Accepted")["reason"] == "PathNested"
+    assert _ingresses(kube_cluster, namespace) == ["a"]

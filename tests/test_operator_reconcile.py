@@ -12,12 +12,19 @@ from typing import Any
 from ec2_terminal_operator import reconcile
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.observed import Activity, PodView, activity_view, pod_view
+from ec2_terminal_operator.origin import Claim
+from ec2_terminal_operator.policy import IngressPolicy
 from ec2_terminal_operator.spec import parse_session
 from kubernetes.client.exceptions import ApiException
 
 from tests.fixtures_operator import condition
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
+INGRESS_POLICY = IngressPolicy(
+    session_domain="term.example.com",
+    allowed_hosts=("*.example.com",),
+    allowed_class_names=("nginx",),
+)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -122,8 +129,10 @@ class World:
             coordination=self.api,  # type: ignore[arg-type]
         )
         self.memo: dict[str, Any] = {}
-        self.config = OperatorConfig()
+        self.config = OperatorConfig(ingress=INGRESS_POLICY)
         self.events: list[tuple[str, str]] = []
+        # Every session's claim on an origin, as the operator's index has them.
+        self.origins: dict[str, list[Claim]] = {}
         # The pod's status as the kubelet would report it (default: running and ready).
         self.pod_status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True"}]}
 
@@ -166,6 +175,7 @@ class World:
                 services=services,
                 ingresses=ingresses,
                 leases=self.leases(),
+                origins=self.origins,
                 memo=self.memo,
                 clock=lambda: now,
                 emit=lambda _b, t, reason, _m: self.events.append((t, reason)),
@@ -401,7 +411,7 @@ def test_ingress_fields_dropped_from_the_spec_are_removed() -> None:
             "host": "t.example.com",
             "ingressClassName": "nginx",
             "tls": {"secretName": "t-tls"},
-            "annotations": {"example.com/team": "a"},
+            "annotations": {"nginx.ingress.kubernetes.io/limit-rps": "20"},
         }
     )
     world.run(body)
@@ -414,7 +424,7 @@ def test_ingress_fields_dropped_from_the_spec_are_removed() -> None:
     ingress = world.api.objects[("ingress", "ns", "demo")]
     assert "tls" not in ingress["spec"]
     assert "ingressClassName" not in ingress["spec"]
-    assert "example.com/team" not in ingress["metadata"]["annotations"]
+    assert "nginx.ingress.kubernetes.io/limit-rps" not in ingress["metadata"]["annotations"]
     assert "nginx.ingress.kubernetes.io/proxy-read-timeout" in ingress["metadata"]["annotations"]
     assert ingress["spec"]["rules"][0]["host"] == "t.example.com"
     assert ingress["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
@@ -427,7 +437,7 @@ def test_an_operator_upgrade_replaces_a_pod_only_while_nobody_is_connected() -> 
     world.run(body)
     pod = world.api.objects[("pod", "ns", "demo")]
     world.report(1)
-    world.config = OperatorConfig(session_image="ec2-terminal:9.9.9")
+    world.config = OperatorConfig(session_image="ec2-terminal:9.9.9", ingress=INGRESS_POLICY)
     world.run(body)
     assert world.api.objects[("pod", "ns", "demo")] is pod
     assert not [e for e in world.events if e[1] == "PodReplaced"]
@@ -521,3 +531,30 @@ def test_a_secret_without_the_opt_in_is_never_mounted() -> None:
     world.api.objects[("secret", "ns", "ssh-key")]["type"] = "kubernetes.io/ssh-auth"
     world.run(body)
     assert ("pod", "ns", "demo") in world.api.objects
+
+
+def test_a_host_another_session_holds_is_refused_and_its_ingress_removed() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner(exposure={"type": "Ingress", "host": "shared.example.com"})
+    body["metadata"]["creationTimestamp"] = "2026-01-01T12:00:05Z"
+    world.run(body)
+    world.run(body)
+    assert body["status"]["phase"] == "Ready"
+    assert ("ingress", "ns", "demo") in world.api.objects
+    # An older session turns out to hold the host (say, both were applied at once).
+    older = Claim("2026-01-01T12:00:00Z", "other", "first", "/t/other/first/")
+    world.origins["shared.example.com"] = [
+        older,
+        Claim(body["metadata"]["creationTimestamp"], "ns", "demo", "/t/ns/demo/"),
+    ]
+    body["metadata"]["generation"] = 2
+    world.run(body)
+    accepted = condition(body, "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "HostInUse")
+    assert "other/first" in accepted["message"]
+    assert ("ingress", "ns", "demo") not in world.api.objects
+    assert ("pod", "ns", "demo") not in world.api.objects
+    assert condition(body, "RouteReady")["reason"] == "NotAccepted"
+    assert ("Normal", "IngressDeleted") in world.events
+    assert body["status"]["phase"] == "Failed"

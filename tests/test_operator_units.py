@@ -50,7 +50,7 @@ def test_spec_defaults_and_base_path() -> None:
     assert s.lifetime.max_duration == 28800
     assert s.lifetime.idle_timeout == 1800
     assert s.exposure.path_prefix == "/t"
-    assert s.base_path == "/t/team-a/demo/"
+    assert s.layout_path == "/t/team-a/demo/"
     assert s.target.describe() == "ec2-user@10.0.0.5:2222"
 
 

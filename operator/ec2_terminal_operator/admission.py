@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ec2_terminal_operator import ingress_annotations, origin
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.observed import ACCEPTED, Check
-from ec2_terminal_operator.policy import PodPolicy, Toleration
+from ec2_terminal_operator.origin import Claim, Route
+from ec2_terminal_operator.policy import IngressPolicy, PodPolicy, Toleration
 from ec2_terminal_operator.spec import Session
 
 # A Secret a session may mount must say so: this label, or (for a private key) its type.
@@ -81,9 +83,85 @@ def not_usable_message(what: str, name: str, private_key: bool, policy: PodPolic
     return f"{what} Secret {name!r} is not marked for use by sessions: {how}"
 
 
-def admit(session: Session, config: OperatorConfig) -> Check:
+def host_allowed(host: str, patterns: Iterable[str]) -> bool:
+    """Whether a host matches a DNS name or a *.suffix pattern (exactly one label below)."""
+    for pattern in patterns:
+        if pattern.startswith("*."):
+            label, _, rest = host.partition(".")
+            if label and rest == pattern[2:]:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def check_route(
+    session: Session,
+    route: Route | None,
+    policy: IngressPolicy,
+    claims: Iterable[Claim],
+    created: str,
+) -> Check:
+    """The Ingress class, host, annotations and origin of a session exposed by Ingress."""
+    if route is None:
+        return ACCEPTED
+    exposure = session.exposure
+    cls = exposure.ingress_class_name
+    if cls is not None and cls != policy.class_name and cls not in policy.allowed_class_names:
+        allowed = [c for c in (policy.class_name, *policy.allowed_class_names) if c]
+        return Check(
+            False,
+            "IngressClassNotAllowed",
+            f"exposure.ingressClassName {cls!r} is not allowed by the operator's policy"
+            + _listing(allowed),
+        )
+    if exposure.host:
+        own = origin.assigned_host(session, policy)
+        domain = policy.session_domain
+        if domain and exposure.host.endswith("." + domain) and exposure.host != own:
+            return Check(
+                False,
+                "HostNotAllowed",
+                f"exposure.host {exposure.host}: hosts under {domain} are assigned by the "
+                f"operator (this session's is {own}; leave exposure.host unset to get it)",
+            )
+        if exposure.host != own and not host_allowed(exposure.host, policy.allowed_hosts):
+            return Check(
+                False,
+                "HostNotAllowed",
+                f"exposure.host {exposure.host} is not allowed by the operator's policy"
+                + _listing(policy.allowed_hosts),
+            )
+    elif route.shared and not policy.allow_shared_origin:
+        return Check(
+            False,
+            "SharedOriginRefused",
+            "an Ingress without a host would share one origin with every other such session, "
+            "where each session's pages can drive the others: set exposure.host, or ask the "
+            "administrator for a session domain (ingress.sessionDomain)",
+        )
+    refused = ingress_annotations.problem(exposure.annotations)
+    if refused is not None:
+        return Check(False, "AnnotationNotAllowed", refused)
+    mine = origin.Claim(created, session.namespace, session.name, route.base_path)
+    clash = origin.conflict(route, mine, claims)
+    if clash is not None:
+        return Check(False, *clash)
+    return ACCEPTED
+
+
+def admit(
+    session: Session,
+    config: OperatorConfig,
+    route: Route | None,
+    claims: Iterable[Claim],
+    created: str,
+) -> Check:
     """Accepted, or the first of the session's requests the operator's policy refuses."""
-    for check in (check_pod(session, config.session_image, config.pod_policy),):
+    for check in (
+        check_pod(session, config.session_image, config.pod_policy),
+        check_route(session, route, config.ingress, claims, created),
+    ):
         if not check.ok:
             return check
     return ACCEPTED

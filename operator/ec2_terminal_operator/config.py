@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from ec2_terminal_operator import policy
-from ec2_terminal_operator.policy import PodPolicy, PolicyError
+from ec2_terminal_operator.policy import IngressPolicy, PodPolicy, PolicyError
 
 PREFIX = "EC2_TERMINAL_OPERATOR_"
 T = TypeVar("T")
@@ -36,11 +36,14 @@ class OperatorConfig:
     # terminal; WebSockets need far longer read/send timeouts.
     ingress_timeout_seconds: int = 3600
     run_as_user: int = 10001
+    # The cluster's DNS domain, for the Service names the session server answers to.
+    cluster_domain: str = "cluster.local"
     default_resources: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: dict(DEFAULT_RESOURCES)
     )
     # What sessions may ask for (the chart's values); the defaults allow the least.
     pod_policy: PodPolicy = dataclasses.field(default_factory=PodPolicy)
+    ingress: IngressPolicy = dataclasses.field(default_factory=IngressPolicy)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -66,6 +69,14 @@ class OperatorConfig:
             allowed_tolerations=get("ALLOWED_TOLERATIONS", (), policy.parse_tolerations),
             trust_ssh_auth_secrets=get("TRUST_SSH_AUTH_SECRETS", True, _boolean),
         )
+        ingress = IngressPolicy(
+            session_domain=get("SESSION_DOMAIN", None, policy.parse_domain),
+            session_tls=get("SESSION_TLS", False, _boolean),
+            allowed_hosts=get("ALLOWED_HOSTS", (), policy.parse_host_patterns),
+            class_name=get("INGRESS_CLASS_NAME", None, policy.parse_class_name),
+            allowed_class_names=get("ALLOWED_INGRESS_CLASSES", (), policy.parse_class_names),
+            allow_shared_origin=get("ALLOW_SHARED_ORIGIN", False, _boolean),
+        )
         return cls(
             session_image=get("SESSION_IMAGE", defaults.session_image, str),
             image_pull_policy=get("IMAGE_PULL_POLICY", defaults.image_pull_policy, str),
@@ -74,7 +85,9 @@ class OperatorConfig:
             ingress_timeout_seconds=get(
                 "INGRESS_TIMEOUT_SECONDS", defaults.ingress_timeout_seconds, int
             ),
+            cluster_domain=get("CLUSTER_DOMAIN", defaults.cluster_domain, str),
             pod_policy=pod_policy,
+            ingress=ingress,
         )
 
 

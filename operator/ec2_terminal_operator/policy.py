@@ -1,14 +1,15 @@
 """The administrator's policy from the chart's values: what sessions may ask for.
 
 Whoever may create a TerminalSession must not get more through the operator than the
-cluster's administrator allowed: the operator runs pods and mounts Secrets with its own
-rights. These are the settings; admission.py makes the decisions.
+cluster's administrator allowed: the operator runs pods, mounts Secrets and routes hosts
+with its own rights. These are the settings; admission.py makes the decisions.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -108,3 +109,65 @@ def parse_tolerations(raw: str) -> tuple[Toleration, ...]:
         if unknown:
             raise PolicyError(f"allowed toleration {t}: unknown fields {sorted(unknown)}")
     return tuple(Toleration.from_raw(t) for t in value)
+
+
+_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# The session domain leaves room for one 63-character label and its dot (DNS names: 253).
+MAX_DOMAIN_LENGTH = 253 - 64
+
+
+def _dns_name(value: str, what: str, max_length: int = 253) -> str:
+    if len(value) > max_length or not _DNS_NAME.match(value):
+        raise PolicyError(f"{what} {value!r} must be a lowercase DNS name")
+    return value
+
+
+def parse_domain(raw: str) -> str:
+    """The session domain: a DNS name leaving room for one label below it."""
+    return _dns_name(raw.strip(), "the session domain", MAX_DOMAIN_LENGTH)
+
+
+def parse_host_patterns(raw: str) -> tuple[str, ...]:
+    """Comma-separated DNS names or *.suffix patterns."""
+    patterns = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for pattern in patterns:
+        _dns_name(pattern.removeprefix("*."), "allowed host pattern")
+    return patterns
+
+
+def parse_class_name(raw: str) -> str:
+    """One IngressClass name."""
+    return _dns_name(raw.strip(), "ingress class name")
+
+
+def parse_class_names(raw: str) -> tuple[str, ...]:
+    """Comma-separated IngressClass names."""
+    names = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for name in names:
+        _dns_name(name, "ingress class name")
+    return names
+
+
+@dataclasses.dataclass(frozen=True)
+class IngressPolicy:
+    """Hosts, classes and origins of session Ingresses."""
+
+    # Each session exposed by Ingress gets its own host <name>-<namespace>.<domain>.
+    session_domain: str | None = None
+    # Domain hosts are served over https (a wildcard certificate on the controller, or one
+    # per host from cert-manager through the allowed annotations).
+    session_tls: bool = False
+    # exposure.host must match one of these: a DNS name, or *.suffix for one label below it.
+    allowed_hosts: tuple[str, ...] = ()
+    # The IngressClass of sessions that name none (None: the cluster's default class).
+    class_name: str | None = None
+    allowed_class_names: tuple[str, ...] = ()
+    # Host-less Ingresses put every session on one origin, where any session's page can
+    # drive any other's: refused unless the administrator accepts that.
+    allow_shared_origin: bool = False
+
+    def __post_init__(self) -> None:
+        if self.session_domain is not None:
+            parse_domain(self.session_domain)
+        parse_host_patterns(",".join(self.allowed_hosts))
+        parse_class_names(",".join(filter(None, (self.class_name, *self.allowed_class_names))))

@@ -15,9 +15,10 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ec2_terminal_operator import admission, lifetime, resources, status
+from ec2_terminal_operator import admission, lifetime, origin, resources, status
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.observed import Activity, Check, Observed, PodView
+from ec2_terminal_operator.origin import Claim
 from ec2_terminal_operator.policy import PodPolicy
 from ec2_terminal_operator.spec import (
     GROUP,
@@ -269,10 +270,13 @@ def ensure_support(
     owner: Mapping[str, Any],
     emit: EventSink,
     has_ingress: bool = True,
+    want_ingress: bool = False,
 ) -> None:
     """Everything but the pod: token Secret, activity Lease, RBAC, Service, Ingress.
 
-    `has_ingress` False (from the ingress index) spares a DELETE when none is wanted or there.
+    `want_ingress`: exposed by Ingress and accepted by the operator's policy; otherwise an
+    Ingress the session owns is deleted (`has_ingress` False, from the ingress index, spares
+    that DELETE when there is none).
     """
     ns = session.namespace
     outcomes: list[tuple[str, str, Outcome]] = []
@@ -324,7 +328,7 @@ def ensure_support(
             resources.build_service(session, config),
         ),
     ]
-    if session.exposure.type is ExposureType.INGRESS:
+    if want_ingress:
         steps.append(
             (
                 "Ingress",
@@ -345,7 +349,12 @@ def ensure_support(
         )
         == "deleted"
     ):
-        emit(owner, "Normal", "IngressDeleted", "exposure.type is no longer Ingress")
+        why = (
+            "the operator's policy refuses it"
+            if session.exposure.type is ExposureType.INGRESS
+            else "exposure.type is no longer Ingress"
+        )
+        emit(owner, "Normal", "IngressDeleted", f"deleted Ingress: {why}")
     for kind, create, read, patch, manifest in steps:
         kopf.adopt(manifest, owner=cast(Any, owner))
         outcome = _create_or_patch(create, read, patch, ns, manifest, prune=kind == "Ingress")
@@ -418,11 +427,19 @@ def ensure_pod(
         emit(owner, type_, "PodReplaced", f"replacing pod {pod.name}: {why}")
 
 
-def _route_check(session: Session, services: Iterable[Any], ingresses: Iterable[Any]) -> Check:
+def _route_check(
+    session: Session,
+    config: OperatorConfig,
+    want_ingress: bool,
+    services: Iterable[Any],
+    ingresses: Iterable[Any],
+) -> Check:
     if not list(services):
         return Check(
             False, "ServiceNotFound", f"Service {resources.service_name(session)} not found"
         )
+    if session.exposure.type is ExposureType.INGRESS and not want_ingress:
+        return Check(False, "NotAccepted", "no Ingress: the operator's policy refuses the session")
     if session.exposure.type is not ExposureType.INGRESS:
         return Check(
             True, "ServiceReady", f"Service {resources.service_name(session)} routes to the pod"
@@ -434,7 +451,8 @@ def _route_check(session: Session, services: Iterable[Any], ingresses: Iterable[
     return Check(
         True,
         "IngressReady",
-        f"Ingress {resources.ingress_name(session)} routes {session.base_path}",
+        f"Ingress {resources.ingress_name(session)} routes "
+        + resources.session_url(session, config),
     )
 
 
@@ -451,6 +469,8 @@ class Pass:
     leases: Iterable[Activity]
     ingresses: Iterable[Any]
     memo: MutableMapping[str, Any]
+    # Every session's claim on an origin, by host ('' for the shared origin).
+    origins: Mapping[str, Iterable[Claim]] = dataclasses.field(default_factory=dict)
     clock: Clock = utcnow
     emit: EventSink = post_event
 
@@ -461,7 +481,10 @@ def reconcile(p: Pass) -> dict[str, Any]:
     prior_status: Mapping[str, Any] = p.body.get("status") or {}
     now = p.clock()
     pod = pick_pod(p.pods)
-    accepted = admission.admit(session, config)
+    route_plan = origin.plan(session, config.ingress)
+    claims = p.origins.get(origin.claim_key(route_plan), ()) if route_plan else ()
+    created = str((p.body.get("metadata") or {}).get("creationTimestamp") or "")
+    accepted = admission.admit(session, config, route_plan, claims, created)
     # The Secret is read while there is no pod; a running pod has its key mounted already,
     # and re-reading Secrets on every pass of every session would load the API server.
     # A suspended or expired session wants no pod, so its Secrets are not read either: the
@@ -480,7 +503,8 @@ def reconcile(p: Pass) -> dict[str, Any]:
         creds = check_credentials(p.clients.core, session, config.pod_policy)
 
     conflict: Check | None = None
-    route = _route_check(session, p.services, p.ingresses)
+    want_ingress = route_plan is not None and accepted.ok
+    route = _route_check(session, config, want_ingress, p.services, p.ingresses)
     passes = int(p.memo.get("passes_since_support", 0)) + 1
     if (
         p.memo.get("ensured_generation") != session.generation
@@ -491,12 +515,12 @@ def reconcile(p: Pass) -> dict[str, Any]:
         has_ingress = bool(list(p.ingresses))
         passes = 0
         try:
-            ensure_support(p.clients, session, config, p.body, p.emit, has_ingress)
+            ensure_support(p.clients, session, config, p.body, p.emit, has_ingress, want_ingress)
         except NameConflict as exc:
             conflict = route = Check(False, "NameConflict", str(exc))
         else:
             p.memo["ensured_generation"] = session.generation
-            route = _route_check(session, [True], [True])
+            route = _route_check(session, config, want_ingress, [True], [True])
     p.memo["passes_since_support"] = passes
 
     activity = next((a for a in p.leases if a.of(pod) is not None), None)

@@ -9,6 +9,7 @@ import hashlib
 import json
 from typing import Any
 
+from ec2_terminal_operator import ingress_annotations, origin
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import (
     AccessMethod,
@@ -82,17 +83,22 @@ def labels(session: Session) -> dict[str, str]:
     }
 
 
+def base_path(session: Session, config: OperatorConfig) -> str:
+    """The URL path the session is served under, with a trailing slash."""
+    route = origin.plan(session, config.ingress)
+    return route.base_path if route is not None else session.layout_path
+
+
 def session_url(session: Session, config: OperatorConfig) -> str:
     """The address a person opens (without the token)."""
-    exposure = session.exposure
-    if exposure.type is ExposureType.INGRESS:
-        if exposure.host:
-            scheme = "https" if exposure.tls_secret_name else "http"
-            return f"{scheme}://{exposure.host}{session.base_path}"
-        return session.base_path
+    route = origin.plan(session, config.ingress)
+    if route is not None:
+        if route.host is None:
+            return route.base_path
+        return f"{'https' if route.https else 'http'}://{route.host}{route.base_path}"
     port = "" if config.service_port == 80 else f":{config.service_port}"
     host = f"{service_name(session)}.{session.namespace}.svc"
-    return f"http://{host}{port}{session.base_path}"
+    return f"http://{host}{port}{session.layout_path}"
 
 
 def build_token_secret(session: Session, token: str) -> dict[str, Any]:
@@ -164,13 +170,26 @@ def build_role_binding(session: Session) -> dict[str, Any]:
     }
 
 
-def allowed_origins(session: Session) -> list[str]:
+def allowed_origins(session: Session, config: OperatorConfig) -> list[str]:
     """Browser origins the server accepts besides its own Host."""
-    host = session.exposure.host
-    if session.exposure.type is not ExposureType.INGRESS or not host:
+    route = origin.plan(session, config.ingress)
+    if route is None or route.host is None:
         return []
-    scheme = "https" if session.exposure.tls_secret_name else "http"
-    return [f"{scheme}://{host}"]
+    return [f"{'https' if route.https else 'http'}://{route.host}"]
+
+
+def allowed_hosts(session: Session, config: OperatorConfig) -> list[str] | None:
+    """Host headers the server answers (DNS rebinding); None: any, on the shared origin.
+
+    The Ingress host, and the Service's in-cluster names. Requests to an IP address (the
+    kubelet's probes) are always allowed by the server.
+    """
+    route = origin.plan(session, config.ingress)
+    if route is not None and route.host is None:
+        return None  # host-less Ingress: whatever host the controller serves
+    svc, ns = service_name(session), session.namespace
+    names = [svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.{config.cluster_domain}"]
+    return ([route.host] if route is not None and route.host else []) + names
 
 
 def mounted_key(session: Session) -> SecretKeyRef | None:
@@ -210,15 +229,18 @@ def build_env(session: Session, config: OperatorConfig) -> list[dict[str, Any]]:
     known_hosts = mounted_known_hosts(session)
     if known_hosts is not None:
         plain["EC2_TERMINAL_KNOWN_HOSTS"] = f"{KNOWN_HOSTS_DIR}/{known_hosts.key}"
-    plain["EC2_TERMINAL_BASE_PATH"] = session.base_path
+    plain["EC2_TERMINAL_BASE_PATH"] = base_path(session, config)
     plain["EC2_TERMINAL_TOKEN_FILE"] = f"{TOKEN_DIR}/{TOKEN_KEY}"
     plain["EC2_TERMINAL_LISTEN_HOST"] = "0.0.0.0"
     plain["EC2_TERMINAL_LISTEN_PORT"] = str(config.listen_port)
     plain["EC2_TERMINAL_IDLE_TIMEOUT"] = str(session.lifetime.idle_timeout)
     plain["EC2_TERMINAL_MAX_DURATION"] = str(session.lifetime.max_duration)
-    origins = allowed_origins(session)
+    origins = allowed_origins(session, config)
     if origins:
         plain["EC2_TERMINAL_ALLOWED_ORIGINS"] = ",".join(origins)
+    hosts = allowed_hosts(session, config)
+    if hosts is not None:
+        plain["EC2_TERMINAL_ALLOWED_HOSTS"] = ",".join(hosts)
     if session.exposure.type is ExposureType.INGRESS:
         # Behind an Ingress the browser's scheme arrives only as X-Forwarded-Proto, and the
         # server marks its cookie Secure only if it sees https. The pod is reached only
@@ -339,7 +361,7 @@ def build_pod(session: Session, config: OperatorConfig) -> dict[str, Any]:
             "name": pod_name(session),
             "labels": labels(session),
             "annotations": {
-                ANNOTATION_CONFIG_HASH: config_hash(session),
+                ANNOTATION_CONFIG_HASH: config_hash(session, config),
                 ANNOTATION_POD_HASH: pod_hash(pod_spec),
             },
         },
@@ -355,12 +377,15 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def config_hash(session: Session) -> str:
+def config_hash(session: Session, config: OperatorConfig) -> str:
     """A digest of the spec fields the pod is built from: a change means replace the pod.
 
     Only the session's own inputs count, not operator settings (default image, env layout),
-    so upgrading the operator does not cut every live terminal (see `pod_hash`).
+    so upgrading the operator does not cut every live terminal (see `pod_hash`); except the
+    route, which the session domain may change: a pod serving an old host or base path
+    would not work behind its new Ingress.
     """
+    route = origin.plan(session, config.ingress)
     return _digest(
         {
             "name": session.name,
@@ -376,6 +401,7 @@ def config_hash(session: Session) -> str:
                 session.exposure.tls_secret_name,
             ],
             "pod": dataclasses.asdict(session.pod),
+            "route": route and dataclasses.asdict(route),
         }
     )
 
@@ -411,19 +437,23 @@ def build_service(session: Session, config: OperatorConfig) -> dict[str, Any]:
 
 
 def build_ingress(session: Session, config: OperatorConfig) -> dict[str, Any]:
-    """An Ingress routing <pathPrefix>/<namespace>/<name>/ to the Service, WebSocket-friendly."""
+    """An Ingress routing the session's host and base path to the Service, WebSocket-friendly.
+
+    Call only for a session the operator's policy accepted (admission.check_route).
+    """
     exposure = session.exposure
+    route = origin.plan(session, config.ingress)
+    if route is None:
+        raise ValueError(f"session {session.name} is not exposed by Ingress")
     timeout = str(config.ingress_timeout_seconds)
-    annotations = {
-        "nginx.ingress.kubernetes.io/proxy-read-timeout": timeout,
-        "nginx.ingress.kubernetes.io/proxy-send-timeout": timeout,
-    }
-    annotations.update(exposure.annotations)
+    # The session's own annotations first: the operator's are never overridden.
+    annotations = dict(exposure.annotations)
+    annotations.update({key: timeout for key in ingress_annotations.OPERATOR_OWNED})
     rule: dict[str, Any] = {
         "http": {
             "paths": [
                 {
-                    "path": session.base_path.rstrip("/"),
+                    "path": route.base_path.rstrip("/") or "/",
                     "pathType": "Prefix",
                     "backend": {
                         "service": {
@@ -435,13 +465,19 @@ def build_ingress(session: Session, config: OperatorConfig) -> dict[str, Any]:
             ]
         }
     }
-    if exposure.host:
-        rule["host"] = exposure.host
+    if route.host is not None:
+        rule["host"] = route.host
     spec: dict[str, Any] = {"rules": [rule]}
-    if exposure.ingress_class_name:
-        spec["ingressClassName"] = exposure.ingress_class_name
-    if exposure.tls_secret_name and exposure.host:
-        spec["tls"] = [{"hosts": [exposure.host], "secretName": exposure.tls_secret_name}]
+    class_name = exposure.ingress_class_name or config.ingress.class_name
+    if class_name:
+        spec["ingressClassName"] = class_name
+    if route.https and route.host is not None:
+        # Without a secretName the controller's default certificate serves the host (a
+        # wildcard for the session domain, with ingress.sessionTLS).
+        tls: dict[str, Any] = {"hosts": [route.host]}
+        if exposure.tls_secret_name:
+            tls["secretName"] = exposure.tls_secret_name
+        spec["tls"] = [tls]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",

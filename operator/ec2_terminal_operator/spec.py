@@ -129,8 +129,8 @@ class Session:
     suspend: bool
 
     @property
-    def base_path(self) -> str:
-        """URL path the session is served under, with a trailing slash."""
+    def layout_path(self) -> str:
+        """<pathPrefix>/<namespace>/<name>/: the base path unless a host of its own serves `/`."""
         return f"{self.exposure.path_prefix}/{self.namespace}/{self.name}/"
 
 
