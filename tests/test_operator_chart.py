@@ -119,8 +119,12 @@ def test_every_value_has_a_comment() -> None:
         while stack and stack[-1][0] >= indent:
             stack.pop()
         key = stripped.split(":", 1)[0]
-        # Resource quantities are described by their parent's comment.
-        if "resources" not in {k for _, k in stack}:
+        # Resource quantities, label selectors and address blocks are described by their
+        # parent's comment.
+        parents = {k for _, k in stack}
+        if not parents & {"resources", "cidrs"} and not any(
+            k.endswith("Selector") for k in parents
+        ):
             assert lines[i - 1].strip().startswith("#"), f"values.yaml:{i + 1}: {line}"
         stack.append((indent, key))
 

@@ -9,12 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ec2_terminal_operator import resources
+from ec2_terminal_operator.config import OperatorConfig
+from ec2_terminal_operator.spec import parse_session
 
 from tests.fixtures_kube import KubeCluster, KubectlError, wait_for
 from tests.fixtures_operator import (
     ROOT,
     SESSION_DOMAIN,
     TEST_IMAGE_PREFIX,
+    TEST_POLICY,
     OperatorFactory,
     OperatorProcess,
     condition,
@@ -39,6 +43,7 @@ CHILDREN = [
     ("role", "{n}-session"),
     ("rolebinding", "{n}-session"),
     ("lease", "{n}-activity"),
+    ("networkpolicy", "{n}"),
 ]
 
 
@@ -805,3 +810,65 @@ def test_a_shared_origin_is_refused_unless_allowed(
     ts = wait_phase(kube_cluster, namespace, "b", "Failed")
     assert condition(ts, "Accepted")["reason"] == "PathNested"
     assert _ingresses(kube_cluster, namespace) == ["a"]
+
+
+def _network_policy(cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any]:
+    policy: dict[str, Any] = cluster.kubectl_json("get", "networkpolicy", name, namespace=namespace)
+    return policy
+
+
+def test_each_session_pod_is_fenced_by_its_own_network_policy(
+    kube_cluster: KubeCluster, namespace: str, operator_factory: OperatorFactory
+) -> None:
+    """Issue 9.4, 9.10: the pod is reached by the ingress controller and health checker only."""
+    # And it reaches SSH on the target's port, HTTPS and DNS, and no link-local address.
+    first = operator_factory(namespace)
+    ts = ready_session(kube_cluster, namespace, "fenced")
+    policy = _network_policy(kube_cluster, namespace, "fenced")
+    refs = policy["metadata"]["ownerReferences"]
+    assert [(r["kind"], r["uid"], r.get("controller")) for r in refs] == [
+        ("TerminalSession", ts["metadata"]["uid"], True)
+    ]
+    expected = resources.build_network_policy(
+        parse_session(ts), OperatorConfig.from_env(TEST_POLICY)
+    )
+    assert policy["spec"] == expected["spec"]
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"ec2-terminal.io/session": "fenced"}}
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
+    ssh = spec["egress"][0]
+    assert ssh["ports"] == [{"protocol": "TCP", "port": 22}]
+    assert {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]} in [t["ipBlock"] for t in ssh["to"]]
+    # New settings reach existing sessions: egress off, a bastion namespace let in.
+    first.stop()
+    bastion = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "bastion"}}}
+    settings = {"extraIngressFrom": [bastion], "egress": {"enabled": False}}
+    operator_factory(namespace, env={"EC2_TERMINAL_OPERATOR_NETWORK_POLICY": json.dumps(settings)})
+
+    def updated() -> dict[str, Any]:
+        spec = _network_policy(kube_cluster, namespace, "fenced")["spec"]
+        return spec if spec["policyTypes"] == ["Ingress"] else {}
+
+    spec = wait_for(updated, timeout=60, message="NetworkPolicy updated")
+    assert "egress" not in spec
+    assert spec["ingress"][0]["from"][-1] == bastion
+
+
+def test_a_target_the_egress_policy_blocks_is_refused(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.10: target.host must not reach the instance metadata service (or other ports)."""
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(
+        [
+            session_manifest("imds", target={"host": "169.254.169.254", "port": 22}),
+            session_manifest("kubelet", target={"host": "10.0.0.5", "port": 10250}),
+        ],
+        namespace=namespace,
+    )
+    for name in ("imds", "kubelet"):
+        ts = wait_phase(kube_cluster, namespace, name, "Failed")
+        accepted = condition(ts, "Accepted")
+        assert accepted["reason"] == "TargetNotAllowed", accepted
+        assert not exists(kube_cluster, namespace, "pod", name)

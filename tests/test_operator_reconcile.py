@@ -192,7 +192,17 @@ def test_first_pass_creates_everything_once_with_owner_references() -> None:
     world.run(body)
     kinds = sorted(k for k, _, _ in world.api.objects)
     assert kinds == sorted(
-        ["secret", "secret", "lease", "service_account", "role", "role_binding", "service", "pod"]
+        [
+            "network_policy",
+            "secret",
+            "secret",
+            "lease",
+            "service_account",
+            "role",
+            "role_binding",
+            "service",
+            "pod",
+        ]
     )
     pod = world.api.objects[("pod", "ns", "demo")]
     assert pod["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
@@ -298,7 +308,7 @@ def test_cleanup_deletes_every_child() -> None:
     body = owner(exposure={"type": "Ingress"})
     world.run(body)
     deleted = reconcile.cleanup(world.clients, parse_session(body))
-    assert len(deleted) == 8
+    assert len(deleted) == 9
     assert list(world.api.objects) == [("secret", "ns", "ssh-key")]
 
 

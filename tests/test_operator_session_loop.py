@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 
 from tests.fixtures_kube import KubeCluster, wait_for
 from tests.fixtures_operator import (
-    OperatorProcess,
+    OperatorFactory,
     condition,
     get_session,
     key_secret,
@@ -56,10 +57,13 @@ def _service_account_dir(cluster: KubeCluster, namespace: str, sa: str, path: Pa
 async def test_real_server_activity_drives_status_and_idle_expiry(
     kube_cluster: KubeCluster,
     namespace: str,
-    operator: OperatorProcess,
+    operator_factory: OperatorFactory,
     sshd: Sshd,
     tmp_path: Path,
 ) -> None:
+    # The egress policy must let the session reach sshd's port (22 only by default).
+    egress = {"egress": {"ssh": {"ports": [sshd.port]}}}
+    operator_factory(namespace, env={"EC2_TERMINAL_OPERATOR_NETWORK_POLICY": json.dumps(egress)})
     kube_cluster.apply(key_secret(key=sshd.client_key_path.read_bytes()), namespace=namespace)
     manifest = session_manifest(
         "live",

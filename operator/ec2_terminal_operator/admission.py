@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ec2_terminal_operator import ingress_annotations, origin
 from ec2_terminal_operator.config import OperatorConfig
+from ec2_terminal_operator.network import NetworkSettings
 from ec2_terminal_operator.observed import ACCEPTED, Check
 from ec2_terminal_operator.origin import Claim, Route
 from ec2_terminal_operator.policy import IngressPolicy, PodPolicy, Toleration
@@ -95,6 +97,32 @@ def host_allowed(host: str, patterns: Iterable[str]) -> bool:
     return False
 
 
+def check_target(session: Session, network: NetworkSettings) -> Check:
+    """The target's port (and address, if literal) against the egress policy."""
+    if not (network.enabled and network.egress_enabled):
+        return ACCEPTED
+    target = session.target
+    if target.port not in network.ssh.ports:
+        ports = ", ".join(str(p) for p in network.ssh.ports)
+        return Check(
+            False,
+            "TargetNotAllowed",
+            f"target.port {target.port} is not allowed by the egress policy (SSH ports: {ports})",
+        )
+    if target.host:
+        try:
+            address = ipaddress.ip_address(target.host)
+        except ValueError:
+            return ACCEPTED  # a DNS name: the NetworkPolicy decides on the resolved address
+        if not any(block.contains(address) for block in network.ssh.blocks):
+            return Check(
+                False,
+                "TargetNotAllowed",
+                f"target.host {target.host} is outside the egress policy's SSH destinations",
+            )
+    return ACCEPTED
+
+
 def check_route(
     session: Session,
     route: Route | None,
@@ -160,6 +188,7 @@ def admit(
     """Accepted, or the first of the session's requests the operator's policy refuses."""
     for check in (
         check_pod(session, config.session_image, config.pod_policy),
+        check_target(session, config.network),
         check_route(session, route, config.ingress, claims, created),
     ):
         if not check.ok:

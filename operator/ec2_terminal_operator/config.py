@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from ec2_terminal_operator import policy
+from ec2_terminal_operator.network import NetworkSettings
 from ec2_terminal_operator.policy import IngressPolicy, PodPolicy, PolicyError
 
 PREFIX = "EC2_TERMINAL_OPERATOR_"
@@ -44,6 +45,7 @@ class OperatorConfig:
     # What sessions may ask for (the chart's values); the defaults allow the least.
     pod_policy: PodPolicy = dataclasses.field(default_factory=PodPolicy)
     ingress: IngressPolicy = dataclasses.field(default_factory=IngressPolicy)
+    network: NetworkSettings = dataclasses.field(default_factory=NetworkSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -88,6 +90,7 @@ class OperatorConfig:
             cluster_domain=get("CLUSTER_DOMAIN", defaults.cluster_domain, str),
             pod_policy=pod_policy,
             ingress=ingress,
+            network=get("NETWORK_POLICY", defaults.network, NetworkSettings.parse),
         )
 
 

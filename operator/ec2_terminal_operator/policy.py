@@ -79,7 +79,8 @@ def parse_images(raw: str) -> tuple[str, ...]:
     return patterns
 
 
-def _load(raw: str, what: str) -> Any:
+def load_json(raw: str, what: str) -> Any:
+    """Parses a JSON setting; None when empty."""
     try:
         return json.loads(raw) if raw else None
     except json.JSONDecodeError as exc:
@@ -88,7 +89,7 @@ def _load(raw: str, what: str) -> Any:
 
 def parse_node_selectors(raw: str) -> dict[str, tuple[str, ...]]:
     """JSON {label key: [allowed values]}; PolicyError if malformed."""
-    value = _load(raw, "allowed node selectors") or {}
+    value = load_json(raw, "allowed node selectors") or {}
     if not isinstance(value, dict):
         raise PolicyError("allowed node selectors must map a label key to a list of values")
     out: dict[str, tuple[str, ...]] = {}
@@ -101,7 +102,7 @@ def parse_node_selectors(raw: str) -> dict[str, tuple[str, ...]]:
 
 def parse_tolerations(raw: str) -> tuple[Toleration, ...]:
     """JSON [{key, operator, value, effect}]; PolicyError if malformed."""
-    value = _load(raw, "allowed tolerations") or []
+    value = load_json(raw, "allowed tolerations") or []
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
         raise PolicyError("allowed tolerations must be a list of objects")
     for t in value:

@@ -272,7 +272,7 @@ def ensure_support(
     has_ingress: bool = True,
     want_ingress: bool = False,
 ) -> None:
-    """Everything but the pod: token Secret, activity Lease, RBAC, Service, Ingress.
+    """Everything but the pod: NetworkPolicy, token Secret, Lease, RBAC, Service, Ingress.
 
     `want_ingress`: exposed by Ingress and accepted by the operator's policy; otherwise an
     Ingress the session owns is deleted (`has_ingress` False, from the ingress index, spares
@@ -328,6 +328,26 @@ def ensure_support(
             resources.build_service(session, config),
         ),
     ]
+    if config.network.enabled:
+        # Before the pod: it never runs without its NetworkPolicy.
+        steps.insert(
+            0,
+            (
+                "NetworkPolicy",
+                clients.networking.create_namespaced_network_policy,
+                clients.networking.read_namespaced_network_policy,
+                clients.networking.patch_namespaced_network_policy,
+                resources.build_network_policy(session, config),
+            ),
+        )
+    else:
+        _delete_owned(
+            clients.networking.read_namespaced_network_policy,
+            clients.networking.delete_namespaced_network_policy,
+            resources.network_policy_name(session),
+            ns,
+            session.uid,
+        )
     if want_ingress:
         steps.append(
             (
@@ -357,7 +377,8 @@ def ensure_support(
         emit(owner, "Normal", "IngressDeleted", f"deleted Ingress: {why}")
     for kind, create, read, patch, manifest in steps:
         kopf.adopt(manifest, owner=cast(Any, owner))
-        outcome = _create_or_patch(create, read, patch, ns, manifest, prune=kind == "Ingress")
+        prune = kind in ("Ingress", "NetworkPolicy")
+        outcome = _create_or_patch(create, read, patch, ns, manifest, prune=prune)
         outcomes.append((kind, manifest["metadata"]["name"], outcome))
     for kind, name, outcome in outcomes:
         if outcome == "created":
@@ -605,6 +626,12 @@ def cleanup(clients: Clients, session: Session) -> list[str]:
             net.read_namespaced_ingress,
             net.delete_namespaced_ingress,
             resources.ingress_name(session),
+        ),
+        (
+            "NetworkPolicy",
+            net.read_namespaced_network_policy,
+            net.delete_namespaced_network_policy,
+            resources.network_policy_name(session),
         ),
         (
             "Service",

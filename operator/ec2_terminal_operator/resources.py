@@ -436,6 +436,66 @@ def build_service(session: Session, config: OperatorConfig) -> dict[str, Any]:
     }
 
 
+def network_policy_name(session: Session) -> str:
+    """Name of the session pod's NetworkPolicy."""
+    return session.name
+
+
+def _tcp(port: int) -> dict[str, Any]:
+    return {"protocol": "TCP", "port": port}
+
+
+def build_network_policy(session: Session, config: OperatorConfig) -> dict[str, Any]:
+    """Who may reach the session pod, and (egress) where it may connect.
+
+    In: the ingress controller's namespaces and the health-check worker, on the server's
+    port only (the kubelet's probes come from the node, which most CNIs never block). Out:
+    SSH to the target's port, HTTPS for the AWS and Kubernetes APIs, DNS; link-local
+    addresses (the instance metadata service) are excepted by default.
+    """
+    net = config.network
+    allowed_in: list[dict[str, Any]] = [
+        {"namespaceSelector": dict(net.ingress_namespace_selector)},
+        {
+            "namespaceSelector": dict(net.health_check_namespace_selector),
+            "podSelector": dict(net.health_check_pod_selector),
+        },
+        *(dict(peer) for peer in net.extra_ingress_from),
+    ]
+    spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": {LABEL_SESSION: session.name}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": allowed_in, "ports": [_tcp(config.listen_port)]}],
+    }
+    if net.egress_enabled:
+        spec["policyTypes"].append("Egress")
+        spec["egress"] = [
+            {
+                "to": [{"ipBlock": block.manifest()} for block in net.ssh.blocks],
+                "ports": [_tcp(session.target.port)],
+            },
+            {
+                "to": [{"ipBlock": block.manifest()} for block in net.https.blocks],
+                "ports": [_tcp(port) for port in net.https.ports],
+            },
+            {
+                "to": [
+                    {
+                        "namespaceSelector": dict(net.dns_namespace_selector),
+                        "podSelector": dict(net.dns_pod_selector),
+                    }
+                ],
+                "ports": [{"protocol": "UDP", "port": 53}, _tcp(53)],
+            },
+        ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": network_policy_name(session), "labels": labels(session)},
+        "spec": spec,
+    }
+
+
 def build_ingress(session: Session, config: OperatorConfig) -> dict[str, Any]:
     """An Ingress routing the session's host and base path to the Service, WebSocket-friendly.
 

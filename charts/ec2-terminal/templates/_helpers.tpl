@@ -45,6 +45,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
+{{/* The networkPolicy values as JSON for the operator, the worker's namespace defaulted. */}}
+{{- define "ec2-terminal.networkPolicy" -}}
+{{- $np := deepCopy .Values.networkPolicy -}}
+{{- if not $np.healthCheckNamespaceSelector -}}
+{{- $_ := set $np "healthCheckNamespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" .Release.Namespace)) -}}
+{{- end -}}
+{{- toJson $np -}}
+{{- end -}}
+
 {{/*
 Rules for managing sessions, granted cluster-wide or per watched namespace.
 Secrets: get (credentials check, token), create/delete (the token Secret) - never list or
@@ -75,6 +84,9 @@ pod has no token that could change a Pod.
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "delete"]
