@@ -16,6 +16,7 @@ from tests.fixtures_operator import (
     ROOT,
     OperatorFactory,
     exists,
+    get_session,
     key_secret,
     session_manifest,
     wait_phase,
@@ -190,6 +191,24 @@ def test_chart_installs_and_its_rbac_is_enough_for_the_operator(
         )
         ts = wait_phase(kube_cluster, namespace, "rbac", "Ready")
         assert ts["status"]["ingressName"] == "rbac"
+        assert exists(kube_cluster, namespace, "networkpolicy", "rbac")
+        assert exists(kube_cluster, namespace, "lease", "rbac-activity")
+        # Rotating the token needs patch on Secrets.
+        kube_cluster.kubectl(
+            "patch",
+            "ts",
+            "rbac",
+            "--type=merge",
+            "-p",
+            '{"spec":{"tokenRotation":"1"}}',
+            namespace=namespace,
+        )
+        wait_for(
+            lambda: (
+                get_session(kube_cluster, namespace, "rbac")["status"].get("tokenRotation") == "1"
+            ),
+            message="token rotated with the chart's RBAC",
+        )
         kube_cluster.kubectl("delete", "ts", "rbac", "--timeout=60s", namespace=namespace)
         wait_for(lambda: not exists(kube_cluster, namespace, "pod", "rbac"), message="pod gone")
     finally:

@@ -872,3 +872,46 @@ def test_a_target_the_egress_policy_blocks_is_refused(
         accepted = condition(ts, "Accepted")
         assert accepted["reason"] == "TargetNotAllowed", accepted
         assert not exists(kube_cluster, namespace, "pod", name)
+
+
+def test_token_rotation_writes_a_fresh_token_and_keeps_the_pod(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.6: a leaked token can be revoked without recreating the session."""
+    ready_session(kube_cluster, namespace, "rot")
+    before = kube_cluster.kubectl_json("get", "secret", "rot-token", namespace=namespace)
+    pod_uid = kube_cluster.kubectl_json("get", "pod", "rot", namespace=namespace)["metadata"]["uid"]
+    kube_cluster.kubectl(
+        "patch",
+        "ts",
+        "rot",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"tokenRotation": "2026-01-01T13:00:00Z"}}),
+        namespace=namespace,
+    )
+
+    def rotated() -> dict[str, Any]:
+        ts = get_session(kube_cluster, namespace, "rot")
+        return ts if ts["status"].get("tokenRotation") == "2026-01-01T13:00:00Z" else {}
+
+    wait_for(rotated, message="status.tokenRotation")
+    after = kube_cluster.kubectl_json("get", "secret", "rot-token", namespace=namespace)
+    assert after["data"]["token"] != before["data"]["token"]
+    assert len(base64.b64decode(after["data"]["token"])) >= 32
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    wait_events(kube_cluster, namespace, "rot", ("Normal", "TokenRotated"))
+    pod = kube_cluster.kubectl_json("get", "pod", "rot", namespace=namespace)
+    assert pod["metadata"]["uid"] == pod_uid
+    assert wait_phase(kube_cluster, namespace, "rot", "Ready")
+    # The value is opaque, but not free text.
+    with pytest.raises(KubectlError, match="tokenRotation must be letters, digits"):
+        kube_cluster.kubectl(
+            "patch",
+            "ts",
+            "rot",
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"tokenRotation": "now; rm -rf"}}),
+            namespace=namespace,
+        )

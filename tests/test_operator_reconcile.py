@@ -568,3 +568,28 @@ def test_a_host_another_session_holds_is_refused_and_its_ingress_removed() -> No
     assert condition(body, "RouteReady")["reason"] == "NotAccepted"
     assert ("Normal", "IngressDeleted") in world.events
     assert body["status"]["phase"] == "Failed"
+
+
+def test_a_new_token_rotation_value_writes_a_new_token_once() -> None:
+    world, body = ready_session()
+    key = ("secret", "ns", "demo-token")
+    first = world.api.objects[key]["data"]["token"]
+    pod = world.api.objects[("pod", "ns", "demo")]
+    body["spec"]["tokenRotation"] = "2026-01-01T13:00:00Z"
+    body["metadata"]["generation"] = 2
+    world.run(body)
+    second = world.api.objects[key]["data"]["token"]
+    assert second != first
+    assert len(base64.b64decode(second)) >= 32
+    assert body["status"]["tokenRotation"] == "2026-01-01T13:00:00Z"
+    assert ("Normal", "TokenRotated") in world.events
+    # The pod stays: the server re-reads the mounted token itself.
+    assert world.api.objects[("pod", "ns", "demo")] is pod
+    # Handled once, even by an operator that restarted.
+    world.memo.clear()
+    world.run(body)
+    assert world.api.objects[key]["data"]["token"] == second
+    body["spec"]["tokenRotation"] = "2"
+    world.run(body)
+    assert world.api.objects[key]["data"]["token"] not in (first, second)
+    assert [e for e in world.events if e[1] == "TokenRotated"] == [("Normal", "TokenRotated")] * 2

@@ -165,3 +165,5 @@ class Observed:
     conflict: Check | None = None
     # The operator's policy on what the session asks for (admission.py).
     accepted: Check = ACCEPTED
+    # The last spec.tokenRotation the operator acted on.
+    token_rotation: str | None = None

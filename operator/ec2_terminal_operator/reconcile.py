@@ -250,8 +250,25 @@ def _prior_condition(prior_status: Mapping[str, Any], kind: str) -> Mapping[str,
     return None
 
 
+def rotate_token(clients: Clients, session: Session) -> None:
+    """Writes a fresh random token into the session's token Secret (if the session owns it).
+
+    The kubelet refreshes the mounted file within about a minute; the server then reads the
+    new token and drops every login made with the old one.
+    """
+    name = resources.token_secret_name(session)
+    read: Callable[..., Any] = clients.core.read_namespaced_secret
+    existing = json.loads(read(name=name, namespace=session.namespace, _preload_content=False).data)
+    if session.uid not in _owner_uids(existing):
+        raise NameConflict("Secret", name)
+    body = resources.build_token_secret(session, secrets.token_urlsafe(32))
+    clients.core.patch_namespaced_secret(
+        name=name, namespace=session.namespace, body={"data": body["data"]}, _preload_content=False
+    )
+
+
 def ensure_token_secret(clients: Clients, session: Session, owner: Mapping[str, Any]) -> Outcome:
-    """Creates the token Secret once; an existing token is never replaced."""
+    """Creates the token Secret once; only `rotate_token` replaces the token."""
     manifest = resources.build_token_secret(session, secrets.token_urlsafe(32))
     kopf.adopt(manifest, owner=cast(Any, owner))
     return _create_or_patch(
@@ -543,6 +560,23 @@ def reconcile(p: Pass) -> dict[str, Any]:
             p.memo["ensured_generation"] = session.generation
             route = _route_check(session, config, want_ingress, [True], [True])
     p.memo["passes_since_support"] = passes
+    rotated = prior_status.get("tokenRotation")
+    if conflict is None and session.token_rotation and session.token_rotation != rotated:
+        try:
+            rotate_token(p.clients, session)
+        except NameConflict as exc:
+            conflict = Check(False, "NameConflict", str(exc))
+        else:
+            rotated = session.token_rotation
+            secret = resources.token_secret_name(session)
+            logger.info("session %s/%s: rotated the token", session.namespace, session.name)
+            p.emit(
+                p.body,
+                "Normal",
+                "TokenRotated",
+                f"wrote a new token into Secret {secret} (spec.tokenRotation {rotated!r}): "
+                "logins made with the old one end once the pod sees it",
+            )
 
     activity = next((a for a in p.leases if a.of(pod) is not None), None)
     life = lifetime.evaluate(session, prior_status, pod, now, activity)
@@ -578,6 +612,7 @@ def reconcile(p: Pass) -> dict[str, Any]:
         health_check=prior_status.get("healthCheck") or {},
         conflict=conflict,
         accepted=accepted,
+        token_rotation=rotated,
     )
     verdict = status.compute(session, observed, life, prior_status, config, now)
     for event in verdict.events:

@@ -127,6 +127,8 @@ class Session:
     pod: PodSettings
     health_check_enabled: bool
     suspend: bool
+    # Changing it asks for a fresh token (its value means nothing else).
+    token_rotation: str | None = None
 
     @property
     def layout_path(self) -> str:
@@ -215,4 +217,5 @@ def parse_session(body: Mapping[str, Any]) -> Session:
         pod=pod,
         health_check_enabled=bool((spec.get("healthCheck") or {}).get("enabled", True)),
         suspend=bool(spec.get("suspend", False)),
+        token_rotation=spec.get("tokenRotation") or None,
     )

@@ -333,6 +333,7 @@ def compute(
         "lastActivityTime": format_time(life.last_activity) if life.last_activity else None,
         "expiresAt": format_time(life.expires_at),
         "activeConnections": life.active_connections,
+        "tokenRotation": observed.token_rotation,
     }
     return Verdict(status=status, phase=phase, events=events)
 

@@ -56,8 +56,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 
 {{/*
 Rules for managing sessions, granted cluster-wide or per watched namespace.
-Secrets: get (credentials check, token), create/delete (the token Secret) - never list or
-watch, so the operator cannot enumerate a namespace's Secrets.
+Secrets: get (credentials check, token), create/patch/delete (the token Secret; patch for
+rotation) - never list or watch, so the operator cannot enumerate a namespace's Secrets.
 Leases get/update/patch: needed to grant exactly that (on its own Lease) to each session's
 Role, since RBAC refuses to grant what the granter lacks. Pods are never patched: a session
 pod has no token that could change a Pod.
@@ -89,7 +89,7 @@ pod has no token that could change a Pod.
   verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get", "create", "delete"]
