@@ -233,6 +233,33 @@ def ready_session(cluster: KubeCluster, namespace: str, name: str, **spec: Any) 
     return wait_phase(cluster, namespace, name, "Ready")
 
 
+def patch_spec(cluster: KubeCluster, namespace: str, name: str, **spec: Any) -> None:
+    """Merge-patches fields of a TerminalSession's spec, as `kubectl patch --type=merge`."""
+    cluster.kubectl(
+        "patch",
+        "ts",
+        name,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": spec}),
+        namespace=namespace,
+    )
+
+
+def can_i(cluster: KubeCluster, namespace: str, account: str, verb: str, what: str) -> bool:
+    """`kubectl auth can-i` as the ServiceAccount `account` of `namespace`."""
+    answer = cluster.kubectl(
+        "auth",
+        "can-i",
+        verb,
+        what,
+        f"--as=system:serviceaccount:{namespace}:{account}",
+        namespace=namespace,
+        check=False,
+    )
+    return answer.strip() == "yes"
+
+
 def report_activity(
     cluster: KubeCluster, namespace: str, name: str, connections: int, last: str | None = None
 ) -> None:

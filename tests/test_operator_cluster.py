@@ -26,6 +26,7 @@ from tests.fixtures_operator import (
     get_session,
     key_secret,
     names,
+    patch_spec,
     ready_session,
     report_activity,
     session_manifest,
@@ -375,22 +376,12 @@ def test_suspend_removes_only_the_pod(
 ) -> None:
     ready_session(kube_cluster, namespace, "nap")
     token_before = kube_cluster.kubectl_json("get", "secret", "nap-token", namespace=namespace)
-    kube_cluster.kubectl(
-        "patch", "ts", "nap", "--type=merge", "-p", '{"spec":{"suspend":true}}', namespace=namespace
-    )
+    patch_spec(kube_cluster, namespace, "nap", suspend=True)
     ts = wait_phase(kube_cluster, namespace, "nap", "Suspended")
     assert condition(ts, "Ready")["reason"] == "Suspended"
     wait_for(lambda: not exists(kube_cluster, namespace, "pod", "nap"), message="pod removed")
     assert exists(kube_cluster, namespace, "service", "nap")
-    kube_cluster.kubectl(
-        "patch",
-        "ts",
-        "nap",
-        "--type=merge",
-        "-p",
-        '{"spec":{"suspend":false}}',
-        namespace=namespace,
-    )
+    patch_spec(kube_cluster, namespace, "nap", suspend=False)
     wait_phase(kube_cluster, namespace, "nap", "Ready")
     token_after = kube_cluster.kubectl_json("get", "secret", "nap-token", namespace=namespace)
     assert token_after["data"] == token_before["data"]
@@ -531,15 +522,7 @@ def test_spec_change_replaces_the_pod(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
     ready_session(kube_cluster, namespace, "img")
-    kube_cluster.kubectl(
-        "patch",
-        "ts",
-        "img",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"pod": {"image": TEST_IMAGE_PREFIX + "2"}}}),
-        namespace=namespace,
-    )
+    patch_spec(kube_cluster, namespace, "img", pod={"image": TEST_IMAGE_PREFIX + "2"})
 
     def new_image() -> bool:
         pod = kube_cluster.kubectl_json("get", "pod", "img", namespace=namespace)
@@ -672,15 +655,7 @@ def test_the_operator_refuses_what_its_policy_does_not_allow(
         wait_events(kube_cluster, namespace, name, ("Warning", reason))
         assert not exists(kube_cluster, namespace, "pod", name)
     # An allowed change brings the session up.
-    kube_cluster.kubectl(
-        "patch",
-        "ts",
-        "image",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"pod": {"image": TEST_IMAGE_PREFIX + "3"}}}),
-        namespace=namespace,
-    )
+    patch_spec(kube_cluster, namespace, "image", pod={"image": TEST_IMAGE_PREFIX + "3"})
     ts = wait_phase(kube_cluster, namespace, "image", "Ready")
     assert condition(ts, "Accepted")["status"] == "True"
 
@@ -881,15 +856,7 @@ def test_token_rotation_writes_a_fresh_token_and_keeps_the_pod(
     ready_session(kube_cluster, namespace, "rot")
     before = kube_cluster.kubectl_json("get", "secret", "rot-token", namespace=namespace)
     pod_uid = kube_cluster.kubectl_json("get", "pod", "rot", namespace=namespace)["metadata"]["uid"]
-    kube_cluster.kubectl(
-        "patch",
-        "ts",
-        "rot",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"tokenRotation": "2026-01-01T13:00:00Z"}}),
-        namespace=namespace,
-    )
+    patch_spec(kube_cluster, namespace, "rot", tokenRotation="2026-01-01T13:00:00Z")
 
     def rotated() -> dict[str, Any]:
         ts = get_session(kube_cluster, namespace, "rot")
@@ -906,12 +873,4 @@ def test_token_rotation_writes_a_fresh_token_and_keeps_the_pod(
     assert wait_phase(kube_cluster, namespace, "rot", "Ready")
     # The value is opaque, but not free text.
     with pytest.raises(KubectlError, match="tokenRotation must be letters, digits"):
-        kube_cluster.kubectl(
-            "patch",
-            "ts",
-            "rot",
-            "--type=merge",
-            "-p",
-            json.dumps({"spec": {"tokenRotation": "now; rm -rf"}}),
-            namespace=namespace,
-        )
+        patch_spec(kube_cluster, namespace, "rot", tokenRotation="now; rm -rf")
