@@ -513,6 +513,22 @@ class Pass:
     emit: EventSink = post_event
 
 
+def _rotate(p: Pass) -> str | None:
+    """Handles a new spec.tokenRotation; returns the value now handled."""
+    session = p.session
+    rotate_token(p.clients, session)
+    secret = resources.token_secret_name(session)
+    logger.info("session %s/%s: rotated the token", session.namespace, session.name)
+    p.emit(
+        p.body,
+        "Normal",
+        "TokenRotated",
+        f"wrote a new token into Secret {secret} (spec.tokenRotation "
+        f"{session.token_rotation!r}): logins made with the old one end once the pod sees it",
+    )
+    return session.token_rotation
+
+
 def reconcile(p: Pass) -> dict[str, Any]:
     """Runs one level-triggered pass; returns the status merge patch (may be empty)."""
     session, config = p.session, p.config
@@ -563,20 +579,9 @@ def reconcile(p: Pass) -> dict[str, Any]:
     rotated = prior_status.get("tokenRotation")
     if conflict is None and session.token_rotation and session.token_rotation != rotated:
         try:
-            rotate_token(p.clients, session)
+            rotated = _rotate(p)
         except NameConflict as exc:
             conflict = Check(False, "NameConflict", str(exc))
-        else:
-            rotated = session.token_rotation
-            secret = resources.token_secret_name(session)
-            logger.info("session %s/%s: rotated the token", session.namespace, session.name)
-            p.emit(
-                p.body,
-                "Normal",
-                "TokenRotated",
-                f"wrote a new token into Secret {secret} (spec.tokenRotation {rotated!r}): "
-                "logins made with the old one end once the pod sees it",
-            )
 
     activity = next((a for a in p.leases if a.of(pod) is not None), None)
     life = lifetime.evaluate(session, prior_status, pod, now, activity)
