@@ -478,19 +478,15 @@ def test_demo_with_observability_prints_urls_points_the_demo_at_the_collector_an
     otel_binaries: dict[Binary, Path], tmp_path: Path, stopped_by: str
 ) -> None:
     log = tmp_path / "demo.log"
-    argv = [
-        sys.executable,
-        str(ROOT / "hack/otel/stack.py"),
-        "demo",
-        "--dir",
-        str(tmp_path / "stack"),
-    ]
+    # What hack/demo --observability runs.
+    argv = [sys.executable, "-m", "hack.otel.stack", "demo", "--dir", str(tmp_path / "stack")]
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*argv, "--", "--listen-port", str(free_port())],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()},
+            env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+            | {"PYTHONPATH": str(ROOT)},
             # Its own process group, as a terminal's foreground job: Ctrl-C reaches all of it.
             start_new_session=True,
         )

@@ -6,8 +6,9 @@ cannot merge files, gets a copy whose Kubernetes discovery is replaced by static
 the labels that discovery would give them, so the shipped relabelling still decides what is
 scraped and how it is labelled.
 
-`hack/demo --observability` runs `stack.py demo -- DEMO-ARGS` (docs/observability.md); the tests
-start stacks through tests/fixtures_otel.py.
+`hack/demo --observability` runs `python -m hack.otel.stack demo -- DEMO-ARGS` from the
+repository's root on PYTHONPATH (docs/observability.md); the tests start stacks through
+tests/fixtures_otel.py.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from tests.support import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "k8s/observability"
@@ -291,19 +294,7 @@ class Stack:
 
     def stop(self) -> dict[str, int]:
         """Stop every component (SIGTERM, then SIGKILL); their exit codes."""
-        return {name: end(p) for name, p in reversed(list(self.processes.items()))}
-
-
-def end(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
-    """SIGTERM a process, SIGKILL it if it lingers; its exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-    return process.returncode
+        return {name: stop(p, timeout=15) for name, p in reversed(list(self.processes.items()))}
 
 
 def exit_on_signal(signum: int, frame: object) -> None:
@@ -442,7 +433,7 @@ def demo(args: argparse.Namespace) -> int:
         env = dict(os.environ) | stack.app_env("ec2-terminal-demo")
         cli = Path(sys.executable).parent / "ec2-terminal"
         demo_process = subprocess.Popen([str(cli), "demo", *demo_args], env=env)
-        cleanup.callback(end, demo_process)
+        cleanup.callback(stop, demo_process)
         while True:
             try:
                 code = demo_process.wait()
