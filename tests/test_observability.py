@@ -41,7 +41,7 @@ from hack.otel.stack import (
     derive_prometheus_config,
 )
 from tests.fixtures_kube import KubeCluster, wait_for
-from tests.fixtures_otel import jaeger_api, prometheus_query, stack_factory
+from tests.fixtures_otel import StackFactory, jaeger_api, prometheus_query, stack_factory
 from tests.fixtures_server import RunningServer, start_server
 from tests.fixtures_sshd import start_sshd
 from tests.support import free_port, poll, stop
@@ -370,12 +370,25 @@ def test_prometheus_scrapes_the_session_server_with_the_shipped_relabelling(
     }
 
 
-def test_jaeger_answers_its_query_api_with_the_shipped_config(observed: Observed) -> None:
-    body = jaeger_api(observed.stack, "services")
-    assert body["errors"] is None
-    assert isinstance(body["data"], list)
-    response = httpx.get(f"{observed.stack.jaeger_url}/api/traces/{'0' * 31}1", timeout=10)
+def test_a_fresh_jaeger_answers_its_query_api_with_the_shipped_config(
+    otel_stack_factory: StackFactory,
+) -> None:
+    stack = otel_stack_factory()
+    assert jaeger_api(stack, "services") == {
+        "data": [],
+        "total": 0,
+        "limit": 0,
+        "offset": 0,
+        "errors": None,
+    }
+    response = httpx.get(f"{stack.jaeger_url}/api/traces/{'0' * 31}1", timeout=10)
     assert response.status_code == 404
+    # Its own metrics are scraped like any annotated pod's.
+    poll(
+        lambda: prometheus_query(stack, 'up{job="kubernetes-pods", pod="jaeger-local"} == 1'),
+        timeout=30,
+        what="Prometheus scraping Jaeger",
+    )
 
 
 def dashboard_queries() -> list[tuple[str, str, str]]:
