@@ -45,6 +45,13 @@ PROMETHEUS_CONFIG = SHIPPED / "prometheus/prometheus.yml"
 LOCAL = ROOT / "hack/otel/local"
 BUILD = ROOT / "hack/otel/build"
 START_TIMEOUT = 60.0
+# The ports people and tools expect, used by the demo where they are free.
+CONVENTIONAL_PORTS = {
+    "otelcol_otlp_grpc": 4317,
+    "otelcol_otlp_http": 4318,
+    "jaeger_query": 16686,
+    "prometheus": 9090,
+}
 
 
 class Binary(Enum):
@@ -104,11 +111,9 @@ class Ports:
     @classmethod
     def pick(cls, conventional: bool = False) -> Ports:
         """Free ports; with `conventional`, the usual ones where they are free (for people)."""
-        usual = {"otelcol_otlp_grpc": 4317, "otelcol_otlp_http": 4318, "jaeger_query": 16686}
-        usual["prometheus"] = 9090
         chosen: dict[str, int] = {}
         for f in fields(cls):
-            port = free_port(usual.get(f.name, 0) if conventional else 0)
+            port = free_port(CONVENTIONAL_PORTS.get(f.name, 0) if conventional else 0)
             while port in chosen.values():
                 port = free_port()
             chosen[f.name] = port
@@ -284,7 +289,7 @@ class Stack:
 
         def ready() -> bool:
             if process.poll() is not None:
-                raise StackError(f"{name} exited {process.returncode}: {self.log(name)[-4000:]}")
+                raise StackError(f"{name} exited {process.returncode}")
             return httpx.get(url, timeout=2).status_code == 200
 
         try:
