@@ -16,7 +16,7 @@ from app import linktoken
 from app.accesskey import AccessKey
 from app.linktoken import LinkProblem, LinkRefused
 from app.logins import Login, LoginStore
-from app.ratelimit import Clock
+from app.terminal.ratelimit import Clock
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from app import logs
 from app.accesskey import token_from_file
 from app.connections import WebSocketProtocol, http_protocol
 from app.errors import ConfigurationError
-from app.protocol import MAX_CLIENT_FRAME
 from app.server import create_app, drain
 from app.settings import AccessMethod, AddressKind, HostKeyPolicy, Limits, Settings, Target
+from app.terminal.protocol import MAX_CLIENT_FRAME
 
 log = logging.getLogger(__name__)
 

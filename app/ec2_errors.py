@@ -15,8 +15,8 @@ from botocore.exceptions import (
     UnknownEndpointError,
 )
 
-from app.closecodes import CloseCode
 from app.errors import HostKeyNotVerifiable, TerminalError
+from app.terminal.closecodes import CloseCode
 
 POLICY_HINT = "see docs/ec2.md for the IAM policy each mode needs"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.closecodes import CloseCode
+from app.terminal.closecodes import CloseCode
 
 
 class TerminalError(Exception):

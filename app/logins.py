@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from app.errors import LoginEnded
-from app.ratelimit import Clock
+from app.terminal.ratelimit import Clock
 
 log = logging.getLogger(__name__)
 

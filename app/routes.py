@@ -18,12 +18,12 @@ from starlette.responses import (
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.auth import Authenticator
-from app.bridge import Bridge
 from app.errors import ProtocolViolation
 from app.middleware import NO_STORE
-from app.protocol import SUBPROTOCOL
-from app.recording import list_recordings, recording_path
-from app.terminal import SocketClosed
+from app.terminal.bridge import Bridge
+from app.terminal.ports import SocketClosed
+from app.terminal.protocol import SUBPROTOCOL
+from app.terminal.recording import list_recordings, recording_path
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from app.ec2 import AwsClientCache, AwsReadiness
 from app.logins import LoginStore
 from app.metrics import Metrics
 from app.middleware import HostCheck, HostPolicy, SecurityHeaders
-from app.registry import SessionRegistry
 from app.settings import Settings
 from app.ssh import SSHConnector
 from app.target import prepare_connection
-from app.terminal import Connector
+from app.terminal.ports import Connector
+from app.terminal.registry import SessionRegistry
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from app.errors import (
     TerminalError,
 )
 from app.hostkeys import HostKeyVerifier, sha256
-from app.protocol import Size
 from app.settings import Limits
 from app.target import ConnectPlan
-from app.terminal import ExitInfo, OutputSink
+from app.terminal.ports import ExitInfo, OutputSink
+from app.terminal.protocol import Size
 
 log = logging.getLogger(__name__)
 

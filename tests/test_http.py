@@ -142,7 +142,7 @@ def test_prototype_environment_variables_still_work(monkeypatch: pytest.MonkeyPa
 async def test_demo_prints_a_link_that_serves_a_shell(tmp_path: Path) -> None:
     from websockets.asyncio.client import connect
 
-    from app.protocol import SUBPROTOCOL
+    from app.terminal.protocol import SUBPROTOCOL
     from tests.wsclient import ws_url
 
     log = tmp_path / "demo.log"

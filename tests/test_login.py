@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from app.protocol import SUBPROTOCOL
+from app.terminal.protocol import SUBPROTOCOL
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
 from tests.support import CLI, env_without_proxies, poll

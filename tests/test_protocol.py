@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import FrameTooLarge, OutputLost, ProtocolViolation
-from app.protocol import (
+from app.terminal.protocol import (
     MAX_CLIENT_FRAME,
     FrameType,
     Resume,
@@ -20,7 +20,7 @@ from app.protocol import (
     parse_hello,
     parse_resize,
 )
-from app.replay import ReplayBuffer
+from app.terminal.replay import ReplayBuffer
 
 
 def test_round_trips() -> None:

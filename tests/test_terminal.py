@@ -46,7 +46,7 @@ async def test_initial_size_comes_from_hello(server: RunningServer) -> None:
 
 
 async def test_ping_is_answered_with_the_same_bytes(server: RunningServer) -> None:
-    from app.protocol import FrameType, encode
+    from app.terminal.protocol import FrameType, encode
 
     client = await connected(server)
     await client.ws.send(encode(FrameType.PING, b"\x01probe"))

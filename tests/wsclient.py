@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 if TYPE_CHECKING:
     from tests.fixtures_server import RunningServer
 
-from app.protocol import (
+from app.terminal.protocol import (
     SUBPROTOCOL,
     FrameType,
     Size,

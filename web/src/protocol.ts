@@ -1,5 +1,5 @@
 // Frames of the ec2-terminal.v1 WebSocket protocol: encoding and decoding, no DOM.
-// The server's side of this contract is app/protocol.py; /work/shared/ARCHITECTURE.md is the spec.
+// The server's side of this contract is app/terminal/protocol.py; /work/shared/ARCHITECTURE.md is the spec.
 
 export const SUBPROTOCOL = "ec2-terminal.v1";
 
@@ -16,7 +16,7 @@ export const FrameType = {
   ERROR: 0x83,
 } as const;
 
-/** The server refuses client frames larger than this (app/protocol.py MAX_CLIENT_FRAME). */
+/** The server refuses client frames larger than this (app/terminal/protocol.py MAX_CLIENT_FRAME). */
 export const MAX_CLIENT_FRAME = 64 * 1024;
 export const MAX_TERMINAL_SIDE = 1000;
 

@@ -7,10 +7,11 @@ import contextlib
 import logging
 from typing import Any
 
-from app.closecodes import CloseCode
 from app.errors import OutputLost, ProtocolViolation, TerminalError
 from app.metrics import Metrics
-from app.protocol import (
+from app.terminal.closecodes import CloseCode
+from app.terminal.ports import Socket, SocketClosed
+from app.terminal.protocol import (
     FrameType,
     Hello,
     decode,
@@ -21,9 +22,8 @@ from app.protocol import (
     parse_hello,
     parse_resize,
 )
-from app.registry import SessionRegistry
-from app.session import Session
-from app.terminal import Socket, SocketClosed
+from app.terminal.registry import SessionRegistry
+from app.terminal.session import Session
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from app.errors import SessionNotFound, TooManySessions
 from app.metrics import Metrics
-from app.protocol import Size
-from app.ratelimit import Clock
-from app.recording import start_recording
-from app.session import Session, SessionState
 from app.settings import Limits
-from app.terminal import Connector
+from app.terminal.ports import Connector
+from app.terminal.protocol import Size
+from app.terminal.ratelimit import Clock
+from app.terminal.recording import start_recording
+from app.terminal.session import Session, SessionState
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from collections import deque
 from enum import Enum
 
 from app.metrics import Metrics
-from app.protocol import MAX_OUTPUT_CHUNK, Size
-from app.ratelimit import Clock, TokenBucket
-from app.recording import Recorder
-from app.replay import ReplayBuffer
 from app.settings import Limits
-from app.terminal import ExitInfo, RemoteTerminal
+from app.terminal.ports import ExitInfo, RemoteTerminal
+from app.terminal.protocol import MAX_OUTPUT_CHUNK, Size
+from app.terminal.ratelimit import Clock, TokenBucket
+from app.terminal.recording import Recorder
+from app.terminal.replay import ReplayBuffer
 
 log = logging.getLogger(__name__)
 

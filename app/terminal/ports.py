@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from app.protocol import Size
+from app.terminal.protocol import Size
 
 
 @dataclass(frozen=True)
