@@ -25,8 +25,8 @@ from app.errors import (
 from app.hostkeys import HostKeyVerifier, sha256
 from app.settings import Limits
 from app.target import ConnectPlan
-from app.terminal.ports import ExitInfo, OutputSink
-from app.terminal.protocol import Size
+from app.terminal.ports import OutputSink
+from app.terminal.types import ExitInfo, Size
 
 log = logging.getLogger(__name__)
 

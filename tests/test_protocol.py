@@ -9,7 +9,6 @@ from app.terminal.protocol import (
     MAX_CLIENT_FRAME,
     FrameType,
     Resume,
-    Size,
     decode,
     decode_output,
     encode,
@@ -21,6 +20,7 @@ from app.terminal.protocol import (
     parse_resize,
 )
 from app.terminal.replay import ReplayBuffer
+from app.terminal.types import Size
 
 
 def test_round_trips() -> None:

@@ -19,13 +19,13 @@ if TYPE_CHECKING:
 from app.terminal.protocol import (
     SUBPROTOCOL,
     FrameType,
-    Size,
     decode_output,
     encode,
     encode_ack,
     encode_json,
     encode_resize,
 )
+from app.terminal.types import Size
 
 
 @dataclass

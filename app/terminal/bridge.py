@@ -12,6 +12,7 @@ from app.metrics import Metrics
 from app.terminal.closecodes import CloseCode
 from app.terminal.ports import Socket, SocketClosed
 from app.terminal.protocol import (
+    ConnectionState,
     FrameType,
     Hello,
     decode,
@@ -62,7 +63,7 @@ class Bridge:
                 self._closed = True
                 await self.socket.close(code, close_reason(reason))
 
-    async def _status(self, state: str, **extra: Any) -> None:
+    async def _status(self, state: ConnectionState, **extra: Any) -> None:
         await self._send(encode_json(FrameType.STATUS, {"state": state, **extra}))
 
     async def run(self) -> None:
@@ -118,12 +119,12 @@ class Bridge:
 
     async def _attach(self, hello: Hello) -> Session:
         if hello.resume is None:
-            await self._status("connecting")
+            await self._status(ConnectionState.CONNECTING)
             session = await self.registry.open(hello.size)
             session.attach(self)
             self._session = session
             self.sent = 0
-            state = "connected"
+            state = ConnectionState.CONNECTED
         else:
             session = self.registry.get(hello.resume.session_id)
             offset = hello.resume.offset
@@ -134,12 +135,12 @@ class Bridge:
                 )
             displaced = session.attach(self)
             self._session = session
-            if isinstance(displaced, Bridge):
+            if displaced is not None:
                 await displaced.kick()
             self.sent = offset
             session.ack(offset)
             session.resize(hello.size)
-            state = "resumed"
+            state = ConnectionState.RESUMED
         self.registry.note_activity()
         terminal = session.terminal
         try:
@@ -162,7 +163,7 @@ class Bridge:
         """Another connection resumed this session: this one steps aside."""
         self._kicked.set()
         with contextlib.suppress(SocketClosed):
-            await self._status("closed", reason="resumed by another connection")
+            await self._status(ConnectionState.CLOSED, reason="resumed by another connection")
             await self._close(CloseCode.POLICY_VIOLATION, "session resumed by another connection")
 
     async def _kicked_wait(self) -> None:

@@ -1,19 +1,10 @@
-"""The two small interfaces the bridge moves bytes between: a remote terminal and a socket."""
+"""The interfaces the terminal core talks to: a remote terminal, a socket, an attached client."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
-from app.terminal.protocol import Size
-
-
-@dataclass(frozen=True)
-class ExitInfo:
-    """How a remote terminal ended."""
-
-    exit_status: int | None
-    reason: str
+from app.terminal.types import ExitInfo, Size
 
 
 class OutputSink(Protocol):
@@ -72,3 +63,10 @@ class Socket(Protocol):
 
     async def close(self, code: int, reason: str) -> None:
         """Close with a code and a short reason."""
+
+
+class Attachment(Protocol):
+    """The one client attached to a session (a bridge), which steps aside for another."""
+
+    async def kick(self) -> None:
+        """Another connection resumed the session: tell the client and close."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from app.errors import FrameTooLarge, ProtocolViolation
+from app.terminal.types import Size
 
 SUBPROTOCOL = "ec2-terminal.v1"
 MAX_CLIENT_FRAME = 64 * 1024
@@ -39,6 +40,15 @@ class FrameType(IntEnum):
     ERROR = 0x83
 
 
+class ConnectionState(StrEnum):
+    """STATUS's `state`: where the connection stands with its session."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RESUMED = "resumed"
+    CLOSED = "closed"
+
+
 CLIENT_FRAMES = frozenset(
     {
         FrameType.INPUT,
@@ -49,14 +59,6 @@ CLIENT_FRAMES = frozenset(
         FrameType.HELLO,
     }
 )
-
-
-@dataclass(frozen=True)
-class Size:
-    """A terminal size in character cells."""
-
-    cols: int
-    rows: int
 
 
 @dataclass(frozen=True)

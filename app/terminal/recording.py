@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from app.terminal.protocol import Size
+from app.terminal.types import Size
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from app.errors import SessionNotFound, TooManySessions
 from app.metrics import Metrics
 from app.settings import Limits
 from app.terminal.ports import Connector
-from app.terminal.protocol import Size
 from app.terminal.ratelimit import Clock
 from app.terminal.recording import start_recording
 from app.terminal.session import Session, SessionState
+from app.terminal.types import Size
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,12 @@ from enum import Enum
 
 from app.metrics import Metrics
 from app.settings import Limits
-from app.terminal.ports import ExitInfo, RemoteTerminal
-from app.terminal.protocol import MAX_OUTPUT_CHUNK, Size
+from app.terminal.ports import Attachment, RemoteTerminal
+from app.terminal.protocol import MAX_OUTPUT_CHUNK
 from app.terminal.ratelimit import Clock, TokenBucket
 from app.terminal.recording import Recorder
 from app.terminal.replay import ReplayBuffer
+from app.terminal.types import ExitInfo, Size
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Session:
         self.started = clock()
         self.last_activity = self.started
         self.detached_since: float | None = None
-        self._attachment: object | None = None
+        self._attachment: Attachment | None = None
         self._output_ready = asyncio.Event()
         self._lifetime_changed = asyncio.Event()
         self._paused_since: float | None = None
@@ -166,7 +167,7 @@ class Session:
 
     # -- attachment ------------------------------------------------------------------------------
 
-    def attach(self, owner: object) -> object | None:
+    def attach(self, owner: Attachment) -> Attachment | None:
         """Make `owner` the one attached client; return the one it displaced, if any."""
         previous, self._attachment = self._attachment, owner
         if self.exit is None:
@@ -176,11 +177,7 @@ class Session:
         self._lifetime_changed.set()
         return previous
 
-    def is_attached(self, owner: object) -> bool:
-        """Whether `owner` is still the attached client."""
-        return self._attachment is owner
-
-    def detach(self, owner: object) -> None:
+    def detach(self, owner: Attachment) -> None:
         """`owner`'s socket has gone; keep the session for the grace period."""
         if self._attachment is not owner:
             return
