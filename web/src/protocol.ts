@@ -1,5 +1,6 @@
 // Frames of the ec2-terminal.v1 WebSocket protocol: encoding and decoding, no DOM.
-// The server's side of this contract is app/protocol.py; /work/shared/ARCHITECTURE.md is the spec.
+// The contract is docs/architecture.md; the server's side is app/protocol.py, app/closecodes.py
+// and app/errors.py.
 
 export const SUBPROTOCOL = "ec2-terminal.v1";
 
