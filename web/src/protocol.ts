@@ -1,6 +1,6 @@
 // Frames of the ec2-terminal.v1 WebSocket protocol: encoding and decoding, no DOM.
 // The contract is docs/architecture.md; the server's side is app/protocol.py, app/closecodes.py
-// and app/errors.py.
+// and app/errors.py. tests/test_contracts.py compares the three through web/contract.mjs.
 
 export const SUBPROTOCOL = "ec2-terminal.v1";
 
