@@ -162,12 +162,17 @@ def test_status_states_match(doc: str, page: dict[str, Any]) -> None:
     assert [code_spans(cell)[0] for cell in table.column("state")] == page["STATUS_STATES"]
 
 
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    """The subcommands of `ec2-terminal`, by name."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(commands.choices)
+
+
 def test_every_command_is_documented(doc: str) -> None:
     table = table_with(doc, ("command", "what", "flags and settings"))
     documented = {code_spans(cell)[0] for cell in table.column("command")}
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    missing = {f"ec2-terminal {name}" for name in commands.choices} - documented
+    missing = {f"ec2-terminal {name}" for name in _subcommands()} - documented
     assert not missing, f"commands missing from docs/architecture.md: {missing}"
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     for script in scripts:
@@ -219,9 +224,7 @@ def test_activity_the_server_reports_is_what_the_operator_reads() -> None:
 
 def _serve_environment() -> set[str]:
     """The EC2_TERMINAL_* variables `ec2-terminal serve` reads: its flags', the token's."""
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    serve = commands.choices["serve"]
+    serve = _subcommands()["serve"]
     flags = {ENV_PREFIX + a.dest.upper() for a in serve._actions if a.option_strings}
     return flags - {ENV_PREFIX + "HELP"} | {ENV_PREFIX + "TOKEN"}
 
