@@ -1,4 +1,8 @@
-"""Reports the session's activity as annotations on its own Pod, for the operator to read."""
+"""Reports the session's activity on its own Lease, for the operator to read.
+
+The session's token may update that one Lease and nothing else: it cannot touch its own
+Pod (labels, image), so a compromised server cannot change what the operator runs.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -25,10 +29,14 @@ ANNOTATION_LAST_ACTIVITY = "ec2-terminal.io/last-activity"
 ANNOTATION_ACTIVE_CONNECTIONS = "ec2-terminal.io/active-connections"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_INTERVAL = 10.0
+# Set by the operator on session pods: the Lease to write, and the pod's uid as its holder,
+# so the operator ignores what an earlier pod of the same session left there.
+LEASE_ENV = "EC2_TERMINAL_ACTIVITY_LEASE"
+POD_UID_ENV = "EC2_TERMINAL_POD_UID"
 
 # (attached connections, time of the last user input as Unix seconds or an aware datetime)
 ActivitySource = Callable[[], tuple[int, "float | datetime.datetime | None"]]
-PodPatcher = Callable[[Mapping[str, str]], Awaitable[None]]
+ActivityWriter = Callable[[Mapping[str, str]], Awaitable[None]]
 
 
 class ActivityReportError(Exception):
@@ -36,12 +44,13 @@ class ActivityReportError(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
-class PodEndpoint:
-    """Where the pod's own object lives and how to authenticate to its API server."""
+class LeaseEndpoint:
+    """Where the session's Lease lives, who holds it, and how to authenticate."""
 
     server: str
     namespace: str
-    pod_name: str
+    lease_name: str
+    holder: str
     ca_file: str | None = None
     token: str | None = None
     # Projected ServiceAccount tokens rotate, so the file is re-read for every request.
@@ -56,14 +65,17 @@ class PodEndpoint:
         return Path(self.token_file).read_text().strip()
 
     @property
-    def pod_url(self) -> str:
-        """The Pod's URL on the API server."""
-        return f"{self.server.rstrip('/')}/api/v1/namespaces/{self.namespace}/pods/{self.pod_name}"
+    def lease_url(self) -> str:
+        """The Lease's URL on the API server."""
+        return (
+            f"{self.server.rstrip('/')}/apis/coordination.k8s.io/v1/namespaces/"
+            f"{self.namespace}/leases/{self.lease_name}"
+        )
 
 
 def in_cluster_endpoint(
-    pod_name: str, namespace: str, env: Mapping[str, str] | None = None
-) -> PodEndpoint:
+    lease_name: str, holder: str, namespace: str, env: Mapping[str, str] | None = None
+) -> LeaseEndpoint:
     """The endpoint from the mounted ServiceAccount and KUBERNETES_SERVICE_HOST/PORT."""
     env = os.environ if env is None else env
     host = env.get("KUBERNETES_SERVICE_HOST")
@@ -74,16 +86,17 @@ def in_cluster_endpoint(
         host = f"[{host}]"
     # Overridable so the server can run outside a pod with a pod's identity (tests, debugging).
     account = Path(env.get("EC2_TERMINAL_SERVICE_ACCOUNT_DIR") or SERVICE_ACCOUNT_DIR)
-    return PodEndpoint(
+    return LeaseEndpoint(
         server=f"https://{host}:{port}",
         namespace=namespace,
-        pod_name=pod_name,
+        lease_name=lease_name,
+        holder=holder,
         ca_file=str(account / "ca.crt"),
         token_file=str(account / "token"),
     )
 
 
-def http_client(endpoint: PodEndpoint, timeout: float = 10.0) -> httpx.AsyncClient:
+def http_client(endpoint: LeaseEndpoint, timeout: float = 10.0) -> httpx.AsyncClient:
     """An HTTP client that trusts the cluster's CA only."""
     verify: ssl.SSLContext | bool = True
     if endpoint.ca_file is not None:
@@ -91,14 +104,26 @@ def http_client(endpoint: PodEndpoint, timeout: float = 10.0) -> httpx.AsyncClie
     return httpx.AsyncClient(verify=verify, timeout=timeout)
 
 
-def pod_patcher(endpoint: PodEndpoint, client: httpx.AsyncClient) -> PodPatcher:
-    """A JSON merge patch of the pod's annotations, with the pod's own identity."""
+def _micro_time(value: datetime.datetime) -> str:
+    """Kubernetes MicroTime: RFC 3339 UTC with microseconds."""
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    async def patch(annotations: Mapping[str, str]) -> None:
-        body = json.dumps({"metadata": {"annotations": dict(annotations)}})
+
+def lease_writer(
+    endpoint: LeaseEndpoint,
+    client: httpx.AsyncClient,
+    clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+) -> ActivityWriter:
+    """A JSON merge patch of the Lease: activity annotations, holder and renewTime."""
+
+    async def write(annotations: Mapping[str, str]) -> None:
+        body: dict[str, Any] = {
+            "metadata": {"annotations": dict(annotations)},
+            "spec": {"holderIdentity": endpoint.holder, "renewTime": _micro_time(clock())},
+        }
         response = await client.patch(
-            endpoint.pod_url,
-            content=body,
+            endpoint.lease_url,
+            content=json.dumps(body),
             headers={
                 "Authorization": f"Bearer {endpoint.bearer()}",
                 "Content-Type": "application/merge-patch+json",
@@ -111,11 +136,11 @@ def pod_patcher(endpoint: PodEndpoint, client: httpx.AsyncClient) -> PodPatcher:
             except ValueError:
                 reason = response.reason_phrase
             raise ActivityReportError(
-                f"patching pod {endpoint.namespace}/{endpoint.pod_name} failed: "
+                f"updating lease {endpoint.namespace}/{endpoint.lease_name} failed: "
                 f"HTTP {response.status_code}: {reason}"
             )
 
-    return patch
+    return write
 
 
 def _to_datetime(value: float | datetime.datetime | None) -> datetime.datetime | None:
@@ -144,28 +169,28 @@ class Sleeper(Protocol):
 
 
 class ActivityReporter:
-    """Patches activity annotations at most every `interval` seconds, and only on change."""
+    """Writes activity at most every `interval` seconds, and only on change."""
 
     def __init__(
         self,
         source: ActivitySource,
-        patch: PodPatcher,
+        write: ActivityWriter,
         interval: float = DEFAULT_INTERVAL,
         sleep: Sleeper = asyncio.sleep,
     ) -> None:
         self._source = source
-        self._patch = patch
+        self._write = write
         self._interval = interval
         self._sleep = sleep
         self._last_sent: dict[str, str] | None = None
 
     async def report_once(self) -> bool:
-        """Sends the current activity if it changed; True when a patch was sent."""
+        """Sends the current activity if it changed; True when a report was sent."""
         connections, last_activity = self._source()
         annotations = annotations_for(connections, last_activity)
         if annotations == self._last_sent:
             return False
-        await self._patch(annotations)
+        await self._write(annotations)
         self._last_sent = annotations
         return True
 
@@ -196,11 +221,11 @@ def interval_from_env(env: Mapping[str, str] | None = None) -> float:
 
 @contextlib.asynccontextmanager
 async def run_reporter(
-    endpoint: PodEndpoint, source: ActivitySource, interval: float = DEFAULT_INTERVAL
+    endpoint: LeaseEndpoint, source: ActivitySource, interval: float = DEFAULT_INTERVAL
 ) -> AsyncIterator[ActivityReporter]:
     """Runs an ActivityReporter in the background for the duration of the block."""
     async with http_client(endpoint) as client:
-        reporter = ActivityReporter(source, pod_patcher(endpoint, client), interval)
+        reporter = ActivityReporter(source, lease_writer(endpoint, client), interval)
         task = asyncio.create_task(reporter.run(), name="activity-reporter")
         try:
             yield reporter
@@ -213,20 +238,32 @@ async def run_reporter(
                 await asyncio.wait_for(reporter.report_once(), timeout=2)
 
 
+def endpoint_from_env(
+    settings: Settings, env: Mapping[str, str] | None = None
+) -> LeaseEndpoint | None:
+    """The Lease to report on when running as an operator-made pod; None otherwise."""
+    env = os.environ if env is None else env
+    if not settings.pod_name or not settings.pod_namespace:
+        return None
+    lease, holder = env.get(LEASE_ENV), env.get(POD_UID_ENV)
+    if not lease or not holder:
+        raise ActivityReportError(f"{LEASE_ENV} and {POD_UID_ENV} must both be set")
+    return in_cluster_endpoint(lease, holder, settings.pod_namespace, env)
+
+
 @contextlib.asynccontextmanager
 async def report_activity(
     settings: Settings, source: Callable[[], tuple[int, float | None]]
 ) -> AsyncIterator[None]:
-    """The server's hook: reports activity on its own Pod when running in one."""
-    if not settings.pod_name or not settings.pod_namespace:
-        yield
-        return
+    """The server's hook: reports activity on the session's Lease when running in a pod."""
     try:
-        endpoint = in_cluster_endpoint(settings.pod_name, settings.pod_namespace)
+        endpoint = endpoint_from_env(settings)
     except ActivityReportError as exc:
         logger.warning("activity reporting off: %s", exc)
+        endpoint = None
+    if endpoint is None:
         yield
         return
-    logger.info("reporting activity on pod %s/%s", settings.pod_namespace, settings.pod_name)
+    logger.info("reporting activity on lease %s/%s", endpoint.namespace, endpoint.lease_name)
     async with run_reporter(endpoint, source, interval_from_env()):
         yield

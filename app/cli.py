@@ -1,4 +1,4 @@
-"""The `ec2-terminal` command: `serve` and `demo`."""
+"""The `ec2-terminal` command: `serve`, `demo`, `health-check` and `worker`."""
 
 from __future__ import annotations
 
@@ -293,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_demo_parser(commands)
     add_link_parser(commands)
+    from app.healthcheck.cli import add_parsers
+
+    add_parsers(commands)
     return parser
 
 

@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures_kube",
     "tests.fixtures_moto",
     "tests.fixtures_operator",
+    "tests.fixtures_healthcheck",
 ]
 
 

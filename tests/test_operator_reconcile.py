@@ -11,13 +11,20 @@ from typing import Any
 
 from ec2_terminal_operator import reconcile
 from ec2_terminal_operator.config import OperatorConfig
-from ec2_terminal_operator.observed import PodView, pod_view
+from ec2_terminal_operator.observed import Activity, PodView, activity_view, pod_view
+from ec2_terminal_operator.origin import Claim
+from ec2_terminal_operator.policy import IngressPolicy
 from ec2_terminal_operator.spec import parse_session
 from kubernetes.client.exceptions import ApiException
 
 from tests.fixtures_operator import condition
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
+INGRESS_POLICY = IngressPolicy(
+    session_domain="term.example.com",
+    allowed_hosts=("*.example.com",),
+    allowed_class_names=("nginx",),
+)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -119,16 +126,23 @@ class World:
             networking=self.api,  # type: ignore[arg-type]
             rbac=self.api,  # type: ignore[arg-type]
             custom=self.api,  # type: ignore[arg-type]
+            coordination=self.api,  # type: ignore[arg-type]
         )
         self.memo: dict[str, Any] = {}
-        self.config = OperatorConfig()
+        self.config = OperatorConfig(ingress=INGRESS_POLICY)
         self.events: list[tuple[str, str]] = []
+        # Every session's claim on an origin, as the operator's index has them.
+        self.origins: dict[str, list[Claim]] = {}
         # The pod's status as the kubelet would report it (default: running and ready).
         self.pod_status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True"}]}
 
     def add_key_secret(self) -> None:
         data = {"ssh-privatekey": base64.b64encode(b"k").decode()}
-        self.api.objects[("secret", "ns", "ssh-key")] = {"data": data}
+        labels = {"ec2-terminal.io/usable-by-sessions": "true"}
+        self.api.objects[("secret", "ns", "ssh-key")] = {
+            "metadata": {"labels": labels},
+            "data": data,
+        }
 
     def pods(self) -> list[PodView]:
         pod = self.api.objects.get(("pod", "ns", "demo"))
@@ -136,6 +150,17 @@ class World:
             return []
         body = {**pod, "status": self.pod_status}
         return [pod_view(body)]
+
+    def leases(self) -> list[Activity]:
+        lease = self.api.objects.get(("lease", "ns", "demo-activity"))
+        return [] if lease is None else [activity_view(lease)]
+
+    def report(self, connections: int) -> None:
+        """What the current pod's server writes into the session's Lease."""
+        pod = self.api.objects[("pod", "ns", "demo")]
+        lease = self.api.objects[("lease", "ns", "demo-activity")]
+        lease["spec"] = {"holderIdentity": pod["metadata"]["uid"]}
+        lease["metadata"]["annotations"] = {"ec2-terminal.io/active-connections": str(connections)}
 
     def run(self, body: dict[str, Any], now: datetime.datetime = T0) -> dict[str, Any]:
         services = [1] if ("service", "ns", "demo") in self.api.objects else []
@@ -149,6 +174,8 @@ class World:
                 pods=self.pods(),
                 services=services,
                 ingresses=ingresses,
+                leases=self.leases(),
+                origins=self.origins,
                 memo=self.memo,
                 clock=lambda: now,
                 emit=lambda _b, t, reason, _m: self.events.append((t, reason)),
@@ -165,7 +192,17 @@ def test_first_pass_creates_everything_once_with_owner_references() -> None:
     world.run(body)
     kinds = sorted(k for k, _, _ in world.api.objects)
     assert kinds == sorted(
-        ["secret", "secret", "service_account", "role", "role_binding", "service", "pod"]
+        [
+            "network_policy",
+            "secret",
+            "secret",
+            "lease",
+            "service_account",
+            "role",
+            "role_binding",
+            "service",
+            "pod",
+        ]
     )
     pod = world.api.objects[("pod", "ns", "demo")]
     assert pod["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
@@ -215,7 +252,7 @@ def test_suspend_deletes_the_pod_and_a_spec_change_replaces_it() -> None:
     body["spec"]["suspend"] = False
     world.run(body)
     assert ("pod", "ns", "demo") in world.api.objects
-    body["spec"]["pod"] = {"image": "other:1"}
+    body["spec"]["lifetime"] = {"idleTimeoutSeconds": 60}
     body["metadata"]["generation"] = 2
     world.run(body)
     assert ("Normal", "PodReplaced") in world.events
@@ -271,7 +308,7 @@ def test_cleanup_deletes_every_child() -> None:
     body = owner(exposure={"type": "Ingress"})
     world.run(body)
     deleted = reconcile.cleanup(world.clients, parse_session(body))
-    assert len(deleted) == 7
+    assert len(deleted) == 9
     assert list(world.api.objects) == [("secret", "ns", "ssh-key")]
 
 
@@ -349,6 +386,7 @@ def test_an_evicted_pod_is_replaced() -> None:
 
 SUPPORT = [
     ("secret", "ns", "demo-token"),
+    ("lease", "ns", "demo-activity"),
     ("service_account", "ns", "demo-session"),
     ("role", "ns", "demo-session"),
     ("role_binding", "ns", "demo-session"),
@@ -383,7 +421,7 @@ def test_ingress_fields_dropped_from_the_spec_are_removed() -> None:
             "host": "t.example.com",
             "ingressClassName": "nginx",
             "tls": {"secretName": "t-tls"},
-            "annotations": {"example.com/team": "a"},
+            "annotations": {"nginx.ingress.kubernetes.io/limit-rps": "20"},
         }
     )
     world.run(body)
@@ -396,7 +434,7 @@ def test_ingress_fields_dropped_from_the_spec_are_removed() -> None:
     ingress = world.api.objects[("ingress", "ns", "demo")]
     assert "tls" not in ingress["spec"]
     assert "ingressClassName" not in ingress["spec"]
-    assert "example.com/team" not in ingress["metadata"]["annotations"]
+    assert "nginx.ingress.kubernetes.io/limit-rps" not in ingress["metadata"]["annotations"]
     assert "nginx.ingress.kubernetes.io/proxy-read-timeout" in ingress["metadata"]["annotations"]
     assert ingress["spec"]["rules"][0]["host"] == "t.example.com"
     assert ingress["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
@@ -408,13 +446,13 @@ def test_an_operator_upgrade_replaces_a_pod_only_while_nobody_is_connected() -> 
     body = owner()
     world.run(body)
     pod = world.api.objects[("pod", "ns", "demo")]
-    pod["metadata"]["annotations"]["ec2-terminal.io/active-connections"] = "1"
-    world.config = OperatorConfig(session_image="ec2-terminal:9.9.9")
+    world.report(1)
+    world.config = OperatorConfig(session_image="ec2-terminal:9.9.9", ingress=INGRESS_POLICY)
     world.run(body)
     assert world.api.objects[("pod", "ns", "demo")] is pod
     assert not [e for e in world.events if e[1] == "PodReplaced"]
     # The user disconnects: the pod is brought up to date.
-    pod["metadata"]["annotations"]["ec2-terminal.io/active-connections"] = "0"
+    world.report(0)
     world.run(body)
     assert ("pod", "ns", "demo") not in world.api.objects
     assert ("Normal", "PodReplaced") in world.events
@@ -443,3 +481,115 @@ def test_suspended_and_expired_sessions_read_no_secrets() -> None:
     assert "read secret" not in world.api.calls
     creds = condition(body, "CredentialsReady")
     assert creds["status"] == "True"
+
+
+def test_activity_left_on_the_lease_by_an_earlier_pod_is_ignored() -> None:
+    world, body = ready_session()
+    world.report(1)
+    world.run(body)
+    assert body["status"]["activeConnections"] == 1
+    # The pod is replaced (evicted): the Lease still names the old pod as its holder.
+    world.pod_status = {"phase": "Failed", "reason": "Evicted"}
+    world.run(body)
+    world.pod_status = {"conditions": [{"type": "Ready", "status": "True"}]}
+    world.run(body)
+    lease = world.api.objects[("lease", "ns", "demo-activity")]
+    new_uid = world.api.objects[("pod", "ns", "demo")]["metadata"]["uid"]
+    assert lease["spec"]["holderIdentity"] != new_uid
+    assert world.leases()[0].of(world.pods()[0]) is None
+    # Its report of the new pod counts again.
+    world.report(2)
+    world.run(body)
+    assert body["status"]["activeConnections"] == 2
+
+
+def test_a_session_the_policy_refuses_gets_no_pod_and_loses_the_one_it_had() -> None:
+    world, body = ready_session()
+    body["spec"]["pod"] = {"image": "attacker.example/shell:latest"}
+    body["metadata"]["generation"] = 2
+    world.run(body)
+    assert ("pod", "ns", "demo") not in world.api.objects
+    assert body["status"]["phase"] == "Failed"
+    accepted = condition(body, "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "ImageNotAllowed")
+    assert "attacker.example/shell:latest" in accepted["message"]
+    assert condition(body, "Ready")["reason"] == "ImageNotAllowed"
+    assert ("Warning", "ImageNotAllowed") in world.events
+    world.run(body)
+    assert ("pod", "ns", "demo") not in world.api.objects
+    # Back to the default image: accepted again, and a pod comes back.
+    body["spec"]["pod"] = {}
+    body["metadata"]["generation"] = 3
+    world.run(body)
+    world.run(body)
+    assert condition(body, "Accepted")["status"] == "True"
+    assert body["status"]["phase"] == "Ready"
+
+
+def test_a_secret_without_the_opt_in_is_never_mounted() -> None:
+    world = World()
+    world.add_key_secret()
+    del world.api.objects[("secret", "ns", "ssh-key")]["metadata"]["labels"]
+    body = owner()
+    world.run(body)
+    assert ("pod", "ns", "demo") not in world.api.objects
+    creds = condition(body, "CredentialsReady")
+    assert creds["reason"] == "SecretNotUsable"
+    assert "ec2-terminal.io/usable-by-sessions=true" in creds["message"]
+    assert "kubernetes.io/ssh-auth" in creds["message"]
+    # A key Secret of the dedicated type counts as opted in.
+    world.api.objects[("secret", "ns", "ssh-key")]["type"] = "kubernetes.io/ssh-auth"
+    world.run(body)
+    assert ("pod", "ns", "demo") in world.api.objects
+
+
+def test_a_host_another_session_holds_is_refused_and_its_ingress_removed() -> None:
+    world = World()
+    world.add_key_secret()
+    body = owner(exposure={"type": "Ingress", "host": "shared.example.com"})
+    body["metadata"]["creationTimestamp"] = "2026-01-01T12:00:05Z"
+    world.run(body)
+    world.run(body)
+    assert body["status"]["phase"] == "Ready"
+    assert ("ingress", "ns", "demo") in world.api.objects
+    # An older session turns out to hold the host (say, both were applied at once).
+    older = Claim("2026-01-01T12:00:00Z", "other", "first", "/t/other/first/")
+    world.origins["shared.example.com"] = [
+        older,
+        Claim(body["metadata"]["creationTimestamp"], "ns", "demo", "/t/ns/demo/"),
+    ]
+    body["metadata"]["generation"] = 2
+    world.run(body)
+    accepted = condition(body, "Accepted")
+    assert (accepted["status"], accepted["reason"]) == ("False", "HostInUse")
+    assert "other/first" in accepted["message"]
+    assert ("ingress", "ns", "demo") not in world.api.objects
+    assert ("pod", "ns", "demo") not in world.api.objects
+    assert condition(body, "RouteReady")["reason"] == "NotAccepted"
+    assert ("Normal", "IngressDeleted") in world.events
+    assert body["status"]["phase"] == "Failed"
+
+
+def test_a_new_token_rotation_value_writes_a_new_token_once() -> None:
+    world, body = ready_session()
+    key = ("secret", "ns", "demo-token")
+    first = world.api.objects[key]["data"]["token"]
+    pod = world.api.objects[("pod", "ns", "demo")]
+    body["spec"]["tokenRotation"] = "2026-01-01T13:00:00Z"
+    body["metadata"]["generation"] = 2
+    world.run(body)
+    second = world.api.objects[key]["data"]["token"]
+    assert second != first
+    assert len(base64.b64decode(second)) >= 32
+    assert body["status"]["tokenRotation"] == "2026-01-01T13:00:00Z"
+    assert ("Normal", "TokenRotated") in world.events
+    # The pod stays: the server re-reads the mounted token itself.
+    assert world.api.objects[("pod", "ns", "demo")] is pod
+    # Handled once, even by an operator that restarted.
+    world.memo.clear()
+    world.run(body)
+    assert world.api.objects[key]["data"]["token"] == second
+    body["spec"]["tokenRotation"] = "2"
+    world.run(body)
+    assert world.api.objects[key]["data"]["token"] not in (first, second)
+    assert [e for e in world.events if e[1] == "TokenRotated"] == [("Normal", "TokenRotated")] * 2

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from ec2_terminal_operator import policy
+from ec2_terminal_operator.network import NetworkSettings
+from ec2_terminal_operator.policy import IngressPolicy, PodPolicy, PolicyError
+
+PREFIX = "EC2_TERMINAL_OPERATOR_"
+T = TypeVar("T")
 
 DEFAULT_RESOURCES: Mapping[str, Any] = {
     "requests": {"cpu": "50m", "memory": "64Mi"},
@@ -30,26 +37,48 @@ class OperatorConfig:
     # terminal; WebSockets need far longer read/send timeouts.
     ingress_timeout_seconds: int = 3600
     run_as_user: int = 10001
+    # The cluster's DNS domain, for the Service names the session server answers to.
+    cluster_domain: str = "cluster.local"
     default_resources: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: dict(DEFAULT_RESOURCES)
     )
+    # What sessions may ask for (the chart's values); the defaults allow the least.
+    pod_policy: PodPolicy = dataclasses.field(default_factory=PodPolicy)
+    ingress: IngressPolicy = dataclasses.field(default_factory=IngressPolicy)
+    network: NetworkSettings = dataclasses.field(default_factory=NetworkSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
-        """Reads EC2_TERMINAL_OPERATOR_* variables over the defaults."""
+        """Reads EC2_TERMINAL_OPERATOR_* over the defaults; a ValueError names a bad one."""
         env = os.environ if env is None else env
         defaults = cls()
-        prefix = "EC2_TERMINAL_OPERATOR_"
 
-        def get(name: str, default: Any, kind: type) -> Any:
-            raw = env.get(prefix + name)
+        def get(name: str, default: T, kind: Callable[[str], T]) -> T:
+            raw = env.get(PREFIX + name)
             if raw is None or raw == "":
                 return default
             try:
                 return kind(raw)
+            except PolicyError as exc:
+                raise ValueError(f"{PREFIX}{name}: {exc}") from None
             except ValueError:
-                raise ValueError(f"{prefix}{name} must be a {kind.__name__}, not {raw!r}") from None
+                what = getattr(kind, "__name__", "value")
+                raise ValueError(f"{PREFIX}{name} must be a {what}, not {raw!r}") from None
 
+        pod_policy = PodPolicy(
+            allowed_images=get("ALLOWED_IMAGES", (), policy.parse_images),
+            allowed_node_selectors=get("ALLOWED_NODE_SELECTORS", {}, policy.parse_node_selectors),
+            allowed_tolerations=get("ALLOWED_TOLERATIONS", (), policy.parse_tolerations),
+            trust_ssh_auth_secrets=get("TRUST_SSH_AUTH_SECRETS", True, _boolean),
+        )
+        ingress = IngressPolicy(
+            session_domain=get("SESSION_DOMAIN", None, policy.parse_domain),
+            session_tls=get("SESSION_TLS", False, _boolean),
+            allowed_hosts=get("ALLOWED_HOSTS", (), policy.parse_host_patterns),
+            class_name=get("INGRESS_CLASS_NAME", None, policy.parse_class_name),
+            allowed_class_names=get("ALLOWED_INGRESS_CLASSES", (), policy.parse_class_names),
+            allow_shared_origin=get("ALLOW_SHARED_ORIGIN", False, _boolean),
+        )
         return cls(
             session_image=get("SESSION_IMAGE", defaults.session_image, str),
             image_pull_policy=get("IMAGE_PULL_POLICY", defaults.image_pull_policy, str),
@@ -58,4 +87,18 @@ class OperatorConfig:
             ingress_timeout_seconds=get(
                 "INGRESS_TIMEOUT_SECONDS", defaults.ingress_timeout_seconds, int
             ),
+            cluster_domain=get("CLUSTER_DOMAIN", defaults.cluster_domain, str),
+            pod_policy=pod_policy,
+            ingress=ingress,
+            network=get("NETWORK_POLICY", defaults.network, NetworkSettings.parse),
         )
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError(raw)
+    return lowered == "true"
+
+
+_boolean.__name__ = "boolean (true or false)"

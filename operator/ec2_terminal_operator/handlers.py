@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
-from ec2_terminal_operator import loop, observed, reconcile, resources
+from ec2_terminal_operator import loop, observed, origin, reconcile, resources
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import GROUP, PLURAL, VERSION, parse_session
 
@@ -101,8 +101,34 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
     ) -> Any:
         return {_key(namespace, labels[resources.LABEL_SESSION]): name}
 
+    @kopf.index(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        labels=SESSION_SELECTOR,
+        id="session_leases",
+        registry=registry,
+    )
+    def session_leases(
+        namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+    ) -> Any:
+        return {_key(namespace, labels[resources.LABEL_SESSION]): observed.activity_view(body)}
+
+    @kopf.index(GROUP, VERSION, PLURAL, id="session_origins", registry=registry)
+    def session_origins(body: kopf.Body, **_: Any) -> Any:
+        # Every session's host (or the shared origin), so a pass sees who else wants it.
+        return origin.claim_of(body, cfg.ingress)
+
     @kopf.on.event("pods", labels=SESSION_SELECTOR, id="wake_on_pod", registry=registry)
     @kopf.on.event("services", labels=SESSION_SELECTOR, id="wake_on_service", registry=registry)
+    @kopf.on.event(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        labels=SESSION_SELECTOR,
+        id="wake_on_lease",
+        registry=registry,
+    )
     async def wake(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
         # kopf updates the indexes before it calls event handlers: the pass sees this change.
         memo["wakeups"].wake(_key(namespace, labels[resources.LABEL_SESSION]))
@@ -127,6 +153,8 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
         pods: kopf.Index[tuple[str, str], observed.PodView] = kwargs["session_pods"]
         services: kopf.Index[tuple[str, str], str] = kwargs["session_services"]
         ingresses: kopf.Index[tuple[str, str], str] = kwargs["session_ingresses"]
+        leases: kopf.Index[tuple[str, str], observed.Activity] = kwargs["session_leases"]
+        origins: kopf.Index[str, origin.Claim] = kwargs["session_origins"]
         owned = loop.OwnedStatus()
         key = _key(body.metadata.namespace, str(body.metadata.name))
 
@@ -142,6 +170,8 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
                     pods=pods.get(key, []),
                     services=services.get(key, []),
                     ingresses=ingresses.get(key, []),
+                    leases=leases.get(key, []),
+                    origins=origins,
                     memo=memo,
                 )
             )

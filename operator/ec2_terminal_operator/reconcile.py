@@ -15,9 +15,11 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ec2_terminal_operator import lifetime, resources, status
+from ec2_terminal_operator import admission, lifetime, origin, resources, status
 from ec2_terminal_operator.config import OperatorConfig
-from ec2_terminal_operator.observed import Check, Observed, PodView
+from ec2_terminal_operator.observed import Activity, Check, Observed, PodView
+from ec2_terminal_operator.origin import Claim
+from ec2_terminal_operator.policy import PodPolicy
 from ec2_terminal_operator.spec import (
     GROUP,
     PLURAL,
@@ -25,7 +27,6 @@ from ec2_terminal_operator.spec import (
     AccessMethod,
     ExpiryPolicy,
     ExposureType,
-    HostKeyPolicy,
     SecretKeyRef,
     Session,
 )
@@ -51,6 +52,7 @@ class Clients:
     networking: client.NetworkingV1Api
     rbac: client.RbacAuthorizationV1Api
     custom: client.CustomObjectsApi
+    coordination: client.CoordinationV1Api
 
     @classmethod
     def from_api_client(cls, api: client.ApiClient) -> Clients:
@@ -60,6 +62,7 @@ class Clients:
             networking=client.NetworkingV1Api(api),
             rbac=client.RbacAuthorizationV1Api(api),
             custom=client.CustomObjectsApi(api),
+            coordination=client.CoordinationV1Api(api),
         )
 
 
@@ -188,8 +191,19 @@ def _delete_owned(
     return "deleted"
 
 
-def check_secret_key(api: client.CoreV1Api, namespace: str, ref: SecretKeyRef, what: str) -> Check:
-    """Whether a referenced Secret and key exist (their values are never logged)."""
+def check_secret_key(
+    api: client.CoreV1Api,
+    namespace: str,
+    ref: SecretKeyRef,
+    what: str,
+    private_key: bool,
+    pod_policy: PodPolicy,
+) -> Check:
+    """Whether a referenced Secret may be mounted and has the key (values are never logged).
+
+    A Secret must opt in (admission.secret_usable): otherwise whoever may create a session
+    could have the operator mount any Secret of the namespace into a pod.
+    """
     try:
         response = api.read_namespaced_secret(
             name=ref.name, namespace=namespace, _preload_content=False
@@ -202,20 +216,25 @@ def check_secret_key(api: client.CoreV1Api, namespace: str, ref: SecretKeyRef, w
             return Check(False, "SecretForbidden", f"the operator may not read Secret {ref.name!r}")
         raise
     secret: dict[str, Any] = json.loads(response.data)  # type: ignore[arg-type]
+    if not admission.secret_usable(secret, private_key, pod_policy):
+        message = admission.not_usable_message(what, ref.name, private_key, pod_policy)
+        return Check(False, "SecretNotUsable", message)
     if ref.key not in (secret.get("data") or {}):
         msg = f"{what} Secret {ref.name!r} has no key {ref.key!r}"
         return Check(False, "SecretKeyNotFound", msg)
     return Check(True, "SecretFound", f"{what} Secret {ref.name!r} has key {ref.key!r}")
 
 
-def check_credentials(api: client.CoreV1Api, session: Session) -> Check:
-    """CredentialsReady: the private key (for SSHKey) and known_hosts Secrets are present."""
+def check_credentials(api: client.CoreV1Api, session: Session, pod_policy: PodPolicy) -> Check:
+    """CredentialsReady: the Secrets the pod mounts (private key, known_hosts) are usable."""
     checks: list[Check] = []
-    if session.target.access_method is AccessMethod.SSH_KEY and session.credentials is not None:
-        checks.append(check_secret_key(api, session.namespace, session.credentials, "credentials"))
-    known_hosts = session.host_key.known_hosts
-    if session.host_key.policy is HostKeyPolicy.KNOWN_HOSTS_SECRET and known_hosts is not None:
-        checks.append(check_secret_key(api, session.namespace, known_hosts, "known_hosts"))
+    ns = session.namespace
+    key = resources.mounted_key(session)
+    if key is not None:
+        checks.append(check_secret_key(api, ns, key, "credentials", True, pod_policy))
+    known_hosts = resources.mounted_known_hosts(session)
+    if known_hosts is not None:
+        checks.append(check_secret_key(api, ns, known_hosts, "known_hosts", False, pod_policy))
     for check in checks:
         if not check.ok:
             return check
@@ -231,8 +250,25 @@ def _prior_condition(prior_status: Mapping[str, Any], kind: str) -> Mapping[str,
     return None
 
 
+def rotate_token(clients: Clients, session: Session) -> None:
+    """Writes a fresh random token into the session's token Secret (if the session owns it).
+
+    The kubelet refreshes the mounted file within about a minute; the server then reads the
+    new token and drops every login made with the old one.
+    """
+    name = resources.token_secret_name(session)
+    read: Callable[..., Any] = clients.core.read_namespaced_secret
+    existing = json.loads(read(name=name, namespace=session.namespace, _preload_content=False).data)
+    if session.uid not in _owner_uids(existing):
+        raise NameConflict("Secret", name)
+    body = resources.build_token_secret(session, secrets.token_urlsafe(32))
+    clients.core.patch_namespaced_secret(
+        name=name, namespace=session.namespace, body={"data": body["data"]}, _preload_content=False
+    )
+
+
 def ensure_token_secret(clients: Clients, session: Session, owner: Mapping[str, Any]) -> Outcome:
-    """Creates the token Secret once; an existing token is never replaced."""
+    """Creates the token Secret once; only `rotate_token` replaces the token."""
     manifest = resources.build_token_secret(session, secrets.token_urlsafe(32))
     kopf.adopt(manifest, owner=cast(Any, owner))
     return _create_or_patch(
@@ -251,10 +287,13 @@ def ensure_support(
     owner: Mapping[str, Any],
     emit: EventSink,
     has_ingress: bool = True,
+    want_ingress: bool = False,
 ) -> None:
-    """Everything but the pod: token Secret, ServiceAccount, Role, RoleBinding, Service, Ingress.
+    """Everything but the pod: NetworkPolicy, token Secret, Lease, RBAC, Service, Ingress.
 
-    `has_ingress` False (from the ingress index) spares a DELETE when none is wanted or there.
+    `want_ingress`: exposed by Ingress and accepted by the operator's policy; otherwise an
+    Ingress the session owns is deleted (`has_ingress` False, from the ingress index, spares
+    that DELETE when there is none).
     """
     ns = session.namespace
     outcomes: list[tuple[str, str, Outcome]] = []
@@ -270,6 +309,13 @@ def ensure_support(
             str, Callable[..., Any], Callable[..., Any], Callable[..., Any] | None, dict[str, Any]
         ]
     ] = [
+        (
+            "Lease",
+            clients.coordination.create_namespaced_lease,
+            clients.coordination.read_namespaced_lease,
+            None,  # the session pod writes it; its spec is the pod's report, not ours
+            resources.build_lease(session),
+        ),
         (
             "ServiceAccount",
             clients.core.create_namespaced_service_account,
@@ -299,7 +345,27 @@ def ensure_support(
             resources.build_service(session, config),
         ),
     ]
-    if session.exposure.type is ExposureType.INGRESS:
+    if config.network.enabled:
+        # Before the pod: it never runs without its NetworkPolicy.
+        steps.insert(
+            0,
+            (
+                "NetworkPolicy",
+                clients.networking.create_namespaced_network_policy,
+                clients.networking.read_namespaced_network_policy,
+                clients.networking.patch_namespaced_network_policy,
+                resources.build_network_policy(session, config),
+            ),
+        )
+    else:
+        _delete_owned(
+            clients.networking.read_namespaced_network_policy,
+            clients.networking.delete_namespaced_network_policy,
+            resources.network_policy_name(session),
+            ns,
+            session.uid,
+        )
+    if want_ingress:
         steps.append(
             (
                 "Ingress",
@@ -320,10 +386,16 @@ def ensure_support(
         )
         == "deleted"
     ):
-        emit(owner, "Normal", "IngressDeleted", "exposure.type is no longer Ingress")
+        why = (
+            "the operator's policy refuses it"
+            if session.exposure.type is ExposureType.INGRESS
+            else "exposure.type is no longer Ingress"
+        )
+        emit(owner, "Normal", "IngressDeleted", f"deleted Ingress: {why}")
     for kind, create, read, patch, manifest in steps:
         kopf.adopt(manifest, owner=cast(Any, owner))
-        outcome = _create_or_patch(create, read, patch, ns, manifest, prune=kind == "Ingress")
+        prune = kind in ("Ingress", "NetworkPolicy")
+        outcome = _create_or_patch(create, read, patch, ns, manifest, prune=prune)
         outcomes.append((kind, manifest["metadata"]["name"], outcome))
     for kind, name, outcome in outcomes:
         if outcome == "created":
@@ -346,8 +418,12 @@ def ensure_pod(
     want: bool,
     why_not: str,
     emit: EventSink,
+    connected: bool = False,
 ) -> None:
-    """Creates, replaces or removes the session pod so it matches `want` and the spec."""
+    """Creates, replaces or removes the session pod so it matches `want` and the spec.
+
+    `connected`: the pod reports a browser attached, so only a spec change replaces it.
+    """
     ns = session.namespace
     if not want:
         if (
@@ -378,7 +454,7 @@ def ensure_pod(
     elif pod.config_hash != desired_hash:
         # Pod specs are immutable: a changed spec means a new pod.
         type_, why = "Normal", "its spec changed"
-    elif pod.pod_hash != annotations[resources.ANNOTATION_POD_HASH] and not pod.active_connections:
+    elif pod.pod_hash != annotations[resources.ANNOTATION_POD_HASH] and not connected:
         # Only operator settings changed (an upgrade, a new default image): the pod still
         # works, so it is replaced only while nobody is connected, never under a live terminal.
         type_, why = "Normal", "operator settings changed and nobody is connected"
@@ -389,11 +465,19 @@ def ensure_pod(
         emit(owner, type_, "PodReplaced", f"replacing pod {pod.name}: {why}")
 
 
-def _route_check(session: Session, services: Iterable[Any], ingresses: Iterable[Any]) -> Check:
+def _route_check(
+    session: Session,
+    config: OperatorConfig,
+    want_ingress: bool,
+    services: Iterable[Any],
+    ingresses: Iterable[Any],
+) -> Check:
     if not list(services):
         return Check(
             False, "ServiceNotFound", f"Service {resources.service_name(session)} not found"
         )
+    if session.exposure.type is ExposureType.INGRESS and not want_ingress:
+        return Check(False, "NotAccepted", "no Ingress: the operator's policy refuses the session")
     if session.exposure.type is not ExposureType.INGRESS:
         return Check(
             True, "ServiceReady", f"Service {resources.service_name(session)} routes to the pod"
@@ -405,7 +489,8 @@ def _route_check(session: Session, services: Iterable[Any], ingresses: Iterable[
     return Check(
         True,
         "IngressReady",
-        f"Ingress {resources.ingress_name(session)} routes {session.base_path}",
+        f"Ingress {resources.ingress_name(session)} routes "
+        + resources.session_url(session, config),
     )
 
 
@@ -419,10 +504,29 @@ class Pass:
     session: Session
     pods: Iterable[PodView]
     services: Iterable[Any]
+    leases: Iterable[Activity]
     ingresses: Iterable[Any]
     memo: MutableMapping[str, Any]
+    # Every session's claim on an origin, by host ('' for the shared origin).
+    origins: Mapping[str, Iterable[Claim]] = dataclasses.field(default_factory=dict)
     clock: Clock = utcnow
     emit: EventSink = post_event
+
+
+def _rotate(p: Pass) -> str | None:
+    """Handles a new spec.tokenRotation; returns the value now handled."""
+    session = p.session
+    rotate_token(p.clients, session)
+    secret = resources.token_secret_name(session)
+    logger.info("session %s/%s: rotated the token", session.namespace, session.name)
+    p.emit(
+        p.body,
+        "Normal",
+        "TokenRotated",
+        f"wrote a new token into Secret {secret} (spec.tokenRotation "
+        f"{session.token_rotation!r}): logins made with the old one end once the pod sees it",
+    )
+    return session.token_rotation
 
 
 def reconcile(p: Pass) -> dict[str, Any]:
@@ -431,6 +535,10 @@ def reconcile(p: Pass) -> dict[str, Any]:
     prior_status: Mapping[str, Any] = p.body.get("status") or {}
     now = p.clock()
     pod = pick_pod(p.pods)
+    route_plan = origin.plan(session, config.ingress)
+    claims = p.origins.get(origin.claim_key(route_plan), ()) if route_plan else ()
+    created = str((p.body.get("metadata") or {}).get("creationTimestamp") or "")
+    accepted = admission.admit(session, config, route_plan, claims, created)
     # The Secret is read while there is no pod; a running pod has its key mounted already,
     # and re-reading Secrets on every pass of every session would load the API server.
     # A suspended or expired session wants no pod, so its Secrets are not read either: the
@@ -446,10 +554,11 @@ def reconcile(p: Pass) -> dict[str, Any]:
             str(prior_creds.get("message")),
         )
     else:
-        creds = check_credentials(p.clients.core, session)
+        creds = check_credentials(p.clients.core, session, config.pod_policy)
 
     conflict: Check | None = None
-    route = _route_check(session, p.services, p.ingresses)
+    want_ingress = route_plan is not None and accepted.ok
+    route = _route_check(session, config, want_ingress, p.services, p.ingresses)
     passes = int(p.memo.get("passes_since_support", 0)) + 1
     if (
         p.memo.get("ensured_generation") != session.generation
@@ -460,20 +569,43 @@ def reconcile(p: Pass) -> dict[str, Any]:
         has_ingress = bool(list(p.ingresses))
         passes = 0
         try:
-            ensure_support(p.clients, session, config, p.body, p.emit, has_ingress)
+            ensure_support(p.clients, session, config, p.body, p.emit, has_ingress, want_ingress)
         except NameConflict as exc:
             conflict = route = Check(False, "NameConflict", str(exc))
         else:
             p.memo["ensured_generation"] = session.generation
-            route = _route_check(session, [True], [True])
+            route = _route_check(session, config, want_ingress, [True], [True])
     p.memo["passes_since_support"] = passes
-
-    life = lifetime.evaluate(session, prior_status, pod, now)
-    want_pod = creds.ok and not session.suspend and life.expired is None and conflict is None
-    why_not = "session expired" if life.expired is not None else "spec.suspend is true"
-    if conflict is None and (session.suspend or life.expired is not None or creds.ok):
+    rotated = prior_status.get("tokenRotation")
+    if conflict is None and session.token_rotation and session.token_rotation != rotated:
         try:
-            ensure_pod(p.clients, session, config, p.body, pod, want_pod, why_not, p.emit)
+            rotated = _rotate(p)
+        except NameConflict as exc:
+            conflict = Check(False, "NameConflict", str(exc))
+
+    activity = next((a for a in p.leases if a.of(pod) is not None), None)
+    life = lifetime.evaluate(session, prior_status, pod, now, activity)
+    want_pod = (
+        accepted.ok
+        and creds.ok
+        and not session.suspend
+        and life.expired is None
+        and conflict is None
+    )
+    if life.expired is not None:
+        why_not = "session expired"
+    elif not accepted.ok:
+        why_not = f"the operator's policy refuses the session ({accepted.reason})"
+    else:
+        why_not = "spec.suspend is true"
+    if conflict is None and (
+        session.suspend or life.expired is not None or creds.ok or not accepted.ok
+    ):
+        try:
+            connected = bool(activity is not None and activity.active_connections)
+            ensure_pod(
+                p.clients, session, config, p.body, pod, want_pod, why_not, p.emit, connected
+            )
         except NameConflict as exc:
             conflict = Check(False, "NameConflict", str(exc))
 
@@ -484,6 +616,8 @@ def reconcile(p: Pass) -> dict[str, Any]:
         route=route,
         health_check=prior_status.get("healthCheck") or {},
         conflict=conflict,
+        accepted=accepted,
+        token_rotation=rotated,
     )
     verdict = status.compute(session, observed, life, prior_status, config, now)
     for event in verdict.events:
@@ -524,7 +658,7 @@ def cleanup(clients: Clients, session: Session) -> list[str]:
     """
     ns = session.namespace
     deleted: list[str] = []
-    core, rbac, net = clients.core, clients.rbac, clients.networking
+    core, rbac, net, coord = clients.core, clients.rbac, clients.networking, clients.coordination
     for kind, read, delete, name in (
         ("Pod", core.read_namespaced_pod, core.delete_namespaced_pod, resources.pod_name(session)),
         (
@@ -532,6 +666,12 @@ def cleanup(clients: Clients, session: Session) -> list[str]:
             net.read_namespaced_ingress,
             net.delete_namespaced_ingress,
             resources.ingress_name(session),
+        ),
+        (
+            "NetworkPolicy",
+            net.read_namespaced_network_policy,
+            net.delete_namespaced_network_policy,
+            resources.network_policy_name(session),
         ),
         (
             "Service",
@@ -544,6 +684,12 @@ def cleanup(clients: Clients, session: Session) -> list[str]:
             core.read_namespaced_secret,
             core.delete_namespaced_secret,
             resources.token_secret_name(session),
+        ),
+        (
+            "Lease",
+            coord.read_namespaced_lease,
+            coord.delete_namespaced_lease,
+            resources.lease_name(session),
         ),
         (
             "RoleBinding",

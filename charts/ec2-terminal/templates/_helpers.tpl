@@ -45,11 +45,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
+{{/* The networkPolicy values as JSON for the operator, the worker's namespace defaulted. */}}
+{{- define "ec2-terminal.networkPolicy" -}}
+{{- $np := deepCopy .Values.networkPolicy -}}
+{{- if not $np.healthCheckNamespaceSelector -}}
+{{- $_ := set $np "healthCheckNamespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" .Release.Namespace)) -}}
+{{- end -}}
+{{- toJson $np -}}
+{{- end -}}
+
 {{/*
 Rules for managing sessions, granted cluster-wide or per watched namespace.
-Secrets: get (credentials check, token), create/delete (the token Secret) - never list or
-watch, so the operator cannot enumerate a namespace's Secrets.
-Pods get/patch: needed to grant exactly that to each session's own Role (no escalation).
+Secrets: get (credentials check, token), create/patch/delete (the token Secret; patch for
+rotation) - never list or watch, so the operator cannot enumerate a namespace's Secrets.
+Leases get/update/patch: needed to grant exactly that (on its own Lease) to each session's
+Role, since RBAC refuses to grant what the granter lacks. Pods are never patched: a session
+pod has no token that could change a Pod.
 */}}
 {{- define "ec2-terminal.sessionRules" -}}
 - apiGroups: ["ec2-terminal.io"]
@@ -63,16 +74,22 @@ Pods get/patch: needed to grant exactly that to each session's own Role (no esca
   verbs: ["update"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get", "create", "delete"]

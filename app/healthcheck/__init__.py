@@ -1,0 +1,1 @@
+"""Health checks: a Celery worker probes each session and writes status.healthCheck."""
