@@ -22,10 +22,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 from ec2_terminal_operator import observed, resources
 from ec2_terminal_operator.config import OperatorConfig
-from ec2_terminal_operator.spec import parse_session
+from ec2_terminal_operator.spec import Session, parse_session
 
 import app
 from app import activity
@@ -204,33 +205,8 @@ def test_activity_annotations_are_spelled_alike(doc: str) -> None:
         assert f"`{key}`" in section, f"docs/architecture.md's Activity section lacks {key}"
 
 
-def _operator_reads_activity(
-    annotations: dict[str, str],
-) -> tuple[int | None, datetime.datetime | None]:
-    """What the operator makes of activity annotations on the object the server writes them to."""
-    body = {"metadata": {"name": "demo", "annotations": annotations}}
-    # The branch that moves activity from the session's Pod to its Lease has
-    # observed.activity_view; once it is merged, keep only that case.
-    read_lease = getattr(observed, "activity_view", None)
-    view = read_lease(body) if read_lease is not None else observed.pod_view(body)
-    return view.active_connections, view.last_activity
-
-
-def test_activity_the_server_reports_is_what_the_operator_reads() -> None:
-    when = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
-    assert _operator_reads_activity(activity.annotations_for(3, when)) == (3, when)
-    assert _operator_reads_activity(activity.annotations_for(0, None)) == (0, None)
-
-
-def _serve_environment() -> set[str]:
-    """The EC2_TERMINAL_* variables `ec2-terminal serve` reads: its flags', the token's."""
-    serve = _subcommands()["serve"]
-    flags = {ENV_PREFIX + a.dest.upper() for a in serve._actions if a.option_strings}
-    return flags - {ENV_PREFIX + "HELP"} | {ENV_PREFIX + "TOKEN"}
-
-
-def test_the_operator_sets_only_what_the_server_reads() -> None:
-    session = parse_session(
+def _session() -> Session:
+    return parse_session(
         {
             "metadata": {"name": "demo", "namespace": "team-a", "uid": "u", "generation": 1},
             "spec": {
@@ -241,9 +217,63 @@ def test_the_operator_sets_only_what_the_server_reads() -> None:
             },
         }
     )
+
+
+def _pod_environment(session: Session) -> dict[str, dict[str, Any]]:
+    """The session container's environment as the operator renders it, by name."""
     pod = resources.build_pod(session, OperatorConfig())
     (container,) = pod["spec"]["containers"]
-    env = {e["name"]: e for e in container["env"]}
+    return {e["name"]: e for e in container["env"]}
+
+
+@pytest.mark.anyio
+async def test_the_lease_report_the_server_sends_is_what_the_operator_reads() -> None:
+    session = _session()
+    env = _pod_environment(session)
+    lease = resources.build_lease(session)
+    assert env[activity.LEASE_ENV]["value"] == lease["metadata"]["name"]
+    assert env[activity.POD_UID_ENV]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
+    sent: list[httpx.Request] = []
+
+    def api_server(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={})
+
+    endpoint = activity.LeaseEndpoint(
+        "https://api.test", session.namespace, lease["metadata"]["name"], "pod-uid", token="t"
+    )
+    when = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(api_server)) as client:
+        await activity.lease_writer(endpoint, client)(activity.annotations_for(3, when))
+    (request,) = sent
+    assert request.url.path == (
+        f"/apis/coordination.k8s.io/v1/namespaces/team-a/leases/{lease['metadata']['name']}"
+    )
+    # The session's Role must grant the verb, on that Lease only.
+    (rule,) = resources.build_role(session)["rules"]
+    assert rule["resources"] == ["leases"]
+    assert rule["resourceNames"] == [lease["metadata"]["name"]]
+    assert request.method.lower() in rule["verbs"]
+    # The API server applies the JSON merge patch to the Lease the operator made.
+    assert request.headers["content-type"] == "application/merge-patch+json"
+    patch = json.loads(request.content)
+    lease["metadata"]["annotations"] = patch["metadata"]["annotations"]
+    lease["spec"] = {**lease["spec"], **patch["spec"]}
+    report = observed.activity_view(lease)
+    pod = observed.pod_view({"metadata": {"name": "demo", "uid": "pod-uid"}, "status": {}})
+    assert report.of(pod) == observed.Activity("pod-uid", 3, when)
+    assert report.of(observed.pod_view({"metadata": {"name": "demo", "uid": "old"}})) is None
+
+
+def _serve_environment() -> set[str]:
+    """The EC2_TERMINAL_* variables `ec2-terminal serve` reads: its flags', the token's."""
+    serve = _subcommands()["serve"]
+    flags = {ENV_PREFIX + a.dest.upper() for a in serve._actions if a.option_strings}
+    return flags - {ENV_PREFIX + "HELP"} | {ENV_PREFIX + "TOKEN"}
+
+
+def test_the_operator_sets_only_what_the_server_reads() -> None:
+    env = _pod_environment(_session())
     reporter = {v for k, v in _spelled(activity, "").items() if k.endswith("_ENV")}
     read = _serve_environment() | reporter
     unread = {name for name in env if name.startswith(ENV_PREFIX)} - read
