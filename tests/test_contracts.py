@@ -287,19 +287,40 @@ _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _NOT_DOCS = {"node_modules", "build", "dist", "test-artifacts"}
 
 
-def test_no_document_links_outside_the_repository() -> None:
+def _anchors(markdown: str) -> set[str]:
+    """The anchors of a document's headings, as GitHub makes them (code blocks skipped)."""
+    anchors: set[str] = set()
+    fenced = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (heading := re.match(r"#+ (.+)", line)):
+            text = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower())
+            anchors.add(text.replace(" ", "-"))
+    return anchors
+
+
+def test_document_links_stay_in_the_repository_and_resolve() -> None:
     documents = [
         path
         for path in ROOT.rglob("*.md")
         if not any(p.startswith(".") or p in _NOT_DOCS for p in path.relative_to(ROOT).parts)
     ]
     assert ROOT / "README.md" in documents
-    outside = []
+    broken = []
     for path in documents:
         for target in _LINK.findall(path.read_text()):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
-                continue  # a web address or an anchor in the same file
-            resolved = (path.parent / target.split("#")[0]).resolve()
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            file, _, anchor = target.partition("#")
+            resolved = (path.parent / file).resolve() if file else path
+            where = f"{path.relative_to(ROOT)}: {target}"
             if not resolved.is_relative_to(ROOT):
-                outside.append(f"{path.relative_to(ROOT)}: {target}")
-    assert not outside, f"links that leave the repository: {outside}"
+                broken.append(f"{where} (outside the repository)")
+            elif not resolved.exists():
+                broken.append(f"{where} (no such file)")
+            elif (
+                anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved.read_text())
+            ):
+                broken.append(f"{where} (no such heading)")
+    assert not broken, "broken links:\n" + "\n".join(broken)
