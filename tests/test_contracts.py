@@ -24,7 +24,8 @@ from typing import Any
 
 import httpx
 import pytest
-from ec2_terminal_operator import observed, resources
+import yaml
+from ec2_terminal_operator import lifetime, observed, resources, status
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import Session, parse_session
 
@@ -33,11 +34,13 @@ from app import activity
 from app.cli import ENV_PREFIX, build_parser
 from app.closecodes import CloseCode
 from app.errors import TerminalError
+from app.healthcheck.results import CheckResult, HealthRecord, Outcome
 from app.protocol import CLIENT_FRAMES, SUBPROTOCOL, FrameType
 from tests.doctables import code_spans, leading_integer, table_with, tables_with
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
+CRD = ROOT / "charts" / "ec2-terminal" / "crds" / "terminalsessions.ec2-terminal.io.yaml"
 PAGE_PROTOCOL = "web/src/protocol.ts"
 LIMIT_COLUMNS = ("limit", "value", "name in the code")
 
@@ -262,6 +265,38 @@ async def test_the_lease_report_the_server_sends_is_what_the_operator_reads() ->
     pod = observed.pod_view({"metadata": {"name": "demo", "uid": "pod-uid"}, "status": {}})
     assert report.of(pod) == observed.Activity("pod-uid", 3, when)
     assert report.of(observed.pod_view({"metadata": {"name": "demo", "uid": "old"}})) is None
+
+
+def _target_reachable(session: Session, health_check: dict[str, Any]) -> str:
+    """The TargetReachable status the operator derives from a status.healthCheck."""
+    seen = observed.Observed(
+        deleting=False,
+        credentials=observed.Check(True, "SecretFound", "found"),
+        pod=None,
+        route=observed.Check(True, "ServiceReady", "ready"),
+        health_check=health_check,
+    )
+    now = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    life = lifetime.evaluate(session, {}, None, now)
+    verdict = status.compute(session, seen, life, {}, OperatorConfig(), now)
+    (condition,) = (c for c in verdict.status["conditions"] if c["type"] == "TargetReachable")
+    return str(condition["status"])
+
+
+def test_health_check_records_are_what_the_crd_and_the_operator_expect(doc: str) -> None:
+    session = _session()
+    when = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    crd = yaml.safe_load(CRD.read_text())
+    (version,) = crd["spec"]["versions"]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    section = doc[doc.index("### Health checks") :]
+    for result in CheckResult:
+        record = HealthRecord(when, Outcome(result, "what was found", 1.5), "task-1").to_status()
+        assert set(record) == set(schema["healthCheck"]["properties"]), "worker vs the CRD"
+        assert all(f"`{key}`" in section for key in record), "docs lack a status.healthCheck key"
+        assert f"`{result.value}`" in section, f"docs/architecture.md lacks result {result.value}"
+        expected = "True" if result is CheckResult.OK else "False"
+        assert _target_reachable(session, record) == expected, f"the operator on {result.value}"
 
 
 def _serve_environment() -> set[str]:
