@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures_moto",
     "tests.fixtures_operator",
     "tests.fixtures_healthcheck",
+    "tests.fixtures_otel",
 ]
 
 
