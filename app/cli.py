@@ -22,7 +22,7 @@ from app.connections import WebSocketProtocol, http_protocol
 from app.errors import ConfigurationError
 from app.server import create_app, drain
 from app.settings import AccessMethod, AddressKind, HostKeyPolicy, Limits, Settings, Target
-from app.terminal.protocol import MAX_CLIENT_FRAME
+from app.terminal.protocol import MAX_WEBSOCKET_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ def uvicorn_config(
         http=http_protocol(settings.limits.header_timeout),
         ws=WebSocketProtocol,
         limit_concurrency=settings.limits.max_connections,
-        ws_max_size=MAX_CLIENT_FRAME * 4,
+        ws_max_size=MAX_WEBSOCKET_MESSAGE,
         ws_per_message_deflate=False,
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,

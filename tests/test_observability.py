@@ -5,6 +5,7 @@ query answered, and the kustomization applied to the local API server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -40,11 +41,12 @@ from hack.otel.stack import (
     Stack,
     derive_prometheus_config,
 )
+from tests.fixtures_healthcheck import RedisServer, worker_env
 from tests.fixtures_kube import KubeCluster, wait_for
 from tests.fixtures_otel import StackFactory, jaeger_api, prometheus_query, stack_factory
 from tests.fixtures_server import RunningServer, start_server
-from tests.fixtures_sshd import start_sshd
-from tests.support import free_port, poll, stop
+from tests.fixtures_sshd import Sshd, start_sshd
+from tests.support import CLI, free_port, poll, stop
 from tests.wsclient import connected, open_client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,9 +58,6 @@ NAMESPACE = "ec2-terminal-observability"
 PENDING_METRICS = frozenset(
     {
         "ec2_terminal_echo_latency_seconds",
-        "ec2_terminal_health_checks",
-        "ec2_terminal_health_check_seconds",
-        "ec2_terminal_health_check_queue_depth",
         "ec2_terminal_operator_reconcile",
         "ec2_terminal_operator_reconcile_seconds",
     }
@@ -196,6 +195,54 @@ SERVER_POD = PodTarget(
 )
 
 
+WORKER_POD = PodTarget(
+    address="",
+    namespace="ec2-terminal-test",
+    pod="health-worker-0",
+    labels={
+        "app.kubernetes.io/name": "ec2-terminal",
+        "app.kubernetes.io/component": "health-worker",
+    },
+    annotations={"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics"},
+)
+
+
+@contextlib.contextmanager
+def beat_worker(directory: Path, server: RunningServer, sshd: Sshd) -> Iterator[int]:
+    """Redis and an `ec2-terminal worker --beat` checking `server` every second; its port."""
+    redis = RedisServer(port=free_port(), directory=directory / "redis")
+    redis.directory.mkdir()
+    redis.start()
+    port = free_port()
+    env = worker_env(
+        redis,
+        directory,
+        {
+            "EC2_TERMINAL_WORKER_LISTEN_PORT": str(port),
+            "EC2_TERMINAL_SERVER_URL": server.origin,
+            "EC2_TERMINAL_HEALTH_INTERVAL": "1",
+            "EC2_TERMINAL_HOST": sshd.host,
+            "EC2_TERMINAL_PORT": str(sshd.port),
+        },
+    )
+    with (directory / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [CLI, "worker", "--beat"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+
+        def checked() -> bool:
+            assert worker.poll() is None, (directory / "worker.log").read_text()
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", trust_env=False).text
+            return 'ec2_terminal_health_checks_total{result="ok"}' in text
+
+        poll(checked, timeout=60, what="the worker's first scheduled check")
+        yield port
+    finally:
+        stop(worker)
+        redis.stop()
+
+
 @dataclass(frozen=True)
 class Observed:
     """A stack that has seen a terminal session's metrics and two traces."""
@@ -255,8 +302,16 @@ def observed(
     pending = with_address(SERVER_POD, server.port, pod="session-pending", phase="Pending")
     span_file = tmp_path_factory.mktemp("spans") / "spans.jsonl"
     try:
-        with stack_factory(lambda: tmp_path_factory.mktemp("otel"), otel_binaries) as start:
-            stack = start([with_address(SERVER_POD, server.port), pending], span_file)
+        with (
+            beat_worker(tmp_path_factory.mktemp("worker"), server, sshd) as worker_port,
+            stack_factory(lambda: tmp_path_factory.mktemp("otel"), otel_binaries) as start,
+        ):
+            targets = [
+                with_address(SERVER_POD, server.port),
+                pending,
+                with_address(WORKER_POD, worker_port),
+            ]
+            stack = start(targets, span_file)
             asyncio.run(terminal_traffic(server))
             service = "ec2-terminal-test"
             trace_id = send_trace(

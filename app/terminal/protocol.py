@@ -13,12 +13,16 @@ from app.terminal.types import Size
 
 SUBPROTOCOL = "ec2-terminal.v1"
 MAX_CLIENT_FRAME = 64 * 1024
+# What the WebSocket layer reads of one message at all: a larger one is refused while it
+# arrives, so it is never buffered whole (a frame between the two gets an ERROR first).
+MAX_WEBSOCKET_MESSAGE = 4 * MAX_CLIENT_FRAME
 MAX_OUTPUT_CHUNK = 64 * 1024
 MAX_TERMINAL_SIDE = 1000
 MAX_OFFSET = 2**64 - 1
 # A real HELLO is under 200 bytes; the bound keeps hostile JSON (deep nesting, huge numbers)
 # far below what could exhaust the parser.
 MAX_HELLO = 1024
+MAX_SESSION_ID = 128
 
 _U16_PAIR = struct.Struct(">HH")
 _U64 = struct.Struct(">Q")
@@ -143,7 +147,7 @@ def parse_hello(payload: bytes) -> Hello:
     if not isinstance(raw_resume, dict):
         raise ProtocolViolation("HELLO resume must be an object")
     session_id, offset = raw_resume.get("id"), raw_resume.get("offset")
-    if not isinstance(session_id, str) or not 0 < len(session_id) <= 128:
+    if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
         raise ProtocolViolation("HELLO resume.id must be a session id")
     if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
         raise ProtocolViolation("HELLO resume.offset must be a non-negative integer")
