@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import asyncssh
 
-from app.errors import HostKeyNotVerifiable
-from app.hostkeys import sha256
+from app.ssh.errors import HostKeyNotVerifiable
+from app.ssh.hostkeys import sha256
 
 log = logging.getLogger(__name__)
 

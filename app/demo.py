@@ -18,11 +18,11 @@ from typing import Any
 import asyncssh
 
 from app.cli import DrainingServer, uvicorn_config
-from app.hostkeys import sha256
 from app.link import link_url
-from app.localsshd import start_local_sshd
 from app.server import create_app
 from app.settings import HostKeyPolicy, Settings, Target
+from app.ssh.hostkeys import sha256
+from app.ssh.localsshd import start_local_sshd
 
 
 def add_demo_parser(commands: Any) -> None:

@@ -34,8 +34,8 @@ from app.ec2_errors import (
     state_advice,
 )
 from app.errors import TerminalError
-from app.hostkeys import sha256
 from app.settings import AddressKind
+from app.ssh.hostkeys import sha256
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client

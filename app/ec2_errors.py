@@ -15,7 +15,8 @@ from botocore.exceptions import (
     UnknownEndpointError,
 )
 
-from app.errors import HostKeyNotVerifiable, TerminalError
+from app.errors import TerminalError
+from app.ssh.errors import HostKeyNotVerifiable
 from app.terminal.closecodes import CloseCode
 
 POLICY_HINT = "see docs/ec2.md for the IAM policy each mode needs"

@@ -20,8 +20,8 @@ from app.logins import LoginStore
 from app.metrics import Metrics
 from app.middleware import HostCheck, HostPolicy, SecurityHeaders
 from app.settings import Settings
-from app.ssh import SSHConnector
-from app.target import prepare_connection
+from app.ssh.connector import SSHConnector
+from app.ssh.plan import prepare_connection
 from app.terminal.ports import Connector
 from app.terminal.registry import SessionRegistry
 

@@ -35,9 +35,10 @@ from app.ec2_errors import (
     InstanceNotRunning,
     aws_error,
 )
-from app.errors import HostKeyNotVerifiable, TerminalError
+from app.errors import TerminalError
 from app.settings import AccessMethod, AddressKind, HostKeyPolicy, Limits, Settings, Target
-from app.target import prepare_connection
+from app.ssh.errors import HostKeyNotVerifiable
+from app.ssh.plan import prepare_connection
 from tests.fixtures_moto import MotoAws
 from tests.support import free_port
 

@@ -14,7 +14,7 @@ from app.console_keys import (
     console_text,
     parse_console_host_keys,
 )
-from app.errors import HostKeyNotVerifiable
+from app.ssh.errors import HostKeyNotVerifiable
 from tests.fixtures_sshd import fingerprint, keygen
 
 

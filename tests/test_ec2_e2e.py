@@ -10,7 +10,7 @@ import asyncssh
 import pytest
 
 from app.ec2 import generate_ephemeral_key, make_clients, push_public_key, resolve_instance
-from app.hostkeys import sha256
+from app.ssh.hostkeys import sha256
 from tests.fixtures_moto import KEY_LIFETIME, MotoAws, PushedKey, console_with_host_keys
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd

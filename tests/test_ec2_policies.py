@@ -13,7 +13,7 @@ import pytest
 from app.ec2 import generate_ephemeral_key
 from app.ec2_errors import AwsAccessDenied
 from app.settings import AccessMethod, HostKeyPolicy, Target
-from app.target import instance_plan
+from app.ssh.plan import instance_plan
 from tests.fixtures_moto import MotoAws, console_with_host_keys
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "ec2.md"

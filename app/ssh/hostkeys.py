@@ -10,7 +10,8 @@ from typing import Protocol
 
 import asyncssh
 
-from app.errors import ConfigurationError, HostKeyNotVerifiable
+from app.errors import ConfigurationError
+from app.ssh.errors import HostKeyNotVerifiable
 
 log = logging.getLogger(__name__)
 

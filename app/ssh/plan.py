@@ -9,8 +9,9 @@ import asyncssh
 
 from app import ec2
 from app.errors import ConfigurationError
-from app.hostkeys import FingerprintVerifier, HostKeyVerifier, KnownHostsVerifier
 from app.settings import AccessMethod, HostKeyPolicy, Settings, Target
+from app.ssh.hostkeys import FingerprintVerifier, HostKeyVerifier, KnownHostsVerifier
+from app.ssh.keys import load_key
 
 
 @dataclass(frozen=True)
@@ -29,23 +30,6 @@ class ConnectPlan:
     def label(self) -> str:
         """user@host:port, for logs and status."""
         return f"{self.user}@{self.host}:{self.port}"
-
-
-def load_key(path: Path) -> asyncssh.SSHKey:
-    """Read an unencrypted private key, with an error that names the file but not its content."""
-    try:
-        return asyncssh.read_private_key(str(path))
-    except FileNotFoundError:
-        raise ConfigurationError(f"SSH key file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read SSH key file {path}: {exc.strerror}") from None
-    except (asyncssh.KeyImportError, ValueError):
-        # asyncssh's messages may quote the file; a Secret mounted here by mistake must not
-        # reach a log or the browser, so the message names the file only.
-        raise ConfigurationError(
-            f"SSH key file {path} is not a usable private key (an unencrypted OpenSSH or PEM "
-            "private key is expected)"
-        ) from None
 
 
 def verifier_for(target: Target) -> HostKeyVerifier:

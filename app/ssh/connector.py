@@ -12,7 +12,9 @@ from typing import Any
 
 import asyncssh
 
-from app.errors import (
+from app.errors import TerminalError
+from app.settings import Limits
+from app.ssh.errors import (
     AuthenticationFailed,
     ConnectionLost,
     ConnectionRefused,
@@ -20,11 +22,9 @@ from app.errors import (
     HostKeyNotVerifiable,
     HostNotFound,
     SSHError,
-    TerminalError,
 )
-from app.hostkeys import HostKeyVerifier, sha256
-from app.settings import Limits
-from app.target import ConnectPlan
+from app.ssh.hostkeys import HostKeyVerifier, sha256
+from app.ssh.plan import ConnectPlan
 from app.terminal.ports import OutputSink
 from app.terminal.types import ExitInfo, Size
 
