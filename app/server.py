@@ -15,7 +15,8 @@ from starlette.staticfiles import StaticFiles
 from app import login, routes
 from app.accesskey import AccessKey
 from app.auth import Authenticator
-from app.ec2 import AwsClientCache, AwsReadiness
+from app.ec2.clients import AwsClientCache
+from app.ec2.readiness import AwsReadiness
 from app.logins import LoginStore
 from app.metrics import Metrics
 from app.middleware import HostCheck, HostPolicy, SecurityHeaders

@@ -140,7 +140,7 @@ class Settings:
     def ready_problem(self) -> str | None:
         """Why the server cannot serve sessions yet, from the configuration alone, or None."""
         # AWS credentials and region need I/O, so the server adds them for instance targets
-        # (app.ec2.AwsReadiness: once at startup, then at most once per TTL).
+        # (app.ec2.readiness.AwsReadiness: once at startup, then at most once per TTL).
         t = self.target
         if not self.token and self.token_file is None:
             return "no access token configured: set --token-file or EC2_TERMINAL_TOKEN"

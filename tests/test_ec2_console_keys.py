@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from app.console_keys import (
+from app.ec2.console_keys import (
     ConsoleOutputVerifier,
     console_text,
     parse_console_host_keys,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app.ec2 import NOT_CHECKED, AwsReadiness
+from app.ec2.readiness import NOT_CHECKED, AwsReadiness
 from app.server import create_app
 from app.settings import AccessMethod, HostKeyPolicy, Settings, Target
 from tests.fixtures_moto import ManualClock

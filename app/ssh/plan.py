@@ -7,7 +7,10 @@ from pathlib import Path
 
 import asyncssh
 
-from app import ec2
+from app.ec2.clients import AwsClientCache
+from app.ec2.console import console_verifier
+from app.ec2.instance_connect import generate_ephemeral_key, push_public_key
+from app.ec2.instances import resolve_instance
 from app.errors import ConfigurationError
 from app.settings import AccessMethod, HostKeyPolicy, Settings, Target
 from app.ssh.hostkeys import FingerprintVerifier, HostKeyVerifier, KnownHostsVerifier
@@ -45,22 +48,22 @@ def verifier_for(target: Target) -> HostKeyVerifier:
 
 
 async def instance_plan(
-    target: Target, instance_id: str, aws: ec2.AwsClientCache | None = None
+    target: Target, instance_id: str, aws: AwsClientCache | None = None
 ) -> ConnectPlan:
     """Resolve an EC2 instance; read its console host keys; push a fresh Instance Connect key."""
-    aws = aws or ec2.AwsClientCache()
+    aws = aws or AwsClientCache()
     clients = await aws.open(target.region, target.endpoint_url)
-    instance = await ec2.resolve_instance(clients.ec2, instance_id, target.address)
+    instance = await resolve_instance(clients.ec2, instance_id, target.address)
     # The console is read before any key is pushed, so a refusal leaves nothing behind.
     verifier: HostKeyVerifier
     if target.host_key_policy is HostKeyPolicy.CONSOLE_OUTPUT:
-        verifier = await ec2.console_verifier(clients.ec2, instance_id)
+        verifier = await console_verifier(clients.ec2, instance_id)
     else:
         verifier = verifier_for(target)
     instance_connect = target.access_method is AccessMethod.INSTANCE_CONNECT
     if instance_connect:
-        key = ec2.generate_ephemeral_key()
-        await ec2.push_public_key(clients.instance_connect, instance, target.user, key, clients.ec2)
+        key = generate_ephemeral_key()
+        await push_public_key(clients.instance_connect, instance, target.user, key, clients.ec2)
     elif target.key_file is None:
         raise ConfigurationError("no SSH key configured: set --key-file")
     else:
@@ -76,7 +79,7 @@ async def instance_plan(
 
 
 async def prepare_connection(
-    settings: Settings, attempt: int = 0, *, aws: ec2.AwsClientCache | None = None
+    settings: Settings, attempt: int = 0, *, aws: AwsClientCache | None = None
 ) -> ConnectPlan:
     """Resolve the target and credentials for connection attempt number `attempt`."""
     # The server passes one `aws` cache for its lifetime, so sessions and retries share clients.
