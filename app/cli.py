@@ -17,7 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from app import logs
-from app.accesskey import token_from_file
+from app.auth.accesskey import token_from_file
 from app.connections import WebSocketProtocol, http_protocol
 from app.errors import ConfigurationError
 from app.server import create_app, drain

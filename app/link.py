@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from app import linktoken
-from app.accesskey import token_from_file
+from app.auth import linktoken
+from app.auth.accesskey import token_from_file
 from app.cli import ENV_PREFIX, option
 from app.errors import ConfigurationError
 

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from app.auth import Authenticator, LoginRefused
-from app.linktoken import looks_like_link
+from app.auth.authenticator import Authenticator, LoginRefused
+from app.auth.linktoken import looks_like_link
 from app.middleware import NO_STORE
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from starlette.responses import (
 )
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app.auth import Authenticator
+from app.auth.authenticator import Authenticator
 from app.errors import ProtocolViolation
 from app.middleware import NO_STORE
 from app.terminal.bridge import Bridge

@@ -13,11 +13,11 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app import login, routes
-from app.accesskey import AccessKey
-from app.auth import Authenticator
+from app.auth.accesskey import AccessKey
+from app.auth.authenticator import Authenticator
+from app.auth.logins import LoginStore
 from app.ec2.clients import AwsClientCache
 from app.ec2.readiness import AwsReadiness
-from app.logins import LoginStore
 from app.metrics import Metrics
 from app.middleware import HostCheck, HostPolicy, SecurityHeaders
 from app.settings import Settings

@@ -258,8 +258,8 @@ def test_the_link_command_mints_links_the_server_accepts(
 
 
 def test_link_tokens_bind_the_access_token_the_base_path_and_the_time() -> None:
-    from app import linktoken
-    from app.linktoken import LinkProblem, LinkRefused
+    from app.auth import linktoken
+    from app.auth.linktoken import LinkProblem, LinkRefused
 
     now = 1_800_000_000.0
     token = linktoken.mint("K", "/t/ns/a/", 300, now)

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from app.errors import LoginEnded
-from app.terminal.ratelimit import Clock
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ class Login:
 class LoginStore:
     """Live logins by the digest of their id, used link nonces, and the connections of each."""
 
-    def __init__(self, ttl: float, clock: Clock = time.time) -> None:
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.time) -> None:
         self.ttl = ttl
         self.clock = clock
         self._logins: dict[str, Login] = {}

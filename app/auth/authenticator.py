@@ -1,4 +1,4 @@
-"""Who may use the terminal: the access token, link tokens, browser logins, the Origin check."""
+"""Trades tokens for logins and recognizes callers (cookie or bearer); checks Origin."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from app import linktoken
-from app.accesskey import AccessKey
-from app.linktoken import LinkProblem, LinkRefused
-from app.logins import Login, LoginStore
-from app.terminal.ratelimit import Clock
+from app.auth import linktoken
+from app.auth.accesskey import AccessKey
+from app.auth.linktoken import LinkProblem, LinkRefused
+from app.auth.logins import Login, LoginStore
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ class Authenticator:
     base_path: str = "/"
     allowed_origins: tuple[str, ...] = ()
     link_ttl: float = 300.0
-    clock: Clock = time.time
+    clock: Callable[[], float] = time.time
 
     @property
     def cookie_name(self) -> str:
