@@ -30,10 +30,10 @@ from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import Session, parse_session
 
 import app
-from app import activity
 from app.cli import ENV_PREFIX, build_parser
 from app.errors import TerminalError
 from app.healthcheck.results import CheckResult, HealthRecord, Outcome
+from app.kube import activity
 from app.terminal.closecodes import CloseCode
 from app.terminal.protocol import CLIENT_FRAMES, SUBPROTOCOL, FrameType
 from tests.doctables import code_spans, leading_integer, table_with, tables_with
@@ -196,7 +196,7 @@ def _spelled(module: ModuleType, prefix: str) -> dict[str, str]:
 def test_activity_annotations_are_spelled_alike(doc: str) -> None:
     server = _spelled(activity, "ANNOTATION_")
     operator = _spelled(resources, "ANNOTATION_")
-    assert server, "app/activity.py spells no ANNOTATION_* keys"
+    assert server, "app/kube/activity.py spells no ANNOTATION_* keys"
     for name, key in server.items():
         assert operator.get(name) == key, (
             f"{name}: the server writes {key}, the operator reads {operator.get(name)}"

@@ -13,7 +13,7 @@ import pytest
 from starlette.applications import Starlette
 
 from app.ec2.readiness import NOT_CHECKED, AwsReadiness
-from app.server import create_app
+from app.http.application import create_app
 from app.settings import AccessMethod, HostKeyPolicy, Settings, Target
 from tests.fixtures_moto import ManualClock
 from tests.fixtures_server import ServerFactory

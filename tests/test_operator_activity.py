@@ -1,4 +1,4 @@
-"""app/activity.py: activity on the session's own Lease, with a token that can do nothing else."""
+"""app/kube/activity.py: activity on the session's Lease, with a token that can do nothing else."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from ec2_terminal_operator import resources
 from ec2_terminal_operator.spec import parse_session
 
-from app.activity import (
+from app.kube.activity import (
     ANNOTATION_ACTIVE_CONNECTIONS,
     ANNOTATION_LAST_ACTIVITY,
     ActivityReporter,

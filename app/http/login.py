@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from app.auth.authenticator import Authenticator, LoginRefused
 from app.auth.linktoken import looks_like_link
-from app.middleware import NO_STORE
+from app.http.middleware import NO_STORE
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,15 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from app import login, routes
 from app.auth.accesskey import AccessKey
 from app.auth.authenticator import Authenticator
 from app.auth.logins import LoginStore
 from app.ec2.clients import AwsClientCache
 from app.ec2.readiness import AwsReadiness
+from app.http import login, routes
+from app.http.middleware import HostCheck, HostPolicy, SecurityHeaders
+from app.kube.activity import report_activity
 from app.metrics import Metrics
-from app.middleware import HostCheck, HostPolicy, SecurityHeaders
 from app.settings import Settings
 from app.ssh.connector import SSHConnector
 from app.ssh.plan import prepare_connection
@@ -85,8 +86,6 @@ def create_app(
                 await aws_readiness.refresh()
                 stack.push_async_callback(aws_readiness.close)
             if settings.pod_name and settings.pod_namespace:
-                from app.activity import report_activity
-
                 await stack.enter_async_context(report_activity(settings, registry.activity))
             yield
             await drain(app)

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.auth.authenticator import Authenticator
 from app.errors import ProtocolViolation
-from app.middleware import NO_STORE
+from app.http.middleware import NO_STORE
 from app.terminal.bridge import Bridge
 from app.terminal.ports import SocketClosed
 from app.terminal.protocol import SUBPROTOCOL
@@ -27,7 +27,7 @@ from app.terminal.recording import list_recordings, recording_path
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent.parent / "static"
 
 
 def _auth(request: Request | WebSocket) -> Authenticator:
