@@ -28,11 +28,11 @@ from app.ec2.errors import (
 )
 from app.ec2.instance_connect import generate_ephemeral_key, push_public_key
 from app.ec2.instances import resolve_instance
+from app.ec2.plan import prepare_connection
 from app.ec2.readiness import aws_ready_problem
 from app.errors import TerminalError
 from app.settings import AccessMethod, AddressKind, HostKeyPolicy, Limits, Settings, Target
 from app.ssh.errors import HostKeyNotVerifiable
-from app.ssh.plan import prepare_connection
 from tests.fixtures_moto import MotoAws
 from tests.support import free_port
 

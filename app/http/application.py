@@ -16,6 +16,7 @@ from app.auth.accesskey import AccessKey
 from app.auth.authenticator import Authenticator
 from app.auth.logins import LoginStore
 from app.ec2.clients import AwsClientCache
+from app.ec2.plan import prepare_connection
 from app.ec2.readiness import AwsReadiness
 from app.http import login, routes
 from app.http.middleware import HostCheck, HostPolicy, SecurityHeaders
@@ -23,7 +24,6 @@ from app.kube.activity import report_activity
 from app.metrics import Metrics
 from app.settings import Settings
 from app.ssh.connector import SSHConnector
-from app.ssh.plan import prepare_connection
 from app.terminal.ports import Connector
 from app.terminal.registry import SessionRegistry
 
