@@ -30,7 +30,8 @@ from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import Session, parse_session
 
 import app
-from app.cli import ENV_PREFIX, build_parser
+from app.cli.main import build_parser
+from app.cli.options import ENV_PREFIX
 from app.errors import TerminalError
 from app.healthcheck.results import CheckResult, HealthRecord, Outcome
 from app.kube import activity

@@ -122,7 +122,8 @@ def test_configuration_errors_are_reported_plainly(
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.cli import build_parser, settings_from_args
+    from app.cli.main import build_parser
+    from app.cli.serve import settings_from_args
 
     monkeypatch.setenv("EC2_TERMINAL_KEEPALIVE_INTERVAL", "7.5")
     settings = settings_from_args(build_parser().parse_args(["serve", "--host", "h"]))
@@ -130,7 +131,8 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_prototype_environment_variables_still_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.cli import build_parser, settings_from_args
+    from app.cli.main import build_parser
+    from app.cli.serve import settings_from_args
 
     monkeypatch.setenv("AWS_HOSTNAME", "ec2-1-2-3-4.compute-1.amazonaws.com")
     monkeypatch.setenv("AWS_USERNAME", "ubuntu")

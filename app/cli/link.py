@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from app.auth import linktoken
 from app.auth.accesskey import token_from_file
-from app.cli import ENV_PREFIX, option
+from app.cli.options import ENV_PREFIX, option
 from app.errors import ConfigurationError
 
 

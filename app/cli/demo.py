@@ -17,9 +17,9 @@ from typing import Any
 
 import asyncssh
 
+from app.cli.link import link_url
 from app.http.application import create_app
 from app.http.server import DrainingServer, uvicorn_config
-from app.link import link_url
 from app.settings import HostKeyPolicy, Settings, Target
 from app.ssh.hostkeys import sha256
 from app.ssh.localsshd import start_local_sshd

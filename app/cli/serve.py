@@ -1,78 +1,23 @@
-"""The `ec2-terminal` command: `serve`, `demo`, `health-check` and `worker`."""
+"""`ec2-terminal serve`: the session server's flags, the settings they make, and the run."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import sys
-from collections.abc import Callable, Sequence
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from app import logs
 from app.auth.accesskey import token_from_file
-from app.errors import ConfigurationError
+from app.cli.options import choice, env_name, option
 from app.http.application import create_app
 from app.http.server import DrainingServer, uvicorn_config
 from app.settings import AccessMethod, AddressKind, HostKeyPolicy, Limits, Settings, Target
 
 log = logging.getLogger(__name__)
 
-ENV_PREFIX = "EC2_TERMINAL_"
-# The prototype's variables and key location keep working.
-LEGACY_ENV = {"host": "AWS_HOSTNAME", "user": "AWS_USERNAME"}
+# The prototype's key location keeps working.
 LEGACY_KEY_FILES = (Path("terminal/aws.pem"), Path("aws.pem"))
-
-
-def _env_name(dest: str) -> str:
-    return ENV_PREFIX + dest.upper()
-
-
-def option(
-    parser: argparse._ActionsContainer,
-    flag: str,
-    help: str,
-    type: Callable[[str], Any] = str,
-    default: Any = None,
-    choices: Sequence[str] | None = None,
-) -> None:
-    """A flag defaulting to EC2_TERMINAL_<NAME>, then the legacy variable, then `default`."""
-    dest = flag.lstrip("-").replace("-", "_")
-    env = _env_name(dest)
-    raw = os.environ.get(env)
-    if raw is None and dest in LEGACY_ENV:
-        raw = os.environ.get(LEGACY_ENV[dest])
-    convert = _checked(type, choices, env) if choices else type
-    parser.add_argument(
-        flag,
-        dest=dest,
-        type=convert,
-        # A string default goes through `convert` as if typed on the command line, so a bad
-        # environment value is refused like a bad flag: a message and exit status 2.
-        default=raw if raw not in (None, "") else default,
-        help=f"{help} [env {env}]",
-        metavar="{" + ",".join(choices) + "}" if choices else None,
-    )
-
-
-def _choice(parser: argparse._ActionsContainer, flag: str, help: str, default: Enum) -> None:
-    """An `option` whose values are those of `default`'s enum."""
-    option(parser, flag, help, str, default.value, [m.value for m in type(default)])
-
-
-def _checked(type: Callable[[str], Any], choices: Sequence[str], env: str) -> Callable[[str], Any]:
-    """`type`, refusing values outside `choices` (argparse checks no defaults against them)."""
-
-    def convert(raw: str) -> Any:
-        if raw not in choices:
-            raise argparse.ArgumentTypeError(
-                f"{raw!r} is not one of {', '.join(choices)} (from the flag or {env})"
-            )
-        return type(raw)
-
-    return convert
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -84,10 +29,10 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     option(group, "--instance-id", "EC2 instance id instead of --host")
     option(group, "--region", "AWS region of the instance")
     option(group, "--endpoint-url", "AWS API endpoint override")
-    _choice(group, "--address", "which instance address to use", AddressKind.PUBLIC)
-    _choice(group, "--access-method", "how to log in", AccessMethod.SSH_KEY)
+    choice(group, "--address", "which instance address to use", AddressKind.PUBLIC)
+    choice(group, "--access-method", "how to log in", AccessMethod.SSH_KEY)
     option(group, "--key-file", "private key file for ssh-key access", Path)
-    _choice(
+    choice(
         group,
         "--host-key-policy",
         "how to verify the target's host key (accept-new trusts a first-seen key)",
@@ -144,7 +89,7 @@ def _read_token(args: argparse.Namespace) -> str | None:
     if args.token_file is not None:
         token_from_file(args.token_file)  # refused now if unreadable; the server re-reads it
         return None
-    return os.environ.get(_env_name("token")) or None
+    return os.environ.get(env_name("token")) or None
 
 
 def _key_file(args: argparse.Namespace) -> Path | None:
@@ -220,39 +165,9 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="ec2-terminal", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="run the session server")
-    _add_target_options(serve_parser)
-    _add_server_options(serve_parser)
-    serve_parser.set_defaults(func=serve)
-    from app.demo import add_demo_parser
-    from app.link import add_link_parser
-
-    add_demo_parser(commands)
-    add_link_parser(commands)
-    from app.healthcheck.cli import add_parsers
-
-    add_parsers(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logs.configure(getattr(args, "log_level", "info"))
-    try:
-        result: int = args.func(args)
-    except ConfigurationError as exc:
-        print(f"ec2-terminal: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def add_serve_parser(commands: Any) -> None:
+    """Register the `serve` subcommand."""
+    parser = commands.add_parser("serve", help="run the session server")
+    _add_target_options(parser)
+    _add_server_options(parser)
+    parser.set_defaults(func=serve)
