@@ -103,6 +103,30 @@ async def test_everything_moves_under_a_base_path(
             "argument --port: invalid int",
             id="environment-number",
         ),
+        pytest.param(
+            ["--host", "example.test"],
+            {"EC2_TERMINAL_ACTIVITY_INTERVAL": "often"},
+            "argument --activity-interval: invalid float value: 'often'",
+            id="activity-interval-environment",
+        ),
+        pytest.param(
+            ["--host", "example.test", "--activity-interval", "0"],
+            {},
+            "--activity-interval must be positive",
+            id="activity-interval",
+        ),
+        pytest.param(
+            ["--host", "example.test", "--forwarded-allow-ips", "10.0.0.0/8,proxy.local"],
+            {},
+            "forwarded-allow-ips entry 'proxy.local' must be an IP address, a network",
+            id="forwarded-allow-ips",
+        ),
+        pytest.param(
+            ["--host", "example.test"],
+            {"EC2_TERMINAL_LOG_LEVEL": "loud"},
+            "argument --log-level: 'loud' is not one of debug, info, warning, error",
+            id="log-level-environment",
+        ),
     ],
 )
 def test_configuration_errors_are_reported_plainly(

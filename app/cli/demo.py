@@ -20,7 +20,7 @@ import asyncssh
 from app.cli.link import link_url
 from app.http.application import create_app
 from app.http.server import DrainingServer, uvicorn_config
-from app.settings import HostKeyPolicy, Settings, Target
+from app.settings import HostKeyPolicy, LogLevel, Settings, Target
 from app.ssh.hostkeys import sha256
 from app.ssh.localsshd import start_local_sshd
 
@@ -34,7 +34,12 @@ def add_demo_parser(commands: Any) -> None:
         "--shell", default=os.environ.get("SHELL", "/bin/bash"), help="shell to run"
     )
     parser.add_argument("--recordings-dir", type=Path, help="keep asciicast recordings here")
-    parser.add_argument("--log-level", default="warning", help="server log level")
+    parser.add_argument(
+        "--log-level",
+        default=LogLevel.WARNING.value,
+        choices=[level.value for level in LogLevel],
+        help="server log level",
+    )
     parser.set_defaults(func=demo)
 
 
@@ -75,9 +80,10 @@ async def _run(args: argparse.Namespace, workdir: Path) -> None:
         listen_port=web_port,
         token=token,
         recordings_dir=args.recordings_dir,
+        log_level=LogLevel(args.log_level),
     )
     app = create_app(settings)
-    server = DrainingServer(uvicorn_config(app, settings, "127.0.0.1", args.log_level), app)
+    server = DrainingServer(uvicorn_config(app, settings), app)
     host = f"[{args.listen_host}]" if ":" in args.listen_host else args.listen_host
     url = f"http://{host}:{web_port}/"
     token_file = workdir / "token"

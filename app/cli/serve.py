@@ -12,7 +12,15 @@ from app.auth.accesskey import token_from_file
 from app.cli.options import choice, env_name, option
 from app.http.application import create_app
 from app.http.server import DrainingServer, uvicorn_config
-from app.settings import AccessMethod, AddressKind, HostKeyPolicy, Limits, Settings, Target
+from app.settings import (
+    AccessMethod,
+    AddressKind,
+    HostKeyPolicy,
+    Limits,
+    LogLevel,
+    Settings,
+    Target,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +86,27 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         "",
     )
     option(parser, "--recordings-dir", "directory for asciicast recordings", Path)
-    option(parser, "--forwarded-allow-ips", "proxies trusted for X-Forwarded-*", str, "127.0.0.1")
-    option(parser, "--pod-name", "own pod name, to report activity to the operator")
-    option(parser, "--pod-namespace", "own pod namespace")
-    option(parser, "--log-level", "log level", str, "info", ["debug", "info", "warning", "error"])
+    option(
+        parser,
+        "--forwarded-allow-ips",
+        "comma-separated addresses or networks (or *) of proxies trusted for X-Forwarded-*",
+        str,
+        "127.0.0.1",
+    )
+    choice(parser, "--log-level", "log level", LogLevel.INFO)
+    pod = parser.add_argument_group("session pod (set by the operator)")
+    option(pod, "--pod-name", "own pod name, to report activity to the operator")
+    option(pod, "--pod-namespace", "own pod namespace")
+    option(pod, "--pod-uid", "own pod uid, the holder of the activity Lease")
+    option(pod, "--activity-lease", "name of the Lease to report activity on")
+    option(pod, "--activity-interval", "seconds between activity reports", float, 10.0)
+    option(
+        pod,
+        "--service-account-dir",
+        "the mounted ServiceAccount (token, ca.crt) used for activity reports "
+        "(default: where Kubernetes mounts it)",
+        Path,
+    )
 
 
 def _read_token(args: argparse.Namespace) -> str | None:
@@ -147,8 +172,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         allowed_origins=origins,
         allowed_hosts=tuple(h.lower() for h in _comma_list(args.allowed_hosts)),
         recordings_dir=args.recordings_dir,
+        forwarded_allow_ips=_comma_list(args.forwarded_allow_ips),
+        log_level=LogLevel(args.log_level),
         pod_name=args.pod_name,
         pod_namespace=args.pod_namespace,
+        pod_uid=args.pod_uid,
+        activity_lease=args.activity_lease,
+        activity_interval=args.activity_interval,
+        service_account_dir=args.service_account_dir,
     )
 
 
@@ -159,9 +190,7 @@ def serve(args: argparse.Namespace) -> int:
     if problem:
         log.warning("not ready: %s (/readyz answers 503 until fixed)", problem)
     app = create_app(settings)
-    DrainingServer(
-        uvicorn_config(app, settings, args.forwarded_allow_ips, args.log_level), app
-    ).run()
+    DrainingServer(uvicorn_config(app, settings), app).run()
     return 0
 
 

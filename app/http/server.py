@@ -45,9 +45,7 @@ class DrainingServer(uvicorn.Server):
         self._drain_task = asyncio.ensure_future(drain_then_exit())
 
 
-def uvicorn_config(
-    app: Starlette, settings: Settings, forwarded_allow_ips: str, log_level: str
-) -> uvicorn.Config:
+def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
     """uvicorn settings shared by `serve` and `demo`."""
     return uvicorn.Config(
         app,
@@ -59,8 +57,8 @@ def uvicorn_config(
         ws_max_size=MAX_WEBSOCKET_MESSAGE,
         ws_per_message_deflate=False,
         proxy_headers=True,
-        forwarded_allow_ips=forwarded_allow_ips,
-        log_level=log_level,
+        forwarded_allow_ips=list(settings.forwarded_allow_ips),
+        log_level=settings.log_level.value,
         # Our handlers, which redact credentials, serve uvicorn's loggers too.
         log_config=None,
         lifespan="on",

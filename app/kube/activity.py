@@ -28,11 +28,6 @@ logger = logging.getLogger(__name__)
 ANNOTATION_LAST_ACTIVITY = "ec2-terminal.io/last-activity"
 ANNOTATION_ACTIVE_CONNECTIONS = "ec2-terminal.io/active-connections"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-DEFAULT_INTERVAL = 10.0
-# Set by the operator on session pods: the Lease to write, and the pod's uid as its holder,
-# so the operator ignores what an earlier pod of the same session left there.
-LEASE_ENV = "EC2_TERMINAL_ACTIVITY_LEASE"
-POD_UID_ENV = "EC2_TERMINAL_POD_UID"
 
 # (attached connections, time of the last user input as Unix seconds or an aware datetime)
 ActivitySource = Callable[[], tuple[int, "float | datetime.datetime | None"]]
@@ -74,9 +69,14 @@ class LeaseEndpoint:
 
 
 def in_cluster_endpoint(
-    lease_name: str, holder: str, namespace: str, env: Mapping[str, str] | None = None
+    lease_name: str,
+    holder: str,
+    namespace: str,
+    env: Mapping[str, str] | None = None,
+    account: Path = SERVICE_ACCOUNT_DIR,
 ) -> LeaseEndpoint:
-    """The endpoint from the mounted ServiceAccount and KUBERNETES_SERVICE_HOST/PORT."""
+    """The endpoint from the ServiceAccount at `account` and KUBERNETES_SERVICE_HOST/PORT."""
+    # Kubernetes itself sets these two in every container: they are not our settings.
     env = os.environ if env is None else env
     host = env.get("KUBERNETES_SERVICE_HOST")
     port = env.get("KUBERNETES_SERVICE_PORT", "443")
@@ -84,8 +84,6 @@ def in_cluster_endpoint(
         raise ActivityReportError("KUBERNETES_SERVICE_HOST is not set: not running in a pod")
     if ":" in host:  # an IPv6 address
         host = f"[{host}]"
-    # Overridable so the server can run outside a pod with a pod's identity (tests, debugging).
-    account = Path(env.get("EC2_TERMINAL_SERVICE_ACCOUNT_DIR") or SERVICE_ACCOUNT_DIR)
     return LeaseEndpoint(
         server=f"https://{host}:{port}",
         namespace=namespace,
@@ -175,7 +173,7 @@ class ActivityReporter:
         self,
         source: ActivitySource,
         write: ActivityWriter,
-        interval: float = DEFAULT_INTERVAL,
+        interval: float,
         sleep: Sleeper = asyncio.sleep,
     ) -> None:
         self._source = source
@@ -204,24 +202,9 @@ class ActivityReporter:
             await self._sleep(self._interval)
 
 
-def interval_from_env(env: Mapping[str, str] | None = None) -> float:
-    """EC2_TERMINAL_ACTIVITY_INTERVAL in seconds (default 10)."""
-    env = os.environ if env is None else env
-    raw = env.get("EC2_TERMINAL_ACTIVITY_INTERVAL", "")
-    if not raw:
-        return DEFAULT_INTERVAL
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"EC2_TERMINAL_ACTIVITY_INTERVAL must be seconds, not {raw!r}") from None
-    if value <= 0:
-        raise ValueError("EC2_TERMINAL_ACTIVITY_INTERVAL must be positive")
-    return value
-
-
 @contextlib.asynccontextmanager
 async def run_reporter(
-    endpoint: LeaseEndpoint, source: ActivitySource, interval: float = DEFAULT_INTERVAL
+    endpoint: LeaseEndpoint, source: ActivitySource, interval: float
 ) -> AsyncIterator[ActivityReporter]:
     """Runs an ActivityReporter in the background for the duration of the block."""
     async with http_client(endpoint) as client:
@@ -238,17 +221,15 @@ async def run_reporter(
                 await asyncio.wait_for(reporter.report_once(), timeout=2)
 
 
-def endpoint_from_env(
-    settings: Settings, env: Mapping[str, str] | None = None
-) -> LeaseEndpoint | None:
+def endpoint_for(settings: Settings, env: Mapping[str, str] | None = None) -> LeaseEndpoint | None:
     """The Lease to report on when running as an operator-made pod; None otherwise."""
-    env = os.environ if env is None else env
     if not settings.pod_name or not settings.pod_namespace:
         return None
-    lease, holder = env.get(LEASE_ENV), env.get(POD_UID_ENV)
+    lease, holder = settings.activity_lease, settings.pod_uid
     if not lease or not holder:
-        raise ActivityReportError(f"{LEASE_ENV} and {POD_UID_ENV} must both be set")
-    return in_cluster_endpoint(lease, holder, settings.pod_namespace, env)
+        raise ActivityReportError("--activity-lease and --pod-uid must both be set")
+    account = settings.service_account_dir or SERVICE_ACCOUNT_DIR
+    return in_cluster_endpoint(lease, holder, settings.pod_namespace, env, account)
 
 
 @contextlib.asynccontextmanager
@@ -257,7 +238,7 @@ async def report_activity(
 ) -> AsyncIterator[None]:
     """The server's hook: reports activity on the session's Lease when running in a pod."""
     try:
-        endpoint = endpoint_from_env(settings)
+        endpoint = endpoint_for(settings)
     except ActivityReportError as exc:
         logger.warning("activity reporting off: %s", exc)
         endpoint = None
@@ -265,5 +246,5 @@ async def report_activity(
         yield
         return
     logger.info("reporting activity on lease %s/%s", endpoint.namespace, endpoint.lease_name)
-    async with run_reporter(endpoint, source, interval_from_env()):
+    async with run_reporter(endpoint, source, settings.activity_interval):
         yield
