@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -20,16 +19,13 @@ from app.ec2.plan import prepare_connection
 from app.ec2.readiness import AwsReadiness
 from app.http import login, routes
 from app.http.middleware import HostCheck, HostPolicy, SecurityHeaders
+from app.http.state import ServerState
 from app.kube.activity import report_activity
 from app.metrics import Metrics
 from app.settings import Settings
 from app.ssh.connector import SSHConnector
 from app.terminal.ports import Connector
 from app.terminal.registry import SessionRegistry
-
-log = logging.getLogger(__name__)
-
-SHUTDOWN_REASON = "the terminal server is shutting down"
 
 
 def _routes(base: str) -> list[BaseRoute]:
@@ -76,6 +72,7 @@ def create_app(
         allowed_origins=settings.allowed_origins,
         link_ttl=settings.link_ttl,
     )
+    state = ServerState(settings, metrics, registry, auth, aws_readiness)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -88,7 +85,7 @@ def create_app(
             if settings.pod_name and settings.pod_namespace:
                 await stack.enter_async_context(report_activity(settings, registry.activity))
             yield
-            await drain(app)
+            await state.drain()
 
     middleware = [
         Middleware(SecurityHeaders),
@@ -98,31 +95,5 @@ def create_app(
     # Its redirects are absolute URLs built from Host that keep the query; routes.add_slash
     # serves the two paths that need one.
     app.router.redirect_slashes = False
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.registry = registry
-    app.state.auth = auth
-    app.state.draining = False
-
-    def ready_problem() -> str | None:
-        if app.state.draining:
-            return "shutting down"
-        problem = settings.ready_problem
-        if problem is None and auth.key.value is None:
-            problem = f"the token file {settings.token_file} holds no token"
-        if problem is None and aws_readiness is not None:
-            problem = aws_readiness.problem()
-        return problem
-
-    app.state.ready_problem = ready_problem
+    app.state.server = state
     return app
-
-
-async def drain(app: Starlette) -> None:
-    """Refuse new sessions, then end the open ones with an EXIT that says why."""
-    if app.state.draining:
-        return
-    app.state.draining = True
-    registry: SessionRegistry = app.state.registry
-    log.info("draining %d session(s)", len(registry))
-    await registry.shutdown(SHUTDOWN_REASON)

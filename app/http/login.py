@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from app.auth.authenticator import Authenticator, LoginRefused
 from app.auth.linktoken import looks_like_link
 from app.http.middleware import NO_STORE
+from app.http.state import server_state
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,7 @@ class _BadRequest(Exception):
 
 
 def _auth(request: Request) -> Authenticator:
-    auth: Authenticator = request.app.state.auth
-    return auth
+    return server_state(request.app).auth
 
 
 def _answer(status: int, body: dict[str, object]) -> JSONResponse:
@@ -45,7 +45,7 @@ async def _body(request: Request) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        async with asyncio.timeout(request.app.state.settings.limits.header_timeout):
+        async with asyncio.timeout(server_state(request.app).settings.limits.header_timeout):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > MAX_BODY:

@@ -1,4 +1,4 @@
-"""HTTP and WebSocket endpoints; the state they share lives in `request.app.state`."""
+"""HTTP and WebSocket endpoints; the state they share is the ServerState on the app."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app.auth.authenticator import Authenticator
 from app.errors import ProtocolViolation
 from app.http.middleware import NO_STORE
+from app.http.state import server_state
 from app.terminal.bridge import Bridge
 from app.terminal.ports import SocketClosed
 from app.terminal.protocol import SUBPROTOCOL
@@ -31,8 +32,7 @@ STATIC_DIR = Path(__file__).parent.parent / "static"
 
 
 def _auth(request: Request | WebSocket) -> Authenticator:
-    auth: Authenticator = request.app.state.auth
-    return auth
+    return server_state(request.app).auth
 
 
 async def page(request: Request) -> Response:
@@ -60,7 +60,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """Readiness: configured, credentials present, not shutting down."""
-    problem = request.app.state.ready_problem()
+    problem = server_state(request.app).ready_problem()
     if problem:
         return JSONResponse({"status": "not ready", "reason": problem}, status_code=503)
     return JSONResponse({"status": "ready"})
@@ -69,7 +69,7 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
     return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        generate_latest(server_state(request.app).metrics.registry), media_type=CONTENT_TYPE_LATEST
     )
 
 
@@ -81,7 +81,7 @@ async def recordings(request: Request) -> Response:
     """The list of this server's asciicast recordings, or one of them."""
     if _auth(request).caller(request.headers, request.cookies) is None:
         return _denied(401, "authentication required")
-    directory: Path | None = request.app.state.settings.recordings_dir
+    directory = server_state(request.app).settings.recordings_dir
     name = request.path_params.get("name")
     if directory is None:
         return JSONResponse({"recordings": [], "enabled": False}, headers=NO_STORE)
@@ -124,8 +124,8 @@ class StarletteSocket:
 
 async def terminal_socket(websocket: WebSocket) -> None:
     """The `ec2-terminal.v1` WebSocket: checks Origin and auth before accepting."""
-    auth = _auth(websocket)
-    state = websocket.app.state
+    state = server_state(websocket.app)
+    auth = state.auth
     if not auth.origin_ok(websocket.headers, websocket.url.scheme):
         log.warning("refused a WebSocket from origin %r", websocket.headers.get("origin"))
         await websocket.send_denial_response(_denied(403, "origin not allowed"))

@@ -9,8 +9,8 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from app.http.application import drain
 from app.http.connections import WebSocketProtocol, http_protocol
+from app.http.state import server_state
 from app.settings import Settings
 from app.terminal.protocol import MAX_WEBSOCKET_MESSAGE
 
@@ -38,7 +38,7 @@ class DrainingServer(uvicorn.Server):
     def _start_drain(self) -> None:
         async def drain_then_exit() -> None:
             try:
-                await drain(self.app)
+                await server_state(self.app).drain()
             finally:
                 self.should_exit = True
 
