@@ -36,7 +36,7 @@ from app.errors import TerminalError
 from app.healthcheck.results import CheckResult, HealthRecord, Outcome
 from app.kube import activity
 from app.terminal.closecodes import CloseCode
-from app.terminal.protocol import CLIENT_FRAMES, SUBPROTOCOL, FrameType
+from app.terminal.protocol import CLIENT_FRAMES, SUBPROTOCOL, ConnectionState, FrameType
 from tests.doctables import code_spans, leading_integer, table_with, tables_with
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,7 +169,9 @@ def test_limits_match(doc: str, page: dict[str, Any]) -> None:
 
 def test_status_states_match(doc: str, page: dict[str, Any]) -> None:
     table = table_with(doc, ("state", "sent"))
-    assert [code_spans(cell)[0] for cell in table.column("state")] == page["STATUS_STATES"]
+    documented = [code_spans(cell)[0] for cell in table.column("state")]
+    assert documented == page["STATUS_STATES"], "docs vs web/src/protocol.ts"
+    assert documented == [s.value for s in ConnectionState], "docs vs app/terminal/protocol.py"
 
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
