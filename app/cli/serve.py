@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -143,20 +144,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         known_hosts=args.known_hosts,
         host_key_fingerprint=args.host_key_fingerprint,
     )
-    limits = Limits(
-        connect_timeout=args.connect_timeout,
-        hello_timeout=args.hello_timeout,
-        idle_timeout=args.idle_timeout,
-        max_duration=args.max_duration,
-        resume_grace=args.resume_grace,
-        keepalive_interval=args.keepalive_interval,
-        max_sessions=args.max_sessions,
-        flow_window=args.flow_window,
-        replay_buffer=args.replay_buffer,
-        input_rate=args.input_rate,
-        max_connections=args.max_connections,
-        header_timeout=args.header_timeout,
-    )
+    # Every Limits field has a flag of its name (see _add_target_options): they copy across.
+    limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
     origins = _comma_list(args.allowed_origins)
     return Settings(
         target=target,
