@@ -87,8 +87,9 @@ RUN --mount=type=secret,id=ca-certificates --mount=type=cache,target=/root/.cach
 # Stage 4: the runtime. No compiler, package cache, build tool or source tree; the environment is
 # owned by root and read-only to the fixed non-root user 10001 that everything runs as (the
 # operator runs session pods as 10001:10001 with a read-only root filesystem; they write only to
-# /tmp and /var/lib/ec2-terminal/recordings). On a plain Debian base, Python comes from apt
-# without documentation, manual pages or translations (as Debian's slim images do).
+# /tmp and /var/lib/ec2-terminal/recordings). No file is setuid or setgid (the base's su, passwd,
+# mount...), so no process in the image can gain privileges. On a plain Debian base, Python comes
+# from apt without documentation, manual pages or translations (as Debian's slim images do).
 FROM ${PYTHON_IMAGE}
 RUN if ! command -v python3 >/dev/null; then \
       printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' \
@@ -98,8 +99,10 @@ RUN if ! command -v python3 >/dev/null; then \
       && apt-get update \
       && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         python3 ca-certificates \
-      && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log; \
+      && apt-get clean \
+      && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log; \
     fi \
+    && find / -xdev -type f -perm /6000 -exec chmod ug-s {} + \
     && groupadd --gid 10001 ec2-terminal \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp \
       --shell /usr/sbin/nologin ec2-terminal \
