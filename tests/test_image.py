@@ -8,10 +8,12 @@ import re
 import secrets
 import shutil
 import subprocess
+import tarfile
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -63,31 +65,34 @@ def run_flags(*extra: str) -> list[str]:
     return ["--runtime", "runc", *limits, *RESTRICTED, *extra]
 
 
-def hack(script: str) -> str:
-    """Run a hack/ script; return the last line it printed, or fail with its output."""
+def hack(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a hack/ script (stdout: what it prints, stderr: its log), or fail with its log."""
     try:
         result = subprocess.run(
-            [str(ROOT / "hack" / script)], capture_output=True, text=True, timeout=BUILD_TIMEOUT
+            [str(ROOT / "hack" / script), *args],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"hack/{script} took more than {BUILD_TIMEOUT}s:\n{exc.stderr!r}")
     if result.returncode != 0:
         pytest.fail(f"hack/{script} failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return result.stdout.strip().splitlines()[-1]
+    return result
 
 
 @pytest.fixture(scope="session")
 def image() -> str:
     """hack/image's image, built (or found up to date) once per session."""
     podman_command()
-    return hack("image")
+    return hack("image").stdout.strip()
 
 
 @pytest.fixture(scope="session")
 def base_image() -> str:
     """hack/base-image's Debian image, which hack/image builds on."""
     podman_command()
-    return hack("base-image")
+    return hack("base-image").stdout.strip()
 
 
 @dataclass
@@ -181,6 +186,28 @@ def test_image_runs_as_10001_with_labels_and_no_entrypoint(image: str) -> None:
         podman("image", "inspect", "--format", "{{.Id}}", n).stdout for n in (image, f"{NAME}:dev")
     }
     assert len(ids) == 1, "hack/image tags the same image :dev"
+
+
+def archive_json(tar: tarfile.TarFile, name: str) -> Any:
+    """A JSON member of an OCI archive."""
+    member = tar.extractfile(name)
+    assert member is not None, f"no {name} in the archive"
+    return json.load(member)
+
+
+def test_rerun_builds_nothing_and_saves_an_oci_archive(image: str, tmp_path: Path) -> None:
+    archive = tmp_path / "image.tar"
+    rerun = hack("image", "--save", str(archive))
+    assert rerun.stdout.strip() == image
+    assert f"{image} is up to date" in rerun.stderr, rerun.stderr
+    with tarfile.open(archive) as tar:
+        assert archive_json(tar, "oci-layout")["imageLayoutVersion"] == "1.0.0"
+        (entry,) = archive_json(tar, "index.json")["manifests"]
+        assert entry["annotations"]["org.opencontainers.image.ref.name"] == image
+        manifest = archive_json(tar, "blobs/" + entry["digest"].replace(":", "/"))
+    image_id = podman("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+    assert manifest["config"]["digest"] == f"sha256:{image_id}"
+    assert len(manifest["layers"]) >= 4, "base, Python, dependencies and project layers"
 
 
 def test_runtime_has_no_compiler_cache_source_or_setuid_file(image: str) -> None:
