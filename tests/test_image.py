@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures_kube import KubeCluster
+from tests.fixtures_operator import ready_session
 from tests.fixtures_sshd import Sshd
 from tests.support import free_port, poll
 from tests.wsclient import open_client
@@ -341,3 +343,41 @@ async def test_session_from_the_container_runs_a_shell_on_sshd(
     listing = container.exec("ls", "-ln", RECORDINGS).stdout
     assert re.search(rf"^-\S+ +\d+ +{UID} +{UID} .*\.cast$", listing, re.MULTILINE), listing
     assert token not in container.logs(), "the access token leaked into the server log"
+
+
+@pytest.mark.cluster
+def test_operator_from_the_image_makes_a_session_ready(
+    image: str,
+    start: StartContainer,
+    kube_cluster: KubeCluster,
+    terminalsession_crd: str,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    # The admin kubeconfig with its certificates inlined, as a ServiceAccount's would be mounted.
+    kubeconfig = kube_cluster.kubectl("config", "view", "--flatten", "--minify")
+    mount = secrets_dir(tmp_path / "secrets", {"kubeconfig": kubeconfig})
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    container = start(
+        "--tmpfs", "/tmp",
+        "--network", "host",
+        "--volume", f"{mount}:/secrets:ro",
+        "--env", "KUBECONFIG=/secrets/kubeconfig",
+        command=(
+            "ec2-terminal-operator", f"--namespace={namespace}", f"--liveness={liveness}",
+            "--resync-seconds=1", "--log-format=plain", f"--session-image={image}",
+        ),
+    )  # fmt: skip
+    healthy(liveness, container)
+    try:
+        ready_session(kube_cluster, namespace, "from-image")
+        pod = kube_cluster.kubectl_json("get", "pod", "from-image", namespace=namespace)
+        assert pod["spec"]["containers"][0]["image"] == image
+        assert pod["spec"]["containers"][0]["securityContext"]["runAsUser"] == UID
+    finally:
+        # While the operator runs, so that it releases the session's finalizer.
+        kube_cluster.kubectl(
+            "delete", "ts", "--all", "--wait=true", "--timeout=60s",
+            namespace=namespace, check=False,
+        )  # fmt: skip
+    assert "Traceback" not in container.logs(), container.logs()
