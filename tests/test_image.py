@@ -83,11 +83,20 @@ def hack(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+@dataclass(frozen=True)
+class Image:
+    """hack/image's tag, and the image it named (runs use the id: another checkout may retag)."""
+
+    tag: str
+    id: str
+
+
 @pytest.fixture(scope="session")
-def image() -> str:
+def image() -> Image:
     """hack/image's image, built (or found up to date) once per session."""
     podman_command()
-    return hack("image").stdout.strip()
+    tag = hack("image").stdout.strip()
+    return Image(tag, podman("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip())
 
 
 @pytest.fixture(scope="session")
@@ -123,14 +132,14 @@ StartContainer = Callable[..., Container]
 
 
 @pytest.fixture
-def start(image: str) -> Iterator[StartContainer]:
-    """`start(*run_flags, command=[...])`: a detached container, removed after the test."""
+def start(image: Image) -> Iterator[StartContainer]:
+    """`start(*run_flags, command=(...))`: a detached container, removed after the test."""
     names: list[str] = []
 
     def run(*flags: str, command: tuple[str, ...] = ()) -> Container:
         name = f"ec2-terminal-test-{secrets.token_hex(4)}"
         names.append(name)
-        podman("run", "--detach", "--name", name, *run_flags(*flags), image, *command)
+        podman("run", "--detach", "--name", name, *run_flags(*flags), image.id, *command)
         return Container(name)
 
     yield run
@@ -139,10 +148,12 @@ def start(image: str) -> Iterator[StartContainer]:
 
 
 def run_once(
-    image: str, *argv: str, flags: tuple[str, ...] = ()
+    image: Image, *argv: str, flags: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     """Run `argv` in a throwaway container of the image, without network."""
-    return podman("run", "--rm", "--network", "none", *run_flags(*flags), image, *argv, check=False)
+    return podman(
+        "run", "--rm", "--network", "none", *run_flags(*flags), image.id, *argv, check=False
+    )
 
 
 def secrets_dir(directory: Path, files: dict[str, str]) -> Path:
@@ -170,24 +181,22 @@ def healthy(url: str, container: Container) -> None:
         pytest.fail(f"{exc}\ncontainer log:\n{container.logs()}")
 
 
-def test_image_runs_as_10001_with_labels_and_no_entrypoint(image: str) -> None:
-    config = json.loads(podman("image", "inspect", "--format", "{{json .Config}}", image).stdout)
+def test_image_runs_as_10001_with_labels_and_no_entrypoint(image: Image) -> None:
+    config = json.loads(podman("image", "inspect", "--format", "{{json .Config}}", image.id).stdout)
     assert config["User"] == f"{UID}:{UID}"
     assert not config.get("Entrypoint"), "each role is a command; an entrypoint would prefix it"
     assert config["Cmd"] == ["ec2-terminal", "serve"]
     labels = config["Labels"]
     with (ROOT / "pyproject.toml").open("rb") as f:
         assert labels["org.opencontainers.image.version"] == tomllib.load(f)["project"]["version"]
-    assert image == f"{NAME}:{labels['org.opencontainers.image.version']}"
+    assert image.tag == f"{NAME}:{labels['org.opencontainers.image.version']}"
     assert labels["org.opencontainers.image.title"] == "ec2-terminal"
     assert labels["org.opencontainers.image.licenses"] == "MIT"
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", labels["org.opencontainers.image.revision"])
     created = labels["org.opencontainers.image.created"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created)
-    ids = {
-        podman("image", "inspect", "--format", "{{.Id}}", n).stdout for n in (image, f"{NAME}:dev")
-    }
-    assert len(ids) == 1, "hack/image tags the same image :dev"
+    dev = podman("image", "inspect", "--format", "{{.Id}}", f"{NAME}:dev").stdout.strip()
+    assert dev == image.id, "hack/image tags the same image :dev"
 
 
 def archive_json(tar: tarfile.TarFile, name: str) -> Any:
@@ -197,22 +206,21 @@ def archive_json(tar: tarfile.TarFile, name: str) -> Any:
     return json.load(member)
 
 
-def test_rerun_builds_nothing_and_saves_an_oci_archive(image: str, tmp_path: Path) -> None:
+def test_rerun_builds_nothing_and_saves_an_oci_archive(image: Image, tmp_path: Path) -> None:
     archive = tmp_path / "image.tar"
     rerun = hack("image", "--save", str(archive))
-    assert rerun.stdout.strip() == image
-    assert f"{image} is up to date" in rerun.stderr, rerun.stderr
+    assert rerun.stdout.strip() == image.tag
+    assert f"{image.tag} is up to date" in rerun.stderr, rerun.stderr
     with tarfile.open(archive) as tar:
         assert archive_json(tar, "oci-layout")["imageLayoutVersion"] == "1.0.0"
         (entry,) = archive_json(tar, "index.json")["manifests"]
-        assert entry["annotations"]["org.opencontainers.image.ref.name"] == image
+        assert entry["annotations"]["org.opencontainers.image.ref.name"] == image.tag
         manifest = archive_json(tar, "blobs/" + entry["digest"].replace(":", "/"))
-    image_id = podman("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
-    assert manifest["config"]["digest"] == f"sha256:{image_id}"
+    assert manifest["config"]["digest"] == f"sha256:{image.id}"
     assert len(manifest["layers"]) >= 4, "base, Python, dependencies and project layers"
 
 
-def test_runtime_has_no_compiler_cache_source_or_setuid_file(image: str) -> None:
+def test_runtime_has_no_compiler_cache_source_or_setuid_file(image: Image) -> None:
     script = r"""
         for tool in gcc cc c++ make uv pip pip3 npm node git; do command -v $tool; done
         ls -d /src /opt/uv /root/.cache /root/.npm 2>/dev/null
@@ -280,13 +288,13 @@ def test_default_command_serves_healthz_as_10001_on_a_read_only_root(
     [["ec2-terminal", "--help"], ["ec2-terminal-operator", "--help"]],
     ids=["ec2-terminal", "operator"],
 )
-def test_role_command_prints_help(image: str, command: list[str]) -> None:
+def test_role_command_prints_help(image: Image, command: list[str]) -> None:
     result = run_once(image, *command)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: {command[0]}")
 
 
-def test_every_subcommand_prints_help(image: str) -> None:
+def test_every_subcommand_prints_help(image: Image) -> None:
     usage = run_once(image, "ec2-terminal", "--help").stdout
     listed = re.search(r"\{([\w,-]+)\}", usage)
     assert listed, f"no subcommands in:\n{usage}"
@@ -347,7 +355,7 @@ async def test_session_from_the_container_runs_a_shell_on_sshd(
 
 @pytest.mark.cluster
 def test_operator_from_the_image_makes_a_session_ready(
-    image: str,
+    image: Image,
     start: StartContainer,
     kube_cluster: KubeCluster,
     terminalsession_crd: str,
@@ -365,14 +373,14 @@ def test_operator_from_the_image_makes_a_session_ready(
         "--env", "KUBECONFIG=/secrets/kubeconfig",
         command=(
             "ec2-terminal-operator", f"--namespace={namespace}", f"--liveness={liveness}",
-            "--resync-seconds=1", "--log-format=plain", f"--session-image={image}",
+            "--resync-seconds=1", "--log-format=plain", f"--session-image={image.tag}",
         ),
     )  # fmt: skip
     healthy(liveness, container)
     try:
         ready_session(kube_cluster, namespace, "from-image")
         pod = kube_cluster.kubectl_json("get", "pod", "from-image", namespace=namespace)
-        assert pod["spec"]["containers"][0]["image"] == image
+        assert pod["spec"]["containers"][0]["image"] == image.tag
         assert pod["spec"]["containers"][0]["securityContext"]["runAsUser"] == UID
     finally:
         # While the operator runs, so that it releases the session's finalizer.
