@@ -34,7 +34,8 @@ COPY web/ ./
 RUN npm run build
 
 # Stage 2: the dependencies in the environment /opt/ec2-terminal, exactly as uv.lock pins them
-# (prebuilt wheels from PyPI). Its own stage and layer: it changes only with the lock file.
+# (prebuilt wheels from PyPI). Its own stage and layer: it changes only with pyproject.toml or
+# uv.lock.
 FROM ${PYTHON_IMAGE} AS deps
 RUN if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip' 2>/dev/null; then \
       apt-get update \
@@ -49,10 +50,11 @@ RUN --mount=type=secret,id=ca-certificates \
       export PIP_CERT=/run/secrets/ca-certificates; \
     fi \
     && python3 -m venv /opt/uv \
-    && /opt/uv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}"
+    && /opt/uv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check \
+      "uv==${UV_VERSION}"
 # Downloads are cached in a build cache mount (never in a layer), so a changed lock file fetches
-# only what changed. Bytecode compiled at build time: the root filesystem is read-only at run time, so Python could
-# not cache it then and would compile every module at every start.
+# only what changed. Bytecode is compiled at build time: the root filesystem is read-only at run
+# time, so Python could not cache it then and would compile every import at every start.
 ENV UV_PROJECT_ENVIRONMENT=/opt/ec2-terminal UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never UV_PYTHON_PREFERENCE=only-system
 WORKDIR /src
@@ -127,7 +129,7 @@ ARG REVISION=unknown
 ARG CREATED=unknown
 ARG PYTHON_IMAGE
 LABEL org.opencontainers.image.title="ec2-terminal" \
-      org.opencontainers.image.description="Kubernetes-native browser terminal for EC2 instances: session server, operator and health checks" \
+      org.opencontainers.image.description="Kubernetes-native browser terminal for EC2 instances" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
