@@ -33,7 +33,7 @@ UID = 10001
 RECORDINGS = "/var/lib/ec2-terminal/recordings"
 # What `ec2-terminal --help` must list; each subcommand it lists is run with --help. The worker
 # and health-check roles join when their subcommands exist: add "worker" and "health-check".
-SUBCOMMANDS = {"serve", "demo"}
+SUBCOMMANDS = {"serve", "demo", "link", "worker", "health-check"}
 # What the session pods' securityContext asks of the runtime, beside the image's own user.
 RESTRICTED = ["--read-only", "--cap-drop=all", "--security-opt=no-new-privileges"]
 # What a process writes to under a read-only root, as the pod's emptyDir volumes provide it.
