@@ -9,7 +9,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from ec2_terminal_operator import reconcile
+from ec2_terminal_operator import children, kube, reconcile
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.observed import Activity, PodView, activity_view, pod_view
 from ec2_terminal_operator.origin import Claim
@@ -121,14 +121,14 @@ class World:
 
     def __init__(self) -> None:
         self.api = FakeApi()
-        self.clients = reconcile.Clients(
+        self.clients = kube.Clients(
             core=self.api,  # type: ignore[arg-type]
             networking=self.api,  # type: ignore[arg-type]
             rbac=self.api,  # type: ignore[arg-type]
             custom=self.api,  # type: ignore[arg-type]
             coordination=self.api,  # type: ignore[arg-type]
         )
-        self.memo: dict[str, Any] = {}
+        self.state = reconcile.SessionState()
         self.config = OperatorConfig(ingress=INGRESS_POLICY)
         self.events: list[tuple[str, str]] = []
         # Every session's claim on an origin, as the operator's index has them.
@@ -176,7 +176,7 @@ class World:
                 ingresses=ingresses,
                 leases=self.leases(),
                 origins=self.origins,
-                memo=self.memo,
+                state=self.state,
                 clock=lambda: now,
                 emit=lambda _b, t, reason, _m: self.events.append((t, reason)),
             )
@@ -221,7 +221,7 @@ def test_restart_keeps_the_token() -> None:
     body = owner()
     world.run(body)
     token = world.api.objects[("secret", "ns", "demo-token")]["data"]
-    world.memo.clear()  # a restarted operator remembers nothing
+    world.state = reconcile.SessionState()  # a restarted operator remembers nothing
     world.run(body)
     assert world.api.objects[("secret", "ns", "demo-token")]["data"] == token
     assert ("Normal", "SecretCreated") in world.events
@@ -307,7 +307,7 @@ def test_cleanup_deletes_every_child() -> None:
     world.add_key_secret()
     body = owner(exposure={"type": "Ingress"})
     world.run(body)
-    deleted = reconcile.cleanup(world.clients, parse_session(body))
+    deleted = children.cleanup(world.clients, parse_session(body))
     assert len(deleted) == 9
     assert list(world.api.objects) == [("secret", "ns", "ssh-key")]
 
@@ -344,7 +344,7 @@ def test_cleanup_keeps_a_foreign_object_with_a_childs_name() -> None:
     world.run(body)
     assert body["status"]["phase"] == "Failed"
     world.api.calls.clear()
-    deleted = reconcile.cleanup(world.clients, parse_session(body))
+    deleted = children.cleanup(world.clients, parse_session(body))
     assert "Service/demo" not in deleted
     assert "delete service" not in world.api.calls
     assert world.api.objects[("service", "ns", "demo")] is foreign
@@ -586,7 +586,7 @@ def test_a_new_token_rotation_value_writes_a_new_token_once() -> None:
     # The pod stays: the server re-reads the mounted token itself.
     assert world.api.objects[("pod", "ns", "demo")] is pod
     # Handled once, even by an operator that restarted.
-    world.memo.clear()
+    world.state = reconcile.SessionState()
     world.run(body)
     assert world.api.objects[key]["data"]["token"] == second
     body["spec"]["tokenRotation"] = "2"

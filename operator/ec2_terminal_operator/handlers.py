@@ -1,4 +1,4 @@
-"""kopf registration only: each handler hands over to a function in reconcile.py."""
+"""kopf registration only: each handler hands over to a function in another module."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from kubernetes import client, config
 
-from ec2_terminal_operator import loop, observed, origin, reconcile, resources
+from ec2_terminal_operator import children, kube, loop, observed, origin, reconcile, resources
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import GROUP, PLURAL, VERSION, parse_session
 
@@ -24,18 +23,6 @@ class QuietWakeups(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Handler 'wake_on_")
-
-
-def load_clients(pool_size: int) -> reconcile.Clients:
-    """Kubernetes clients from the in-cluster account, else from KUBECONFIG."""
-    configuration = client.Configuration()
-    # One connection per executor thread, not urllib3's default 10.
-    configuration.connection_pool_maxsize = pool_size
-    try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return reconcile.Clients.from_api_client(client.ApiClient(configuration))
 
 
 def _key(namespace: str | None, session: str) -> tuple[str, str]:
@@ -65,7 +52,7 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         if "clients" not in memo:
-            memo["clients"] = load_clients(cfg.workers)
+            memo["clients"] = kube.load_clients(cfg.workers)
         memo["wakeups"] = loop.Wakeups()
         memo["executor"] = settings.execution.executor  # the pool sync handlers run in
         memo["config"] = cfg
@@ -156,6 +143,7 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
         leases: kopf.Index[tuple[str, str], observed.Activity] = kwargs["session_leases"]
         origins: kopf.Index[str, origin.Claim] = kwargs["session_origins"]
         owned = loop.OwnedStatus()
+        state = reconcile.SessionState()
         key = _key(body.metadata.namespace, str(body.metadata.name))
 
         def one_pass() -> None:
@@ -172,7 +160,7 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
                     ingresses=ingresses.get(key, []),
                     leases=leases.get(key, []),
                     origins=origins,
-                    memo=memo,
+                    state=state,
                 )
             )
             if changes and loop.patch_status(memo["clients"], *key, changes):
@@ -185,4 +173,4 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cleanup")
     def cleanup(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) -> None:
         patch.status["phase"] = "Terminating"
-        reconcile.cleanup(memo["clients"], parse_session(body))
+        children.cleanup(memo["clients"], parse_session(body))

@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from ec2_terminal_operator.reconcile import Clients
+from ec2_terminal_operator.kube import Clients
 from ec2_terminal_operator.spec import GROUP, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
