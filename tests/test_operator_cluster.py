@@ -473,6 +473,9 @@ def test_deleting_the_session_removes_everything_it_owned(
     wait_for(all_gone, message="every child of bye deleted")
     # The user's own Secret is not the session's to delete.
     assert exists(kube_cluster, namespace, "secret", "ssh-key")
+    # The last status went through the same writer as every other: conditions, and their
+    # Events, say why the session stopped being Ready.
+    wait_events(kube_cluster, namespace, "bye", ("Normal", "Terminating"))
 
 
 def test_killed_operator_restarts_without_duplicates(

@@ -6,7 +6,10 @@ import asyncio
 import threading
 
 import pytest
-from ec2_terminal_operator.loop import OwnedStatus, Wakeups, run
+from ec2_terminal_operator.loop import PassLocks, Wakeups, run
+from ec2_terminal_operator.status import OwnedStatus
+
+from tests.fixtures_kube import wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -84,3 +87,37 @@ def test_owned_status_overrides_a_stale_body_for_its_own_keys_only() -> None:
     assert owned.view(stale) == {"phase": "Ready", "healthCheck": {"result": "ok"}}
     # A newer body that already holds the patch reads the same.
     assert owned.view({"phase": "Ready", "healthCheck": {"result": "ok"}}) == owned.view(stale)
+
+
+def test_pass_locks_keep_a_sessions_passes_apart_and_forget_idle_sessions() -> None:
+    locks = PassLocks()
+    inside = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def loop_pass() -> None:
+        with locks.holding(("ns", "a")):
+            inside.set()
+            release.wait(10)
+            order.append("loop pass")
+
+    worker = threading.Thread(target=loop_pass)
+    worker.start()
+    assert inside.wait(10)
+    with locks.holding(("ns", "b")):  # another session is not held up
+        order.append("other session")
+    waiting = threading.Thread(target=lambda: _last_pass(locks, order))
+    waiting.start()
+    # The delete handler's last pass waits its turn.
+    wait_for(lambda: locks.users(("ns", "a")) == 2, timeout=10, interval=0.01)
+    assert order == ["other session"]
+    release.set()
+    worker.join(10)
+    waiting.join(10)
+    assert order == ["other session", "loop pass", "last pass"]
+    assert locks.users(("ns", "a")) == 0
+
+
+def _last_pass(locks: PassLocks, order: list[str]) -> None:
+    with locks.holding(("ns", "a")):
+        order.append("last pass")

@@ -338,6 +338,19 @@ def delete_owned(clients: Clients, child: Child, session: Session) -> Removal:
     return Removal.DELETED
 
 
+def patch_status(clients: Clients, namespace: str, name: str, changes: Mapping[str, Any]) -> bool:
+    """Merge-patches a session's status; False if the session is gone."""
+    try:
+        clients.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": changes}, _preload_content=False
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
 def delete_session(clients: Clients, session: Session) -> None:
     """Deletes the TerminalSession itself (lifetime.onExpiry: Delete)."""
     try:

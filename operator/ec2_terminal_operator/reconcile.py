@@ -17,7 +17,7 @@ from ec2_terminal_operator.kube import Clients, NameConflict
 from ec2_terminal_operator.observed import Activity, Check, Observed, PodView
 from ec2_terminal_operator.origin import Claim
 from ec2_terminal_operator.spec import ExpiryPolicy, Session
-from ec2_terminal_operator.status import ConditionType, EventType
+from ec2_terminal_operator.status import ConditionType, EventType, OwnedStatus
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class SessionState:
     # The generation whose support children were last brought in line.
     ensured_generation: int | None = None
     passes_since_support: int = 0
+    # The status as the operator last wrote it, over a body the watch may not have updated.
+    written: OwnedStatus = dataclasses.field(default_factory=OwnedStatus)
 
 
 def support_due(
@@ -81,6 +83,11 @@ class Pass:
     origins: Mapping[str, Iterable[Claim]] = dataclasses.field(default_factory=dict)
     clock: Clock = utcnow
     emit: EventSink = post_event
+
+    @property
+    def deleting(self) -> bool:
+        """The session is being deleted: its children are cleanup's, not this pass's."""
+        return bool((self.body.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def _ensure_support(
@@ -126,7 +133,11 @@ def _rotate(p: Pass, handled: str | None) -> tuple[str | None, Check | None]:
 
 
 def reconcile(p: Pass) -> dict[str, Any]:
-    """Runs one level-triggered pass; returns the status merge patch (may be empty)."""
+    """Runs one level-triggered pass; returns the status merge patch (may be empty).
+
+    A session being deleted gets its status (Terminating) and nothing else: its children
+    are cleanup's, and recreating one now would race it.
+    """
     session, config = p.session, p.config
     prior_status: Mapping[str, Any] = p.body.get("status") or {}
     now = p.clock()
@@ -135,7 +146,7 @@ def reconcile(p: Pass) -> dict[str, Any]:
     claims = p.origins.get(origin.claim_key(route_plan), ()) if route_plan else ()
     created = str((p.body.get("metadata") or {}).get("creationTimestamp") or "")
     accepted = admission.admit(session, config, route_plan, claims, created)
-    no_pod_wanted = session.suspend or status.is_expired(prior_status)
+    no_pod_wanted = p.deleting or session.suspend or status.is_expired(prior_status)
     creds = checks.prior_check(prior_status, ConditionType.CREDENTIALS_READY)
     if creds is None or not checks.credentials_verdict_stands(creds, pod, no_pod_wanted):
         creds = checks.check_credentials(p.clients.core, session, config.pod_policy)
@@ -144,8 +155,9 @@ def reconcile(p: Pass) -> dict[str, Any]:
     route = checks.route_check(session, config, want_ingress, p.services, p.ingresses)
     conflict: Check | None = None
     rotated: str | None = prior_status.get("tokenRotation")
-    route, conflict = _ensure_support(p, route, pod, no_pod_wanted, want_ingress)
-    if conflict is None:
+    if not p.deleting:
+        route, conflict = _ensure_support(p, route, pod, no_pod_wanted, want_ingress)
+    if not p.deleting and conflict is None:
         rotated, conflict = _rotate(p, rotated)
 
     activity = next((a for a in p.leases if a.of(pod) is not None), None)
@@ -163,8 +175,10 @@ def reconcile(p: Pass) -> dict[str, Any]:
         why_not = f"the operator's policy refuses the session ({accepted.reason})"
     else:
         why_not = "spec.suspend is true"
-    if conflict is None and (
-        session.suspend or life.expired is not None or creds.ok or not accepted.ok
+    if (
+        not p.deleting
+        and conflict is None
+        and (session.suspend or life.expired is not None or creds.ok or not accepted.ok)
     ):
         try:
             connected = bool(activity is not None and activity.active_connections)
@@ -175,7 +189,7 @@ def reconcile(p: Pass) -> dict[str, Any]:
             conflict = Check(False, "NameConflict", str(exc))
 
     observed = Observed(
-        deleting=False,
+        deleting=p.deleting,
         credentials=creds,
         pod=pod if want_pod else None,
         route=route,
@@ -196,6 +210,6 @@ def reconcile(p: Pass) -> dict[str, Any]:
             verdict.phase.value,
         )
     expired_delete = life.expired is not None and session.lifetime.on_expiry is ExpiryPolicy.DELETE
-    if expired_delete:
+    if expired_delete and not p.deleting:
         kube.delete_session(p.clients, session)
     return status.status_changes(prior_status, verdict.status)
