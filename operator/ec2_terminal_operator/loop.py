@@ -32,6 +32,10 @@ class Stopped(Protocol):
     def wait(self) -> Awaitable[Any]: ...
 
 
+# Waits `delay` seconds, or less if the wake-up or the stop comes first.
+Sleep = Callable[[float, asyncio.Event, Stopped], Awaitable[None]]
+
+
 class Wakeups:
     """One event per running session loop; watches on the session and its children set it."""
 
@@ -96,6 +100,17 @@ class PassLocks:
             return held.users if held is not None else 0
 
 
+def next_delay(failures: int, resync_seconds: float) -> float:
+    """Seconds to the next pass after `failures` failing passes in a row (0: all is well).
+
+    Doubling from twice the resync interval, capped at MAX_BACKOFF_SECONDS: an API server
+    that refuses every call is not hammered, and a passing fault costs at most a minute.
+    """
+    if failures == 0:
+        return resync_seconds
+    return min(MAX_BACKOFF_SECONDS, resync_seconds * 2.0**failures)
+
+
 async def run(
     key: Key,
     one_pass: Callable[[], None],
@@ -103,8 +118,10 @@ async def run(
     wakeups: Wakeups,
     executor: Executor | None,
     resync_seconds: float,
+    sleep: Sleep | None = None,
 ) -> None:
     """Runs `one_pass` in `executor` until `stopped` is set: after each wake-up or delay."""
+    sleep = sleep or wait_or_wake
     wakeup = wakeups.register(key)
     failures = 0
     loop = asyncio.get_running_loop()
@@ -114,18 +131,21 @@ async def run(
             try:
                 # kopf.event() from the worker thread finds kopf's queue in the copied context.
                 await loop.run_in_executor(executor, contextvars.copy_context().run, one_pass)
-                failures, delay = 0, resync_seconds
+                failures = 0
             except Exception:
                 failures += 1
-                delay = min(MAX_BACKOFF_SECONDS, resync_seconds * 2**failures)
-                logger.exception("session %s/%s: pass failed; next in %.0f s", *key, delay)
-            await wait_or_wake(delay, wakeup, stopped)
+                logger.exception(
+                    "session %s/%s: pass failed; next in %.0f s",
+                    *key,
+                    next_delay(failures, resync_seconds),
+                )
+            await sleep(next_delay(failures, resync_seconds), wakeup, stopped)
     finally:
         wakeups.unregister(key, wakeup)
 
 
 async def wait_or_wake(delay: float, wakeup: asyncio.Event, stopped: Stopped) -> None:
-    """Waits `delay` seconds, or less if the wake-up or the stop comes first."""
+    """The default Sleep: `delay` seconds, ended early by the wake-up or the stop."""
     tasks = [asyncio.ensure_future(end) for end in (wakeup.wait(), stopped.wait())]
     try:
         await asyncio.wait(tasks, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
