@@ -23,38 +23,44 @@ logger = logging.getLogger(__name__)
 EventSink = Callable[[Mapping[str, Any], EventType, str, str], None]
 
 
-def _adopted(
-    child: kube.Child, session: Session, config: OperatorConfig, owner: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The child's manifest with the session as its controlling owner."""
-    manifest = child.build(session, config)
-    kopf.adopt(manifest, owner=cast(Any, owner))
-    return manifest
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """A session as the owner of its children: what making them takes."""
+
+    clients: Clients
+    config: OperatorConfig
+    session: Session
+    # The session object: the owner kopf.adopt writes into children, and Events refer to.
+    body: Mapping[str, Any]
+    emit: EventSink
+
+    def adopted(self, child: kube.Child) -> dict[str, Any]:
+        """The child's manifest with the session as its controlling owner."""
+        manifest = child.build(self.session, self.config)
+        kopf.adopt(manifest, owner=cast(Any, self.body))
+        return manifest
+
+    def event(self, type_: EventType, reason: str, message: str) -> None:
+        """Posts an Event on the session."""
+        self.emit(self.body, type_, reason, message)
 
 
-def ensure_support(
-    clients: Clients,
-    session: Session,
-    config: OperatorConfig,
-    owner: Mapping[str, Any],
-    emit: EventSink,
-    has_ingress: bool = True,
-    want_ingress: bool = False,
-) -> None:
+def ensure_support(owner: Owner, has_ingress: bool = True, want_ingress: bool = False) -> None:
     """Every child but the pod: NetworkPolicy, token Secret, Lease, RBAC, Service, Ingress.
 
     `want_ingress`: exposed by Ingress and accepted by the operator's policy; otherwise an
     Ingress the session owns is deleted (`has_ingress` False, from the ingress index, spares
     that DELETE when there is none). Likewise the NetworkPolicy with `network.enabled` off.
     """
+    clients, session = owner.clients, owner.session
     ns = session.namespace
-    wanted = {kube.NETWORK_POLICY: config.network.enabled, kube.INGRESS: want_ingress}
+    wanted = {kube.NETWORK_POLICY: owner.config.network.enabled, kube.INGRESS: want_ingress}
     created: list[tuple[str, str]] = []
     for child in kube.CHILDREN:
         if child is kube.POD:
             continue
         if wanted.get(child, True):
-            manifest = _adopted(child, session, config, owner)
+            manifest = owner.adopted(child)
             if kube.create_or_patch(clients, child, ns, manifest) is Outcome.CREATED:
                 created.append((child.kind, manifest["metadata"]["name"]))
         elif child is not kube.INGRESS:
@@ -65,18 +71,19 @@ def ensure_support(
                 if session.exposure.type is ExposureType.INGRESS
                 else "exposure.type is no longer Ingress"
             )
-            emit(owner, "Normal", "IngressDeleted", f"deleted Ingress: {why}")
+            owner.event("Normal", "IngressDeleted", f"deleted Ingress: {why}")
     for kind, name in created:
         logger.info("session %s/%s: created %s %s", ns, session.name, kind, name)
-        emit(owner, "Normal", f"{kind}Created", f"created {kind} {name}")
+        owner.event("Normal", f"{kind}Created", f"created {kind} {name}")
 
 
-def rotate_token(clients: Clients, session: Session) -> None:
+def rotate_token(owner: Owner) -> None:
     """Writes a fresh random token into the session's token Secret (if the session owns it).
 
     The kubelet refreshes the mounted file within about a minute; the server then reads the
     new token and drops every login made with the old one.
     """
+    clients, session = owner.clients, owner.session
     name = kube.TOKEN_SECRET.name(session)
     read = kube.TOKEN_SECRET.call(clients, kube.Verb.READ)
     if session.uid not in kube.owner_uids(kube.read_json(read, name, session.namespace)):
@@ -84,6 +91,13 @@ def rotate_token(clients: Clients, session: Session) -> None:
     body = resources.build_token_secret(session, secrets.token_urlsafe(32))
     kube.TOKEN_SECRET.call(clients, kube.Verb.PATCH)(
         name=name, namespace=session.namespace, body={"data": body["data"]}, _preload_content=False
+    )
+    logger.info("session %s/%s: rotated the token", session.namespace, session.name)
+    owner.event(
+        "Normal",
+        "TokenRotated",
+        f"wrote a new token into Secret {name} (spec.tokenRotation "
+        f"{session.token_rotation!r}): logins made with the old one end once the pod sees it",
     )
 
 
@@ -121,36 +135,29 @@ def replacement(pod: PodView, manifest: Mapping[str, Any], connected: bool) -> R
 
 
 def ensure_pod(
-    clients: Clients,
-    session: Session,
-    config: OperatorConfig,
-    owner: Mapping[str, Any],
-    pod: PodView | None,
-    want: bool,
-    why_not: str,
-    emit: EventSink,
-    connected: bool = False,
+    owner: Owner, pod: PodView | None, want: bool, why_not: str, connected: bool = False
 ) -> None:
     """Creates, replaces or removes the session pod so it matches `want` and the spec."""
+    clients, session = owner.clients, owner.session
     ns = session.namespace
     if not want:
         if pod is not None and not pod.deleting and kube.delete(clients, kube.POD, pod.name, ns):
             logger.info("session %s/%s: deleted pod (%s)", ns, session.name, why_not)
-            emit(owner, "Normal", "PodDeleted", f"deleted pod {pod.name}: {why_not}")
+            owner.event("Normal", "PodDeleted", f"deleted pod {pod.name}: {why_not}")
         return
     if pod is None:
-        manifest = _adopted(kube.POD, session, config, owner)
+        manifest = owner.adopted(kube.POD)
         if kube.create_or_patch(clients, kube.POD, ns, manifest) is Outcome.CREATED:
             logger.info("session %s/%s: created pod", ns, session.name)
-            emit(owner, "Normal", "PodCreated", f"created Pod {manifest['metadata']['name']}")
+            owner.event("Normal", "PodCreated", f"created Pod {manifest['metadata']['name']}")
         return
     if pod.deleting:
         return
-    change = replacement(pod, kube.POD.build(session, config), connected)
+    change = replacement(pod, kube.POD.build(session, owner.config), connected)
     # The name is fixed: the new pod is created on a later pass, once this one is gone.
     if change is not None and kube.delete(clients, kube.POD, pod.name, ns):
         logger.info("session %s/%s: replacing pod %s: %s", ns, session.name, pod.name, change.why)
-        emit(owner, change.type, "PodReplaced", f"replacing pod {pod.name}: {change.why}")
+        owner.event(change.type, "PodReplaced", f"replacing pod {pod.name}: {change.why}")
 
 
 def cleanup(clients: Clients, session: Session) -> list[str]:

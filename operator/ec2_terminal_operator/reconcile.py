@@ -85,6 +85,11 @@ class Pass:
     emit: EventSink = post_event
 
     @property
+    def owner(self) -> children.Owner:
+        """The session as the owner of the children this pass makes."""
+        return children.Owner(self.clients, self.config, self.session, self.body, self.emit)
+
+    @property
     def deleting(self) -> bool:
         """The session is being deleted: its children are cleanup's, not this pass's."""
         return bool((self.body.get("metadata") or {}).get("deletionTimestamp"))
@@ -101,9 +106,7 @@ def _ensure_support(
     state.passes_since_support = 0
     has_ingress = bool(list(p.ingresses))
     try:
-        children.ensure_support(
-            p.clients, session, p.config, p.body, p.emit, has_ingress, want_ingress
-        )
+        children.ensure_support(p.owner, has_ingress, want_ingress)
     except NameConflict as exc:
         conflict = Check(False, "NameConflict", str(exc))
         return conflict, conflict
@@ -117,18 +120,9 @@ def _rotate(p: Pass, handled: str | None) -> tuple[str | None, Check | None]:
     if not session.token_rotation or session.token_rotation == handled:
         return handled, None
     try:
-        children.rotate_token(p.clients, session)
+        children.rotate_token(p.owner)
     except NameConflict as exc:
         return handled, Check(False, "NameConflict", str(exc))
-    secret = kube.TOKEN_SECRET.name(session)
-    logger.info("session %s/%s: rotated the token", session.namespace, session.name)
-    p.emit(
-        p.body,
-        "Normal",
-        "TokenRotated",
-        f"wrote a new token into Secret {secret} (spec.tokenRotation "
-        f"{session.token_rotation!r}): logins made with the old one end once the pod sees it",
-    )
     return session.token_rotation, None
 
 
@@ -182,9 +176,7 @@ def reconcile(p: Pass) -> dict[str, Any]:
     ):
         try:
             connected = bool(activity is not None and activity.active_connections)
-            children.ensure_pod(
-                p.clients, session, config, p.body, pod, want_pod, why_not, p.emit, connected
-            )
+            children.ensure_pod(p.owner, pod, want_pod, why_not, connected)
         except NameConflict as exc:
             conflict = Check(False, "NameConflict", str(exc))
 
@@ -200,7 +192,7 @@ def reconcile(p: Pass) -> dict[str, Any]:
     )
     verdict = status.compute(session, observed, life, prior_status, config, now)
     for event in verdict.events:
-        p.emit(p.body, event.type, event.reason, event.message)
+        p.owner.event(event.type, event.reason, event.message)
     if verdict.phase.value != prior_status.get("phase"):
         logger.info(
             "session %s/%s: phase %s -> %s",
