@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import datetime
 import json
 import os
 import signal
 import subprocess
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -278,6 +280,62 @@ def report_activity(
         json.dumps(patch),
         namespace=namespace,
     )
+
+
+def write_health_check(
+    cluster: KubeCluster, namespace: str, name: str, result: str, message: str = ""
+) -> None:
+    """Writes status.healthCheck as the health-check worker does."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    hc = {"time": now, "result": result, "latencyMs": 12, "taskId": "t1", "message": message}
+    cluster.kubectl(
+        "patch",
+        "ts",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"healthCheck": hc}}),
+        namespace=namespace,
+    )
+
+
+def passed_since(cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any]:
+    """Waits for a pass that began after this call; returns the session it left.
+
+    It writes a health-check result no earlier pass could have seen and waits until the
+    status reflects it: that pass observed the world as it is now.
+    """
+    marker = f"pass-marker-{uuid.uuid4().hex[:8]}"
+    write_health_check(cluster, namespace, name, "error", marker)
+
+    def seen() -> dict[str, Any]:
+        ts = get_session(cluster, namespace, name)
+        return ts if marker in condition(ts, "TargetReachable").get("message", "") else {}
+
+    return wait_for(seen, message=f"a pass over {namespace}/{name}")
+
+
+def events(cluster: KubeCluster, namespace: str, name: str) -> list[tuple[str, str]]:
+    items = cluster.kubectl_json(
+        "get",
+        "events",
+        f"--field-selector=involvedObject.kind=TerminalSession,involvedObject.name={name}",
+        namespace=namespace,
+    )["items"]
+    return [(e["type"], e["reason"]) for e in items]
+
+
+def wait_events(
+    cluster: KubeCluster, namespace: str, name: str, *wanted: tuple[str, str]
+) -> list[tuple[str, str]]:
+    """Waits until the session has these (type, reason) Events (kopf posts them async)."""
+
+    def seen() -> list[tuple[str, str]]:
+        got = events(cluster, namespace, name)
+        return got if set(wanted) <= set(got) else []
+
+    return wait_for(seen, timeout=30, message=f"events {wanted} on {name}")
 
 
 def exists(cluster: KubeCluster, namespace: str, kind: str, name: str) -> bool:

@@ -37,10 +37,10 @@ from tests.fixtures_operator import (
     pod_command_running,
     pod_environment,
     ready_session,
+    wait_events,
 )
 from tests.fixtures_sshd import SSHD, Sshd
 from tests.support import CLI, free_port, poll, port_open
-from tests.test_operator_cluster import wait_events
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -26,11 +26,14 @@ from tests.fixtures_operator import (
     get_session,
     key_secret,
     names,
+    passed_since,
     patch_spec,
     ready_session,
     report_activity,
     session_manifest,
+    wait_events,
     wait_phase,
+    write_health_check,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -50,28 +53,6 @@ CHILDREN = [
 
 def utc(raw: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-
-
-def events(cluster: KubeCluster, namespace: str, name: str) -> list[tuple[str, str]]:
-    items = cluster.kubectl_json(
-        "get",
-        "events",
-        f"--field-selector=involvedObject.kind=TerminalSession,involvedObject.name={name}",
-        namespace=namespace,
-    )["items"]
-    return [(e["type"], e["reason"]) for e in items]
-
-
-def wait_events(
-    cluster: KubeCluster, namespace: str, name: str, *wanted: tuple[str, str]
-) -> list[tuple[str, str]]:
-    """Waits until the session has these (type, reason) Events (kopf posts them async)."""
-
-    def seen() -> list[tuple[str, str]]:
-        got = events(cluster, namespace, name)
-        return got if set(wanted) <= set(got) else []
-
-    return wait_for(seen, timeout=30, message=f"events {wanted} on {name}")
 
 
 def test_valid_session_becomes_ready_with_owned_children(
@@ -423,29 +404,14 @@ def test_health_check_status_becomes_target_reachable(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
     ready_session(kube_cluster, namespace, "probe")
-
-    def write(result: str, message: str) -> None:
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        hc = {"time": now, "result": result, "latencyMs": 12, "taskId": "t1", "message": message}
-        kube_cluster.kubectl(
-            "patch",
-            "ts",
-            "probe",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": {"healthCheck": hc}}),
-            namespace=namespace,
-        )
-
-    write("ok", "")
+    write_health_check(kube_cluster, namespace, "probe", "ok")
     wait_for(
         lambda: (
             condition(get_session(kube_cluster, namespace, "probe"), "TargetReachable")["status"]
             == "True"
         )
     )
-    write("error", "connection refused")
+    write_health_check(kube_cluster, namespace, "probe", "error", "connection refused")
     ts = wait_for(
         lambda: (
             (t := get_session(kube_cluster, namespace, "probe"))
@@ -473,6 +439,9 @@ def test_deleting_the_session_removes_everything_it_owned(
     wait_for(all_gone, message="every child of bye deleted")
     # The user's own Secret is not the session's to delete.
     assert exists(kube_cluster, namespace, "secret", "ssh-key")
+    # The last status went through the same writer as every other: conditions, and their
+    # Events, say why the session stopped being Ready.
+    wait_events(kube_cluster, namespace, "bye", ("Normal", "Terminating"))
 
 
 def test_killed_operator_restarts_without_duplicates(
@@ -658,6 +627,11 @@ def test_the_operator_refuses_what_its_policy_does_not_allow(
     patch_spec(kube_cluster, namespace, "image", pod={"image": TEST_IMAGE_PREFIX + "3"})
     ts = wait_phase(kube_cluster, namespace, "image", "Ready")
     assert condition(ts, "Accepted")["status"] == "True"
+    # Refused again: the pod it has goes.
+    patch_spec(kube_cluster, namespace, "image", pod={"image": "attacker.example/shell:2"})
+    wait_phase(kube_cluster, namespace, "image", "Failed")
+    wait_for(lambda: not exists(kube_cluster, namespace, "pod", "image"), message="pod removed")
+    wait_events(kube_cluster, namespace, "image", ("Normal", "PodDeleted"))
 
 
 def test_a_secret_is_mounted_only_if_it_opted_in(
@@ -850,9 +824,10 @@ def test_a_target_the_egress_policy_blocks_is_refused(
 
 
 def test_token_rotation_writes_a_fresh_token_and_keeps_the_pod(
-    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+    kube_cluster: KubeCluster, namespace: str, operator_factory: OperatorFactory
 ) -> None:
     """Issue 9.6: a leaked token can be revoked without recreating the session."""
+    first = operator_factory(namespace)
     ready_session(kube_cluster, namespace, "rot")
     before = kube_cluster.kubectl_json("get", "secret", "rot-token", namespace=namespace)
     pod_uid = kube_cluster.kubectl_json("get", "pod", "rot", namespace=namespace)["metadata"]["uid"]
@@ -874,3 +849,17 @@ def test_token_rotation_writes_a_fresh_token_and_keeps_the_pod(
     # The value is opaque, but not free text.
     with pytest.raises(KubectlError, match="tokenRotation must be letters, digits"):
         patch_spec(kube_cluster, namespace, "rot", tokenRotation="now; rm -rf")
+    # Each value is handled once, also by an operator that restarted.
+    first.stop()
+    operator_factory(namespace)
+    passed_since(kube_cluster, namespace, "rot")
+    again = kube_cluster.kubectl_json("get", "secret", "rot-token", namespace=namespace)
+    assert again["data"]["token"] == after["data"]["token"]
+    patch_spec(kube_cluster, namespace, "rot", tokenRotation="2")
+
+    def rotated_again() -> dict[str, Any]:
+        secret = kube_cluster.kubectl_json("get", "secret", "rot-token", namespace=namespace)
+        return secret if secret["data"]["token"] != after["data"]["token"] else {}
+
+    third = wait_for(rotated_again, message="a new value rotates again")
+    assert third["data"]["token"] != before["data"]["token"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 from typing import Any
 
@@ -414,6 +415,29 @@ def test_suspend_is_its_own_phase_without_a_pod() -> None:
     assert v.phase is status.Phase.SUSPENDED
     assert conds(v)["PodReady"]["reason"] == "Suspended"
     assert v.status["podName"] is None
+
+
+def test_a_deleted_session_is_terminating_in_its_phase_and_conditions() -> None:
+    ready = run(body(), observe(pod()), {}, T0)
+    deleting = dataclasses.replace(observe(pod()), deleting=True)
+    v = run(body(), deleting, ready.status, T0 + datetime.timedelta(seconds=1))
+    assert v.phase is status.Phase.TERMINATING
+    c = conds(v)
+    assert (c["PodReady"]["status"], c["PodReady"]["reason"]) == ("False", "Terminating")
+    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "Terminating")
+    # The transitions are expected ones: Normal Events, no Warning.
+    assert {(e.type, e.reason) for e in v.events} == {("Normal", "Terminating")}
+
+
+def test_an_evicted_pod_reports_its_own_reason_while_it_is_replaced() -> None:
+    ready = run(body(), observe(pod()), {}, T0)
+    evicted = pod(ready=False, phase="Failed", reason="Evicted", message="low on memory")
+    v = run(body(), observe(evicted), ready.status, T0 + datetime.timedelta(seconds=1))
+    pod_ready = conds(v)["PodReady"]
+    assert pod_ready["reason"] == "Evicted"
+    assert pod_ready["message"] == "pod demo failed (Evicted: low on memory); replacing it"
+    assert v.phase is status.Phase.PROVISIONING
+    assert ("Warning", "Evicted") in {(e.type, e.reason) for e in v.events}
 
 
 def test_idle_time_does_not_accrue_while_suspended() -> None:

@@ -361,3 +361,29 @@ def is_expired(prior_status: Mapping[str, Any]) -> bool:
 def parse_status_time(prior_status: Mapping[str, Any], key: str) -> datetime.datetime | None:
     """A time field of a status, parsed."""
     return parse_time(prior_status.get(key))
+
+
+class OwnedStatus:
+    """The operator's own status keys as last written, laid over a possibly older body.
+
+    A loop's next pass can start before the watch has delivered its previous status patch;
+    reading that stale status would repeat transitions and their Events. The operator is the
+    only writer of these keys, so what it wrote last is the truth for them.
+    """
+
+    def __init__(self) -> None:
+        self._written: dict[str, Any] = {}
+
+    def view(self, status: Mapping[str, Any]) -> dict[str, Any]:
+        """`status` with the keys the operator wrote last as it wrote them."""
+        merged = dict(status)
+        for key, value in self._written.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        return merged
+
+    def record(self, patch: Mapping[str, Any]) -> None:
+        """Remembers a status patch the API server accepted."""
+        self._written.update(patch)
