@@ -1,9 +1,9 @@
 """docs/architecture.md against the code: the server, the page and the operator cannot drift.
 
 The tables of docs/architecture.md are read as data and compared with the server's constants
-(app/protocol.py, app/closecodes.py, every TerminalError class, the command parser) and with
-the page's, which web/contract.mjs prints by bundling web/src/protocol.ts. The activity the
-session server reports is compared with what the operator reads back.
+(app/terminal/protocol.py, app/terminal/closecodes.py, every TerminalError class, the command
+parser) and with the page's, which web/contract.mjs prints by bundling web/src/protocol.ts. The
+activity the session server reports is compared with what the operator reads back.
 """
 
 from __future__ import annotations
@@ -30,15 +30,19 @@ from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import Session, parse_session
 
 import app
-from app import activity
-from app.cli import ENV_PREFIX, build_parser
-from app.closecodes import CloseCode
+from app.cli.main import build_parser
+from app.cli.options import ENV_PREFIX, env_name
 from app.errors import TerminalError
 from app.healthcheck.results import CheckResult, HealthRecord, Outcome
-from app.protocol import CLIENT_FRAMES, SUBPROTOCOL, FrameType
+from app.kube import activity
+from app.terminal.closecodes import CloseCode
+from app.terminal.protocol import CLIENT_FRAMES, SUBPROTOCOL, ConnectionState, FrameType
 from tests.doctables import code_spans, leading_integer, table_with, tables_with
 
 ROOT = Path(__file__).resolve().parent.parent
+# The activity reporter's Lease and holder: `serve` flags the operator sets on the session pod.
+ACTIVITY_LEASE = env_name("activity_lease")
+POD_UID = env_name("pod_uid")
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 CRD = ROOT / "charts" / "ec2-terminal" / "crds" / "terminalsessions.ec2-terminal.io.yaml"
 PAGE_PROTOCOL = "web/src/protocol.ts"
@@ -86,18 +90,20 @@ def test_frame_types_match(doc: str, page: dict[str, Any]) -> None:
     documented = {
         code_spans(row["type"])[0]: int(code_spans(row["byte"])[0], 16) for row in table.rows
     }
-    assert documented == _members(FrameType), "docs vs app/protocol.py FrameType"
+    assert documented == _members(FrameType), "docs vs app/terminal/protocol.py FrameType"
     assert documented == page["FrameType"], f"docs vs {PAGE_PROTOCOL} FrameType"
     sent_by = {code_spans(row["type"])[0]: row["sent by"] for row in table.rows}
     assert set(sent_by.values()) <= {"client", "server", "both"}, sent_by
     from_clients = {name for name, who in sent_by.items() if who in ("client", "both")}
-    assert from_clients == {t.name for t in CLIENT_FRAMES}, "docs vs app/protocol.py CLIENT_FRAMES"
+    assert from_clients == {t.name for t in CLIENT_FRAMES}, (
+        "docs vs app/terminal/protocol.py CLIENT_FRAMES"
+    )
 
 
 def test_close_codes_match(doc: str, page: dict[str, Any]) -> None:
     table = table_with(doc, ("code", "name", "sent when", "the page"))
     documented = {code_spans(row["name"])[0]: leading_integer(row["code"]) for row in table.rows}
-    assert documented == _members(CloseCode), "docs vs app/closecodes.py"
+    assert documented == _members(CloseCode), "docs vs app/terminal/closecodes.py"
     assert documented == page["CloseCode"], f"docs vs {PAGE_PROTOCOL} CloseCode"
     behaviour = {leading_integer(row["code"]): row["the page"] for row in table.rows}
     assert set(behaviour.values()) <= {"ends", "reconnects"}, behaviour
@@ -163,7 +169,9 @@ def test_limits_match(doc: str, page: dict[str, Any]) -> None:
 
 def test_status_states_match(doc: str, page: dict[str, Any]) -> None:
     table = table_with(doc, ("state", "sent"))
-    assert [code_spans(cell)[0] for cell in table.column("state")] == page["STATUS_STATES"]
+    documented = [code_spans(cell)[0] for cell in table.column("state")]
+    assert documented == page["STATUS_STATES"], "docs vs web/src/protocol.ts"
+    assert documented == [s.value for s in ConnectionState], "docs vs app/terminal/protocol.py"
 
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -194,7 +202,7 @@ def _spelled(module: ModuleType, prefix: str) -> dict[str, str]:
 def test_activity_annotations_are_spelled_alike(doc: str) -> None:
     server = _spelled(activity, "ANNOTATION_")
     operator = _spelled(resources, "ANNOTATION_")
-    assert server, "app/activity.py spells no ANNOTATION_* keys"
+    assert server, "app/kube/activity.py spells no ANNOTATION_* keys"
     for name, key in server.items():
         assert operator.get(name) == key, (
             f"{name}: the server writes {key}, the operator reads {operator.get(name)}"
@@ -233,8 +241,8 @@ async def test_the_lease_report_the_server_sends_is_what_the_operator_reads() ->
     session = _session()
     env = _pod_environment(session)
     lease = resources.build_lease(session)
-    assert env[activity.LEASE_ENV]["value"] == lease["metadata"]["name"]
-    assert env[activity.POD_UID_ENV]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
+    assert env[ACTIVITY_LEASE]["value"] == lease["metadata"]["name"]
+    assert env[POD_UID]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
     sent: list[httpx.Request] = []
 
     def api_server(request: httpx.Request) -> httpx.Response:
@@ -308,12 +316,10 @@ def _serve_environment() -> set[str]:
 
 def test_the_operator_sets_only_what_the_server_reads() -> None:
     env = _pod_environment(_session())
-    reporter = {v for k, v in _spelled(activity, "").items() if k.endswith("_ENV")}
-    read = _serve_environment() | reporter
-    unread = {name for name in env if name.startswith(ENV_PREFIX)} - read
+    unread = {name for name in env if name.startswith(ENV_PREFIX)} - _serve_environment()
     assert not unread, f"the operator sets variables the server never reads: {unread}"
-    assert reporter <= set(env), "the activity reporter's variables are not all set"
-    for name in ("EC2_TERMINAL_POD_NAME", "EC2_TERMINAL_POD_NAMESPACE"):
+    assert ACTIVITY_LEASE in env, "the activity reporter has no Lease to write"
+    for name in ("EC2_TERMINAL_POD_NAME", "EC2_TERMINAL_POD_NAMESPACE", POD_UID):
         assert "fieldRef" in env[name].get("valueFrom", {}), f"{name} is not the pod's own"
 
 

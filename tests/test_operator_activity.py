@@ -1,4 +1,4 @@
-"""app/activity.py: activity on the session's own Lease, with a token that can do nothing else."""
+"""app/kube/activity.py: activity on the session's Lease, with a token that can do nothing else."""
 
 from __future__ import annotations
 
@@ -14,17 +14,19 @@ import pytest
 from ec2_terminal_operator import resources
 from ec2_terminal_operator.spec import parse_session
 
-from app.activity import (
+from app.cli.main import build_parser
+from app.cli.serve import settings_from_args
+from app.errors import ConfigurationError
+from app.kube.activity import (
     ANNOTATION_ACTIVE_CONNECTIONS,
     ANNOTATION_LAST_ACTIVITY,
     ActivityReporter,
     ActivityReportError,
     LeaseEndpoint,
     annotations_for,
-    endpoint_from_env,
+    endpoint_for,
     http_client,
     in_cluster_endpoint,
-    interval_from_env,
     lease_writer,
     run_reporter,
 )
@@ -88,32 +90,42 @@ async def test_run_logs_errors_and_keeps_going(caplog: pytest.LogCaptureFixture)
     assert "activity report failed: HTTP 500: boom" in caplog.text
 
 
-def test_settings_from_env() -> None:
-    assert interval_from_env({}) == 10
-    assert interval_from_env({"EC2_TERMINAL_ACTIVITY_INTERVAL": "2.5"}) == 2.5
-    with pytest.raises(ValueError, match="must be seconds"):
-        interval_from_env({"EC2_TERMINAL_ACTIVITY_INTERVAL": "often"})
+def test_the_in_cluster_address() -> None:
     with pytest.raises(ActivityReportError, match="KUBERNETES_SERVICE_HOST"):
         in_cluster_endpoint("l", "uid", "ns", {})
     ep = in_cluster_endpoint("l", "uid", "ns", {"KUBERNETES_SERVICE_HOST": "fd00::1"})
     assert ep.lease_url == (
         "https://[fd00::1]:443/apis/coordination.k8s.io/v1/namespaces/ns/leases/l"
     )
+    assert ep.token_file == "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
-def test_endpoint_comes_from_the_operator_set_environment() -> None:
-    in_pod = Settings(pod_name="web", pod_namespace="team-a")
-    env = {
-        "KUBERNETES_SERVICE_HOST": "10.96.0.1",
-        "EC2_TERMINAL_ACTIVITY_LEASE": "web-activity",
+def test_endpoint_comes_from_the_operator_set_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The operator's variables reach the reporter as `serve` flags, through the settings.
+    for name, value in {
+        "EC2_TERMINAL_POD_NAME": "web",
+        "EC2_TERMINAL_POD_NAMESPACE": "team-a",
         "EC2_TERMINAL_POD_UID": "u-1",
-    }
-    ep = endpoint_from_env(in_pod, env)
+        "EC2_TERMINAL_ACTIVITY_LEASE": "web-activity",
+        "EC2_TERMINAL_ACTIVITY_INTERVAL": "2.5",
+        "EC2_TERMINAL_SERVICE_ACCOUNT_DIR": "/run/sa",
+    }.items():
+        monkeypatch.setenv(name, value)
+    in_pod = settings_from_args(build_parser().parse_args(["serve"]))
+    assert in_pod.activity_interval == 2.5
+    kube = {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}
+    ep = endpoint_for(in_pod, kube)
     assert ep is not None
     assert (ep.lease_name, ep.holder, ep.namespace) == ("web-activity", "u-1", "team-a")
-    with pytest.raises(ActivityReportError, match="EC2_TERMINAL_ACTIVITY_LEASE"):
-        endpoint_from_env(in_pod, {"KUBERNETES_SERVICE_HOST": "10.96.0.1"})
-    assert endpoint_from_env(Settings(), env) is None
+    assert (ep.token_file, ep.ca_file) == ("/run/sa/token", "/run/sa/ca.crt")
+    with pytest.raises(ActivityReportError, match="--activity-lease and --pod-uid"):
+        endpoint_for(dataclasses.replace(in_pod, pod_uid=None), kube)
+    assert endpoint_for(Settings(), kube) is None
+
+
+def test_a_bad_interval_is_refused_like_a_bad_flag() -> None:
+    with pytest.raises(ConfigurationError, match="--activity-interval must be positive"):
+        Settings(activity_interval=0)
 
 
 # --- against the real API server, with the session's own ServiceAccount token ---

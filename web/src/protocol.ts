@@ -1,6 +1,7 @@
 // Frames of the ec2-terminal.v1 WebSocket protocol: encoding and decoding, no DOM.
-// The contract is docs/architecture.md; the server's side is app/protocol.py, app/closecodes.py
-// and app/errors.py. tests/test_contracts.py compares the three through web/contract.mjs.
+// The contract is docs/architecture.md; the server's side is app/terminal/protocol.py,
+// app/terminal/closecodes.py and the TerminalError classes under app/. tests/test_contracts.py
+// compares the three through web/contract.mjs.
 
 export const SUBPROTOCOL = "ec2-terminal.v1";
 
@@ -17,11 +18,12 @@ export const FrameType = {
   ERROR: 0x83,
 } as const;
 
-/** The server refuses client frames larger than this (app/protocol.py MAX_CLIENT_FRAME). */
+/** The server refuses client frames larger than this (app/terminal/protocol.py MAX_CLIENT_FRAME). */
 export const MAX_CLIENT_FRAME = 64 * 1024;
 export const MAX_TERMINAL_SIDE = 1000;
 
-/** Close codes the server (or the WebSocket layer under it) sends, as app/closecodes.py names them. */
+/** Close codes the server (or the WebSocket layer under it) sends, named as app/terminal/closecodes.py
+ * names them. */
 export const CloseCode = {
   NORMAL: 1000,
   PROTOCOL_ERROR: 1002,
