@@ -14,7 +14,10 @@ from ec2_terminal_operator.network import NetworkSettings
 from ec2_terminal_operator.spec import parse_session
 
 FINGERPRINT = "SHA256:" + "A" * 43
-OTLP = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.obs.svc:4317"}
+OTLP = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.obs.svc:4317",
+    "OTEL_RESOURCE_ATTRIBUTES": "k8s.pod.uid=$(EC2_TERMINAL_POD_UID)",
+}
 SCRAPE = {"prometheus.io/scrape": "true", "prometheus.io/port": "8000"}
 COLLECTOR_RULE = {
     "to": [
@@ -49,9 +52,13 @@ def config(**env: str) -> OperatorConfig:
 def test_extra_env_and_annotations_reach_the_session_pod() -> None:
     cfg = config(SESSION_ENV=json.dumps(OTLP), SESSION_POD_ANNOTATIONS=json.dumps(SCRAPE))
     pod = resources.build_pod(session(), cfg)
+    names = [e["name"] for e in pod["spec"]["containers"][0]["env"]]
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == OTLP["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert {k: env[k] for k in OTLP} == OTLP
     assert env["EC2_TERMINAL_HOST"] == "10.0.0.5"
+    # Last, so that $(EC2_TERMINAL_POD_UID) from the downward API expands in them.
+    assert names[-len(OTLP) :] == list(OTLP)
+    assert names.index("EC2_TERMINAL_POD_UID") < names.index("OTEL_RESOURCE_ATTRIBUTES")
     annotations = pod["metadata"]["annotations"]
     assert {k: annotations[k] for k in SCRAPE} == SCRAPE
     assert resources.ANNOTATION_POD_HASH in annotations

@@ -253,13 +253,14 @@ def build_env(session: Session, config: OperatorConfig) -> list[dict[str, Any]]:
     plain["EC2_TERMINAL_ACTIVITY_LEASE"] = lease_name(session)
     # The root filesystem is read-only; anything that wants a home writes to the tmp volume.
     plain["HOME"] = "/tmp"
-    # The administrator's additions (OTLP endpoint...): config refuses the names above.
-    plain.update(config.session_env)
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
     env.append(_field_env("EC2_TERMINAL_POD_NAME", "metadata.name"))
     env.append(_field_env("EC2_TERMINAL_POD_NAMESPACE", "metadata.namespace"))
     # The Lease's holder: the operator ignores activity an earlier pod left on the Lease.
     env.append(_field_env("EC2_TERMINAL_POD_UID", "metadata.uid"))
+    # The administrator's additions (the OTLP endpoint...), last so that they may refer to the
+    # variables above as $(NAME); config refuses the names the operator sets.
+    env.extend({"name": k, "value": v} for k, v in config.session_env.items())
     return env
 
 
