@@ -154,6 +154,8 @@ def test_the_default_image_is_the_one_hack_image_builds() -> None:
     assert OperatorConfig().session_image == f"localhost/ec2-terminal:{version}"
     dev = yaml.safe_load(DEV_VALUES.read_text())
     assert dev["image"] == {"repository": "localhost/ec2-terminal", "pullPolicy": "Never"}
+    # *.localhost resolves to this machine in browsers, where kind maps ports 80 and 443.
+    assert dev["ingress"]["sessionDomain"] == "localhost"
 
 
 @pytest.mark.parametrize(
