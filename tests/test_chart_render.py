@@ -94,6 +94,32 @@ def test_lint_passes_strictly(helm_bin: str, values: Path) -> None:
     assert "0 chart(s) failed" in result.stdout
 
 
+class StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key twice in one mapping (PyYAML keeps the last silently;
+    stricter parsers, such as skaffold's, refuse the whole manifest)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        twice = {k for k in keys if keys.count(k) > 1}
+        if twice:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{sorted(twice)} defined twice", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
+@pytest.mark.parametrize("values", VALUES, ids=values_id)
+def test_no_manifest_has_a_key_twice(helm_bin: str, values: Path) -> None:
+    result = render(helm_bin, f"--values={values}", FIXED_PASSWORD)
+    assert result.returncode == 0, result.stderr
+    assert len([d for d in yaml.load_all(result.stdout, Loader=StrictLoader) if d]) > 20
+
+
+def test_the_strict_loader_refuses_a_key_twice() -> None:
+    with pytest.raises(yaml.constructor.ConstructorError, match="defined twice"):
+        yaml.load("labels: {a: 1, a: 2}", Loader=StrictLoader)  # noqa: S506 (a safe loader)
+
+
 @pytest.mark.parametrize("values", VALUES, ids=values_id)
 def test_every_object_and_pod_carries_the_recommended_labels(helm_bin: str, values: Path) -> None:
     docs = rendered(helm_bin, f"--values={values}", FIXED_PASSWORD)
