@@ -11,6 +11,7 @@ import base64
 import functools
 import json
 import secrets
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_kube import KubeCluster, delete_namespace, wait_for
+from tests.fixtures_kube import ROOT, KubeCluster, delete_namespace, wait_for
 from tests.fixtures_operator import OperatorFactory
 from tests.support import env_without_proxies, free_port
 from tests.test_chart_render import VALUES, values_id
@@ -431,3 +432,59 @@ def test_the_hooks_commands_pass_against_a_real_operator_and_fail_with_a_reason(
         assert operator.alive()
     finally:
         kube_cluster.helm("uninstall", release, f"--namespace={namespace}", "--wait", check=False)
+
+
+def documented_commands(section: str) -> list[list[str]]:
+    """The commands of the first code block under a heading of docs/install.md, as argv."""
+    text = (ROOT / "docs/install.md").read_text()
+    body = text.split(f"\n## {section}\n", 1)[1]
+    block = body.split("```\n", 2)[1]
+    return [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_the_documented_upgrade_applies_the_crd_then_the_chart(
+    kube_cluster: KubeCluster, terminalsession_crd: str, restricted: str
+) -> None:
+    namespace, release = restricted, f"u{restricted[2:]}"
+    kube_cluster.helm(
+        "install",
+        release,
+        str(CHART),
+        f"--namespace={namespace}",
+        "--set=redis.persistence.enabled=false",
+    )
+    try:
+        crd, upgrade = documented_commands("Upgrade")
+        assert crd[:2] == ["kubectl", "apply"]
+        assert upgrade[:3] == ["helm", "upgrade", "ec2-terminal"]
+        # As after a real install, Helm owns the CRD's fields: the documented apply takes them.
+        kube_cluster.kubectl(
+            "apply",
+            "--server-side",
+            "--field-manager=helm",
+            "--force-conflicts",
+            "-f",
+            str(CHART / "crds"),
+        )
+        kube_cluster.kubectl(*crd[1:-1], str(CHART / "crds"))
+        established = kube_cluster.kubectl_json("get", "crd", terminalsession_crd)["status"][
+            "conditions"
+        ]
+        assert {"type": "Established", "status": "True"}.items() <= next(
+            c for c in established if c["type"] == "Established"
+        ).items()
+        # The chart path, release and namespace are the example's; the flags are the document's.
+        flags = [a for a in upgrade[4:] if not a.startswith("--namespace")]
+        assert flags == ["ec2-terminal", "--reuse-values"] or "--reuse-values" in flags
+        kube_cluster.helm(
+            "upgrade", release, str(CHART), f"--namespace={namespace}", "--reuse-values"
+        )
+        status = json.loads(
+            kube_cluster.helm("status", release, f"--namespace={namespace}", "-o", "json")
+        )
+        assert (status["version"], status["info"]["status"]) == (2, "deployed")
+    finally:
+        kube_cluster.helm("uninstall", release, f"--namespace={namespace}", "--wait", check=False)
+    # The apply left the CRD managed by kubectl, which Helm never deletes either.
+    assert present(kube_cluster, None, "crd", terminalsession_crd)
