@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from tests.fixtures_kube import ROOT, KubeCluster, delete_namespace, wait_for
-from tests.fixtures_operator import OperatorFactory
+from tests.fixtures_operator import OperatorFactory, can_i
 from tests.support import env_without_proxies, free_port
 from tests.test_chart_render import VALUES, values_id
-from tests.test_operator_chart import CHART, _sa_kubeconfig, documents
+from tests.test_operator_chart import CHART, _sa_kubeconfig, documents, install_watching
 
 RESTRICTED = {
     f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
@@ -40,6 +40,25 @@ SERVER_DRY_RUN = (
     "-",
 )
 HOOK_ANNOTATIONS = ("helm.sh/hook", "helm.sh/hook-weight", "helm.sh/hook-delete-policy")
+
+
+def server_dry_run(
+    cluster: KubeCluster, manifests: str, namespace: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl apply` as a server-side dry run: every field validated strictly against the
+    server's OpenAPI schemas (and the CRDs' schemas and CEL rules), admission run, nothing kept."""
+    argv = [str(cluster.kubectl_path), *SERVER_DRY_RUN]
+    if namespace:
+        argv.append(f"--namespace={namespace}")
+    return subprocess.run(
+        argv,
+        input=manifests,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(cluster.env),
+        check=False,
+    )
 
 
 def restrict(cluster: KubeCluster, namespace: str) -> None:
@@ -101,16 +120,7 @@ def test_every_rendered_object_passes_the_api_servers_dry_run(
     assert len(docs) > 20
     # The test hooks are in `helm template`'s output too, so they are checked as well.
     assert {"CustomResourceDefinition", "Job", "CronJob"} <= {d["kind"] for d in docs}
-    # Server-side apply validates every field strictly against the server's OpenAPI schemas.
-    result = subprocess.run(
-        [str(kube_cluster.kubectl_path), *SERVER_DRY_RUN],
-        input=rendered,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(kube_cluster.env),
-        check=False,
-    )
+    result = server_dry_run(kube_cluster, rendered)
     assert result.returncode == 0, result.stderr
     # Pod templates are checked against the restricted standard (warn), pods refused (enforce).
     assert "Warning" not in result.stderr, result.stderr
@@ -130,15 +140,7 @@ def test_the_dry_run_refuses_a_pod_template_that_is_not_restricted(
     )
     deploy = next(d for d in documents(rendered) if d["kind"] == "Deployment")
     del deploy["spec"]["template"]["spec"]["containers"][0]["securityContext"]
-    result = subprocess.run(
-        [str(kube_cluster.kubectl_path), *SERVER_DRY_RUN],
-        input=json.dumps(deploy),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=dict(kube_cluster.env),
-        check=False,
-    )
+    result = server_dry_run(kube_cluster, json.dumps(deploy))
     assert 'would violate PodSecurity "restricted' in result.stderr
 
 
@@ -326,17 +328,7 @@ def test_the_hooks_commands_pass_against_a_real_operator_and_fail_with_a_reason(
 ) -> None:
     namespace, release = restricted, f"h{restricted[2:]}"
     fullname = f"{release}-ec2-terminal"
-    kube_cluster.helm(
-        "install",
-        release,
-        str(CHART),
-        f"--namespace={namespace}",
-        "--set=watch.allNamespaces=false",
-        f"--set=watch.namespaces={{{namespace}}}",
-        "--set=redis.persistence.enabled=false",
-        "--wait",
-        "--timeout=120s",
-    )
+    install_watching(kube_cluster, release, namespace, "--wait")
     try:
         hooks = documents(kube_cluster.helm("get", "hooks", release, f"--namespace={namespace}"))
         jobs = {d["metadata"]["name"]: d for d in hooks if d["kind"] == "Job"}
@@ -381,21 +373,9 @@ def test_the_hooks_commands_pass_against_a_real_operator_and_fail_with_a_reason(
         # The sample session, with the test account's rights only.
         session_job = jobs[f"{fullname}-test-session"]
         account = f"{fullname}-test"
-        for verb, what, allowed in (
-            ("create", "terminalsessions", "yes"),
-            ("list", "terminalsessions", "no"),
-            ("get", "secrets", "no"),
-        ):
-            can = kube_cluster.kubectl(
-                "auth",
-                "can-i",
-                verb,
-                what,
-                f"--as=system:serviceaccount:{namespace}:{account}",
-                namespace=namespace,
-                check=False,
-            )
-            assert can.strip() == allowed, (verb, what)
+        assert can_i(kube_cluster, namespace, account, "create", "terminalsessions")
+        assert not can_i(kube_cluster, namespace, account, "list", "terminalsessions")
+        assert not can_i(kube_cluster, namespace, account, "get", "secrets")
         env = {
             **env_without_proxies(),
             **job_env(session_job),

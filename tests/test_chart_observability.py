@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.fixtures_kube import ROOT, cluster_env
+from tests.test_chart_render import run_helm
 from tests.test_operator_chart import CHART, documents, helm_bin
 
 __all__ = ["helm_bin"]  # the fixture, re-used from the operator's chart tests
@@ -50,21 +51,15 @@ def kustomize(kubectl: str, directory: Path) -> list[dict[str, Any]]:
 
 def chart_stack(helm: str, *flags: str, chart: Path = CHART) -> list[dict[str, Any]]:
     """The stack's objects as the chart renders them (observability on, nothing else)."""
-    result = subprocess.run(
-        [
-            helm,
-            "template",
-            "ec2-terminal",
-            str(chart),
-            "--namespace=ec2-terminal",
-            "--set=observability.enabled=true",
-            "--set=healthCheck.enabled=false",
-            *flags,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_helm(
+        helm,
+        "template",
+        "ec2-terminal",
+        str(chart),
+        "--namespace=ec2-terminal",
+        "--set=observability.enabled=true",
+        "--set=healthCheck.enabled=false",
+        *flags,
     )
     assert result.returncode == 0, result.stderr
     # The kustomization labels every object of the stack (and the chart keeps its labels).
@@ -273,12 +268,12 @@ def test_a_kustomization_feature_the_chart_does_not_follow_stops_the_render(
     chart = copied_chart(tmp_path)
     kustomization = chart / "files/observability/kustomization.yaml"
     kustomization.write_text(kustomization.read_text() + "commonAnnotations:\n  team: x\n")
-    result = subprocess.run(
-        [helm_bin, "template", "x", str(chart), "--set=observability.enabled=true"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_helm(
+        helm_bin,
+        "template",
+        "x",
+        str(chart),
+        "--set=observability.enabled=true",
     )
     assert result.returncode != 0
     assert (

@@ -32,6 +32,11 @@ FIXED_PASSWORD = "--set=redis.auth.password=rendered-in-ci-only"
 WORKLOADS = ("Deployment", "DaemonSet", "StatefulSet", "Job")
 
 
+def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs helm (no cluster) and returns what it did."""
+    return subprocess.run([helm, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
 def values_id(path: Path) -> str:
     return path.stem
 
@@ -83,12 +88,12 @@ def operator_env(docs: list[dict[str, Any]]) -> dict[str, str]:
 
 @pytest.mark.parametrize("values", VALUES, ids=values_id)
 def test_lint_passes_strictly(helm_bin: str, values: Path) -> None:
-    result = subprocess.run(
-        [helm_bin, "lint", "--strict", str(CHART), f"--values={values}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_helm(
+        helm_bin,
+        "lint",
+        "--strict",
+        str(CHART),
+        f"--values={values}",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 chart(s) failed" in result.stdout
@@ -455,20 +460,14 @@ def test_the_sample_session_goes_to_a_watched_namespace(helm_bin: str) -> None:
 
 
 def _notes(helm: str, *flags: str) -> str:
-    result = subprocess.run(
-        [
-            helm,
-            "install",
-            "ec2-terminal",
-            str(CHART),
-            "--dry-run=client",
-            "--namespace=team",
-            *flags,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_helm(
+        helm,
+        "install",
+        "ec2-terminal",
+        str(CHART),
+        "--dry-run=client",
+        "--namespace=team",
+        *flags,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.split("NOTES:\n", 1)[1]

@@ -3,7 +3,6 @@ parser and by the API server (the CRD's schema and CEL rules, server-side dry ru
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import yaml
 from ec2_terminal_operator.spec import AccessMethod, HostKeyPolicy, parse_session
 
 from tests.fixtures_kube import ROOT, KubeCluster
+from tests.test_chart_install import server_dry_run
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
@@ -49,21 +49,6 @@ def test_the_known_hosts_example_parses() -> None:
 def test_the_api_server_accepts_the_example(
     kube_cluster: KubeCluster, terminalsession_crd: str, namespace: str, example: Path
 ) -> None:
-    done = subprocess.run(
-        [
-            str(kube_cluster.kubectl_path),
-            "apply",
-            "--dry-run=server",
-            "--validate=strict",
-            f"--namespace={namespace}",
-            "-f",
-            str(example),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=dict(kube_cluster.env),
-        check=False,
-    )
+    done = server_dry_run(kube_cluster, example.read_text(), namespace)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("(server dry run)") == len(documents(example))

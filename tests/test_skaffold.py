@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.fixtures_kube import ROOT
+from tests.test_chart_render import run_helm
 from tests.test_operator_chart import CHART, documents, helm_bin
 
 __all__ = ["helm_bin"]  # the fixture, re-used from the operator's chart tests
@@ -167,22 +168,16 @@ def test_render_is_what_helm_template_renders(
     (image,) = images  # the operator and the worker run the image skaffold built
     repository, tag = image.rsplit(":", 1)
     assert repository == "ec2-terminal"
-    helm = subprocess.run(
-        [
-            helm_bin,
-            "template",
-            "ec2-terminal",
-            str(CHART),
-            "--namespace=ec2-terminal",
-            f"--values={CHART / 'values-dev.yaml'}",
-            f"--set=image.repository={repository}",
-            f"--set=image.tag={tag}",
-            *flags,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    helm = run_helm(
+        helm_bin,
+        "template",
+        "ec2-terminal",
+        str(CHART),
+        "--namespace=ec2-terminal",
+        f"--values={CHART / 'values-dev.yaml'}",
+        f"--set=image.repository={repository}",
+        f"--set=image.tag={tag}",
+        *flags,
     )
     assert helm.returncode == 0, helm.stderr
     ours, theirs = _normalized(rendered), _normalized(documents(helm.stdout))
