@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -24,7 +25,8 @@ DEFAULT_RESOURCES: Mapping[str, Any] = {
 class OperatorConfig:
     """Settings of the operator process (not of one session)."""
 
-    session_image: str = "ec2-terminal:0.1.0"
+    # hack/image's tag of the project's image (docs/image.md); the chart names its own.
+    session_image: str = "localhost/ec2-terminal:0.1.0"
     image_pull_policy: str = "IfNotPresent"
     # How often each session is re-checked: pod readiness, activity, expiry, the Secret.
     resync_seconds: float = 5.0
@@ -46,6 +48,10 @@ class OperatorConfig:
     pod_policy: PodPolicy = dataclasses.field(default_factory=PodPolicy)
     ingress: IngressPolicy = dataclasses.field(default_factory=IngressPolicy)
     network: NetworkSettings = dataclasses.field(default_factory=NetworkSettings)
+    # The administrator's additions to every session pod (the chart's session.env and
+    # session.podAnnotations: the OTLP endpoint, Prometheus scrape annotations).
+    session_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    session_pod_annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -91,6 +97,8 @@ class OperatorConfig:
             pod_policy=pod_policy,
             ingress=ingress,
             network=get("NETWORK_POLICY", defaults.network, NetworkSettings.parse),
+            session_env=get("SESSION_ENV", {}, parse_session_env),
+            session_pod_annotations=get("SESSION_POD_ANNOTATIONS", {}, parse_pod_annotations),
         )
 
 
@@ -102,3 +110,36 @@ def _boolean(raw: str) -> bool:
 
 
 _boolean.__name__ = "boolean (true or false)"
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The server's configuration is the operator's: an extra variable must not change it.
+_OPERATOR_ENV = ("EC2_TERMINAL_", "HOME")
+_OPERATOR_ANNOTATIONS = "ec2-terminal.io/"
+
+
+def _string_map(raw: str, what: str) -> dict[str, str]:
+    value = policy.load_json(raw, what) or {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise PolicyError(f"{what} must be a JSON object of strings")
+    return {str(k): v for k, v in value.items()}
+
+
+def parse_session_env(raw: str) -> dict[str, str]:
+    """JSON {name: value}: variables added to every session pod; PolicyError if malformed."""
+    env = _string_map(raw, "the session pods' extra environment")
+    for name in env:
+        if not _ENV_NAME.fullmatch(name):
+            raise PolicyError(f"{name!r} is not an environment variable name")
+        if name.startswith(_OPERATOR_ENV):
+            raise PolicyError(f"{name} is the operator's to set (the server's configuration)")
+    return env
+
+
+def parse_pod_annotations(raw: str) -> dict[str, str]:
+    """JSON {key: value}: annotations added to every session pod; PolicyError if malformed."""
+    annotations = _string_map(raw, "the session pods' extra annotations")
+    for key in annotations:
+        if key.startswith(_OPERATOR_ANNOTATIONS):
+            raise PolicyError(f"annotation {key} is the operator's to set")
+    return annotations

@@ -91,6 +91,8 @@ class NetworkSettings:
     dns_pod_selector: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: {"matchLabels": {"k8s-app": "kube-dns"}}
     )
+    # Further egress rules ({to, ports}), e.g. the OpenTelemetry collector the chart names.
+    extra_egress: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def parse(cls, raw: str) -> NetworkSettings:
@@ -120,6 +122,7 @@ class NetworkSettings:
                 "dnsNamespaceSelector", defaults.dns_namespace_selector
             ),
             dns_pod_selector=egress.selector("dnsPodSelector", defaults.dns_pod_selector),
+            extra_egress=egress.rules("extraTo"),
         )
         reader.done()
         egress.done()
@@ -171,6 +174,23 @@ class _Reader:
                 f"{self._path}.{key} must be a list of NetworkPolicy peers "
                 "(namespaceSelector, podSelector, ipBlock)"
             )
+        return tuple(raw)
+
+    def rules(self, key: str) -> tuple[Mapping[str, Any], ...]:
+        raw = self._get(key) or []
+        if not isinstance(raw, list):
+            raise PolicyError(f"{self._path}.{key} must be a list of egress rules (to, ports)")
+        for i, rule in enumerate(raw):
+            where = f"{self._path}.{key}[{i}]"
+            reader = _Reader(rule, where)
+            reader.peers("to")
+            ports = reader._get("ports") or []
+            reader.done()
+            if not isinstance(ports, list) or not all(
+                isinstance(p, dict) and "port" in p and not set(p) - {"port", "protocol", "endPort"}
+                for p in ports
+            ):
+                raise PolicyError(f"{where}.ports must be a list of {{port, protocol, endPort}}")
         return tuple(raw)
 
     def destinations(self, key: str, default: Destinations) -> Destinations:

@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ec2_terminal_operator import ingress_annotations, origin
@@ -257,6 +258,9 @@ def build_env(session: Session, config: OperatorConfig) -> list[dict[str, Any]]:
     env.append(_field_env("EC2_TERMINAL_POD_NAMESPACE", "metadata.namespace"))
     # The Lease's holder: the operator ignores activity an earlier pod left on the Lease.
     env.append(_field_env("EC2_TERMINAL_POD_UID", "metadata.uid"))
+    # The administrator's additions (the OTLP endpoint...), last so that they may refer to the
+    # variables above as $(NAME); config refuses the names the operator sets.
+    env.extend({"name": k, "value": v} for k, v in config.session_env.items())
     return env
 
 
@@ -361,8 +365,9 @@ def build_pod(session: Session, config: OperatorConfig) -> dict[str, Any]:
             "name": pod_name(session),
             "labels": labels(session),
             "annotations": {
+                **config.session_pod_annotations,
                 ANNOTATION_CONFIG_HASH: config_hash(session, config),
-                ANNOTATION_POD_HASH: pod_hash(pod_spec),
+                ANNOTATION_POD_HASH: pod_hash(pod_spec, config.session_pod_annotations),
             },
         },
         "spec": pod_spec,
@@ -406,13 +411,14 @@ def config_hash(session: Session, config: OperatorConfig) -> str:
     )
 
 
-def pod_hash(pod_spec: dict[str, Any]) -> str:
-    """A digest of the whole pod spec, operator settings included.
+def pod_hash(pod_spec: dict[str, Any], annotations: Mapping[str, str]) -> str:
+    """A digest of the whole pod spec and the administrator's annotations.
 
     When only this one differs, the pod is out of date but still works: it is replaced only
-    while nobody is connected.
+    while nobody is connected. Without extra annotations it is the spec's digest alone, as
+    before they existed, so an upgrade replaces no pod on that account.
     """
-    return _digest(pod_spec)
+    return _digest({"spec": pod_spec, "annotations": annotations} if annotations else pod_spec)
 
 
 def build_service(session: Session, config: OperatorConfig) -> dict[str, Any]:
@@ -487,6 +493,7 @@ def build_network_policy(session: Session, config: OperatorConfig) -> dict[str, 
                 ],
                 "ports": [{"protocol": "UDP", "port": 53}, _tcp(53)],
             },
+            *(dict(rule) for rule in net.extra_egress),
         ]
     return {
         "apiVersion": "networking.k8s.io/v1",
