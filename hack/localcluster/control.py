@@ -18,7 +18,7 @@ from typing import Any
 from hack.localcluster import components, pki
 from hack.localcluster.components import Binaries
 from hack.localcluster.errors import ClusterError, ComponentExited
-from hack.localcluster.layout import Layout, log
+from hack.localcluster.layout import ROOT, Layout, log
 from hack.localcluster.state import Component, Ports, Process, State
 
 MARKER_NAMESPACE = "kube-system"
@@ -30,6 +30,7 @@ START_GROUPS = (
     (Component.APISERVER,),
     (Component.CONTROLLER_MANAGER, Component.SCHEDULER, Component.KWOK),
 )
+REAL_NODE = ROOT / "hack/real-node"
 # Kubeconfigs written at every start: one per client certificate.
 USERS = ("admin", "controller-manager", "scheduler", "kwok")
 
@@ -159,8 +160,17 @@ def status_of(layout: Layout) -> dict[Component, tuple[bool, str]]:
     return result
 
 
+def stop_real_node(layout: Layout) -> None:
+    """Stops the real node attached to this cluster, if any (hack/real-node, docs/realnode.md)."""
+    if (layout.dir / "realnode/state.json").exists():
+        res = subprocess.run([str(REAL_NODE), f"--dir={layout.dir}", "down"], check=False)
+        if res.returncode != 0:
+            log("hack/real-node down failed (exit %d); stopping the cluster anyway", res.returncode)
+
+
 def stop(layout: Layout, grace: float = 15.0) -> None:
     """Stops every recorded process (SIGTERM, then SIGKILL); waits until their ports are closed."""
+    stop_real_node(layout)
     state = State.load(layout)
     if state is not None:
         for component in reversed(Component):

@@ -9,7 +9,17 @@ from pathlib import Path
 from hack.localcluster.layout import log
 
 # Every certificate pair in pki/ (name.crt, name.key) besides the service-account key.
-CERTIFICATES = ("ca", "apiserver", "serving", "admin", "controller-manager", "scheduler", "kwok")
+# apiserver-kubelet-client: the API server towards a real node's kubelet (docs/realnode.md).
+CERTIFICATES = (
+    "ca",
+    "apiserver",
+    "serving",
+    "admin",
+    "controller-manager",
+    "scheduler",
+    "kwok",
+    "apiserver-kubelet-client",
+)
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -108,6 +118,9 @@ def make_pki(pki: Path) -> None:
     issue(pki, "scheduler", "/CN=system:kube-scheduler", "clientAuth")
     # kwok updates node and pod status for many nodes, which the Node authorizer would limit.
     issue(pki, "kwok", "/O=system:masters/CN=kwok", "clientAuth")
+    # The API server towards a real node's kubelet (logs, exec); hack/real-node grants it
+    # system:kubelet-api-admin.
+    issue(pki, "apiserver-kubelet-client", "/CN=kube-apiserver-kubelet-client", "clientAuth")
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sa.key", cwd=pki)
     openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     for key in pki.glob("*.key"):

@@ -1,0 +1,150 @@
+"""What the real node needs in the API: RBAC for the API server and Traefik, the IngressClass."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+from typing import Any
+
+from .layout import INGRESS_CLASS, INGRESS_CONTROLLER, NODE_NAME, NodeError, NodeLayout
+
+TRAEFIK_ACCOUNT = ("kube-system", "ec2-terminal-traefik")
+# The user of the API server's client certificate towards kubelets (hack/cluster issues it).
+APISERVER_KUBELET_CLIENT = "kube-apiserver-kubelet-client"
+# A year: the token lives in a file under the node's directory as long as the cluster does.
+TRAEFIK_TOKEN_SECONDS = 365 * 86400
+
+
+def kubectl(
+    layout: NodeLayout, kubectl_path: str, *args: str, stdin: str | None = None, timeout: float = 60
+) -> str:
+    argv = [kubectl_path, f"--kubeconfig={layout.admin_kubeconfig}", *args]
+    res = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise NodeError(f"kubectl {' '.join(args)}: {res.stderr.strip()}")
+    return res.stdout
+
+
+def manifests() -> list[dict[str, Any]]:
+    """The objects `hack/real-node up` applies (idempotent)."""
+    namespace, account = TRAEFIK_ACCOUNT
+    traefik_rules = [
+        {
+            "apiGroups": [""],
+            "resources": ["services", "secrets", "nodes"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["list", "watch"],
+        },
+        {
+            "apiGroups": ["networking.k8s.io"],
+            "resources": ["ingresses", "ingressclasses"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": ["networking.k8s.io"],
+            "resources": ["ingresses/status"],
+            "verbs": ["update"],
+        },
+    ]
+    return [
+        # kubectl logs, exec and port-forward: the kubelet asks the API server (webhook
+        # authorization) whether this user may use its API.
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "ec2-terminal:kube-apiserver-kubelet-client"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:kubelet-api-admin",
+            },
+            "subjects": [
+                {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "User",
+                    "name": APISERVER_KUBELET_CLIENT,
+                }
+            ],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": account, "namespace": namespace},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "ec2-terminal:traefik"},
+            "rules": traefik_rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "ec2-terminal:traefik"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "ec2-terminal:traefik",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        },
+        # Not the default class: Ingresses that name no class stay unserved, as they would be
+        # on the kwok-only cluster.
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IngressClass",
+            "metadata": {"name": INGRESS_CLASS},
+            "spec": {"controller": INGRESS_CONTROLLER},
+        },
+    ]
+
+
+def apply_manifests(layout: NodeLayout, kubectl_path: str) -> None:
+    items = {"apiVersion": "v1", "kind": "List", "items": manifests()}
+    kubectl(layout, kubectl_path, "apply", "-f", "-", stdin=json.dumps(items))
+
+
+def traefik_token(layout: NodeLayout, kubectl_path: str) -> str:
+    namespace, account = TRAEFIK_ACCOUNT
+    out = kubectl(
+        layout,
+        kubectl_path,
+        "create",
+        "token",
+        account,
+        f"--namespace={namespace}",
+        f"--duration={TRAEFIK_TOKEN_SECONDS}s",
+    )
+    return out.strip()
+
+
+def node_ready(layout: NodeLayout, kubectl_path: str) -> bool:
+    try:
+        node = json.loads(
+            kubectl(layout, kubectl_path, "get", "node", NODE_NAME, "-o", "json", timeout=10)
+        )
+    except (NodeError, subprocess.TimeoutExpired, ValueError):
+        return False
+    conditions = node.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def delete_node(layout: NodeLayout, kubectl_path: str) -> None:
+    """Removes the Node object (its pods are then garbage-collected); quiet if the API is down."""
+    with contextlib.suppress(NodeError, subprocess.TimeoutExpired):
+        kubectl(
+            layout,
+            kubectl_path,
+            "delete",
+            "node",
+            NODE_NAME,
+            "--ignore-not-found",
+            "--wait=false",
+            "--request-timeout=5s",
+            timeout=10,
+        )

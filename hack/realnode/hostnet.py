@@ -1,0 +1,121 @@
+"""The machine-wide part of a real node: its slot, network namespace, veth link and pod route.
+
+Every real node on the machine gets a slot (layout.Slot), recorded in ``/run/ec2-terminal-realnode``
+as a file naming the node directory that holds it. A slot is free when no file names it, or when
+the node directory it names no longer claims it (a state directory deleted without
+``hack/real-node down``); the leftovers of such a slot are removed before it is reused. /run is
+emptied at boot, as network namespaces are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import cgroups
+from .layout import SLOTS, NodeError, NodeLayout, Slot
+
+REGISTRY = Path("/run/ec2-terminal-realnode")
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise NodeError(f"ip {' '.join(args)}: {res.stderr.strip()}")
+    return res
+
+
+@contextlib.contextmanager
+def registry_lock() -> Iterator[None]:
+    """Serialises slot allocation and release between every real node on the machine."""
+    REGISTRY.mkdir(mode=0o755, exist_ok=True)
+    with open(REGISTRY / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def claimed_slot(node_dir: Path) -> int | None:
+    """The slot a node directory's state file records, if any."""
+    try:
+        state = json.loads((node_dir / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    slot = state.get("slot") if isinstance(state, dict) else None
+    return slot if isinstance(slot, int) else None
+
+
+def routed_networks() -> list[ipaddress.IPv4Network]:
+    """Destinations the machine already routes (another tool's bridge, a VPN), besides ours."""
+    out = json.loads(ip("-j", "-4", "route", "show", "table", "all").stdout or "[]")
+    nets = []
+    for route in out:
+        dst = route.get("dst", "")
+        dev = route.get("dev", "")
+        if dst in ("", "default") or str(dev).startswith("ec2t-rn"):
+            continue
+        with contextlib.suppress(ValueError):
+            nets.append(ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False))
+    return nets
+
+
+def allocate(layout: NodeLayout) -> Slot:
+    """A free slot for LAYOUT's node (reusing the one it holds); call under registry_lock()."""
+    own = layout.dir.resolve()
+    taken_by_others: set[int] = set()
+    for entry in REGISTRY.glob("[0-9]*"):
+        owner = Path(entry.read_text().strip())
+        index = int(entry.name)
+        if owner == own:
+            continue
+        if claimed_slot(owner) == index:
+            taken_by_others.add(index)
+        else:
+            # The directory that held it is gone or moved on: remove what it left behind.
+            release(Slot(index))
+    busy = routed_networks()
+    for index in range(SLOTS):
+        slot = Slot(index)
+        if index in taken_by_others:
+            continue
+        if any(slot.link.overlaps(n) or slot.pod_cidr.overlaps(n) for n in busy):
+            continue
+        (REGISTRY / str(index)).write_text(f"{own}\n")
+        for entry in REGISTRY.glob("[0-9]*"):
+            if entry.name != str(index) and Path(entry.read_text().strip()) == own:
+                entry.unlink()
+        return slot
+    raise NodeError(f"no free real-node slot: all {SLOTS} are in use ({REGISTRY})")
+
+
+def release(slot: Slot) -> None:
+    """Removes the slot's processes, cgroups, namespace (veth pair and route with it), record."""
+    cgroups.kill_all(slot.name)
+    cgroups.remove(slot.name)
+    if slot.netns_path.exists():
+        # Deleting the namespace destroys its interfaces: the veth pair and the route through it.
+        ip("netns", "delete", slot.name, check=False)
+    ip("link", "delete", slot.name, check=False)
+    (REGISTRY / str(slot.index)).unlink(missing_ok=True)
+
+
+def create_network(slot: Slot) -> None:
+    """The namespace, the veth link to it and the machine's route to the pod network."""
+    ip("netns", "add", slot.name)
+    ns = ("-n", slot.name)
+    ip("link", "add", slot.name, "type", "veth", "peer", "name", "eth0", "netns", slot.name)
+    prefix = slot.link.prefixlen
+    ip("addr", "add", f"{slot.host_ip}/{prefix}", "dev", slot.name)
+    ip("link", "set", slot.name, "up")
+    ip(*ns, "addr", "add", f"{slot.node_ip}/{prefix}", "dev", "eth0")
+    ip(*ns, "link", "set", "lo", "up")
+    ip(*ns, "link", "set", "eth0", "up")
+    ip(*ns, "route", "add", "default", "via", slot.host_ip)
+    ip("route", "add", str(slot.pod_cidr), "via", slot.node_ip, "dev", slot.name)
