@@ -134,6 +134,25 @@ def node_ready(layout: NodeLayout, kubectl_path: str) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def drain(layout: NodeLayout, kubectl_path: str) -> None:
+    """Deletes the node's pods while its kubelet runs; quiet if the API server is down."""
+    # Pods left on a deleted Node wait for the pod garbage collector (40 s and more), and so
+    # does the deletion of their namespace.
+    with contextlib.suppress(NodeError, subprocess.TimeoutExpired):
+        kubectl(
+            layout,
+            kubectl_path,
+            "delete",
+            "pods",
+            "--all-namespaces",
+            f"--field-selector=spec.nodeName={NODE_NAME}",
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=60s",
+            timeout=90,
+        )
+
+
 def delete_node(layout: NodeLayout, kubectl_path: str) -> None:
     """Removes the Node object (its pods are then garbage-collected); quiet if the API is down."""
     with contextlib.suppress(NodeError, subprocess.TimeoutExpired):

@@ -82,10 +82,8 @@ def freezer(name: str) -> Path | None:
 
 
 def kill_all(name: str, timeout: float = 20.0) -> None:
-    """SIGKILLs every process under /NAME and waits until none is left.
-
-    Frozen first where a v1 freezer exists (cgroup.kill on v2), so nothing forks in between.
-    """
+    """SIGKILLs every process under /NAME and waits until none is left."""
+    # Frozen first where a v1 freezer exists (cgroup.kill on v2), so nothing forks in between.
     if unified() and (CGROUP_ROOT / name / "cgroup.kill").exists():
         (CGROUP_ROOT / name / "cgroup.kill").write_text("1")
     deadline = time.monotonic() + timeout

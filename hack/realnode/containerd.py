@@ -37,11 +37,9 @@ def serving(layout: NodeLayout, tools: Tools) -> bool:
 
 
 def import_archive(layout: NodeLayout, tools: Tools, archive: Path) -> list[str]:
-    """Imports an OCI archive (hack/realnode/images.py's, or `podman save --format oci-archive`).
-
-    Images are named after the index's io.containerd.image.name annotation, else its
-    org.opencontainers.image.ref.name (podman writes the full name there). Returns the names.
-    """
+    """Imports an OCI archive (images.py's, `podman save --format oci-archive`); its names."""
+    # containerd names images after the index's io.containerd.image.name annotation, else its
+    # org.opencontainers.image.ref.name (where podman writes the full name).
     if not archive.is_file():
         raise NodeError(f"no image archive at {archive}")
     out = ctr(layout, tools, "images", "import", "--snapshotter=overlayfs", str(archive))

@@ -67,7 +67,7 @@ def routed_networks() -> list[ipaddress.IPv4Network]:
 
 
 def allocate(layout: NodeLayout) -> Slot:
-    """A free slot for LAYOUT's node (reusing the one it holds); call under registry_lock()."""
+    """A free slot for LAYOUT's node; call under registry_lock() and record it before leaving."""
     own = layout.dir.resolve()
     taken_by_others: set[int] = set()
     for entry in REGISTRY.glob("[0-9]*"):

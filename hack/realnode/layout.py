@@ -29,12 +29,11 @@ class NodeError(Exception):
 
 @dataclass(frozen=True)
 class Slot:
-    """One real node's machine-wide names and addresses, all derived from its slot index.
+    """One real node's machine-wide names and addresses, all derived from its slot index."""
 
-    Each node lives in its own network namespace, linked to the machine by a veth pair: the
-    machine side is ``host_ip`` on ``link`` (a /30), the node side ``node_ip``. Pods get addresses
-    from ``pod_cidr`` on a bridge inside the namespace; the machine routes ``pod_cidr`` to the node.
-    """
+    # Each node lives in its own network namespace, linked to the machine by a veth pair: the
+    # machine side is host_ip on link (a /30), the node side node_ip. Pods get addresses from
+    # pod_cidr on a bridge inside the namespace; the machine routes pod_cidr to the node.
 
     index: int
 

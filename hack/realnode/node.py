@@ -296,11 +296,13 @@ def up(layout: NodeLayout, tools: Tools, timeout: float) -> None:
 
 
 def stop(layout: NodeLayout, tools: Tools | None) -> None:
-    """Stops the node: daemons by SIGTERM, then whatever is left in its cgroup (containers and
-    shims); removes its cgroup, namespace, link and slot, and empties its run directory."""
+    """Stops the node and removes what it made: pods, processes, cgroup, namespace, slot, Node."""
     data = load_state(layout)
     slot_index = data.get("slot")
     running = recorded_processes(data)
+    kubelet = running.get(Component.KUBELET)
+    if tools is not None and kubelet is not None and kubelet.alive():
+        apiobjects.drain(layout, tools.kubectl)
     for component in reversed(Component):
         if component in running and component is not Component.HOLDER:
             procs.terminate(running[component], GRACE.get(component, 5.0))

@@ -52,10 +52,8 @@ def issue(ca: Path, out: Path, name: str, subject: str, usage: str, sans: str = 
 
 
 def make_node_pki(layout: NodeLayout, slot: Slot) -> None:
-    """The kubelet's client and serving certificates and kube-proxy's client certificate.
-
-    Made anew on every start: the serving certificate names the slot's address.
-    """
+    """The kubelet's client and serving certificates and kube-proxy's client certificate."""
+    # Made anew on every start: the serving certificate names the slot's address.
     shutil.rmtree(layout.pki, ignore_errors=True)
     layout.pki.mkdir(parents=True, mode=0o700)
     ca = layout.cluster_pki
