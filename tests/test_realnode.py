@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -158,6 +159,28 @@ def test_service_cluster_ip_reaches_the_pod_through_kube_proxy(
         "exec", "client", "--", "/hello", "get", url, namespace=namespace
     )
     assert from_pod.strip() == "hello from web"
+
+
+def test_pod_reaches_the_api_server_through_the_kubernetes_service(
+    kube_cluster: KubeCluster, namespace: str, real_node: RealNode
+) -> None:
+    """In-cluster clients work: a pod's ServiceAccount token and CA at the `kubernetes` Service."""
+    spec = hello_pod(real_node, "apiclient")
+    spec["spec"]["automountServiceAccountToken"] = True
+    account = "/var/run/secrets/kubernetes.io/serviceaccount"
+    spec["spec"]["containers"][0]["env"] = [
+        {"name": "HELLO_CA_FILE", "value": f"{account}/ca.crt"},
+        {"name": "HELLO_TOKEN_FILE", "value": f"{account}/token"},
+    ]
+    kube_cluster.apply(spec, namespace=namespace)
+    wait_for(lambda: ready(kube_cluster, namespace, "apiclient"), timeout=90, message="Ready")
+    ip = kube_cluster.kubectl_json("get", "service", "kubernetes", namespace="default")["spec"][
+        "clusterIP"
+    ]
+    out = kube_cluster.kubectl(
+        "exec", "apiclient", "--", "/hello", "get", f"https://{ip}/api", namespace=namespace
+    )
+    assert json.loads(out)["kind"] == "APIVersions"
 
 
 def test_ingress_routes_through_the_controller(

@@ -104,6 +104,31 @@ def manifests() -> list[dict[str, Any]]:
     ]
 
 
+# The EndpointSlice that gives the `kubernetes` Service (10.96.0.1:443) an address: hack/cluster
+# runs the API server with --endpoint-reconciler-type=none (it would publish 127.0.0.1).
+API_SLICE = ("default", "kubernetes-real-node")
+
+
+def api_endpoint_slice(host_ip: str, port: int) -> dict[str, Any]:
+    """The `kubernetes` Service's address for pods: kube-proxy sends them to the forwarder."""
+    namespace, name = API_SLICE
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                "kubernetes.io/service-name": "kubernetes",
+                "endpointslice.kubernetes.io/managed-by": "real-node.ec2-terminal.io",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [host_ip], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    }
+
+
 def apply_manifests(layout: NodeLayout, kubectl_path: str) -> None:
     items = {"apiVersion": "v1", "kind": "List", "items": manifests()}
     kubectl(layout, kubectl_path, "apply", "-f", "-", stdin=json.dumps(items))
@@ -154,16 +179,20 @@ def drain(layout: NodeLayout, kubectl_path: str) -> None:
 
 
 def delete_node(layout: NodeLayout, kubectl_path: str) -> None:
-    """Removes the Node object (its pods are then garbage-collected); quiet if the API is down."""
-    with contextlib.suppress(NodeError, subprocess.TimeoutExpired):
-        kubectl(
-            layout,
-            kubectl_path,
-            "delete",
-            "node",
-            NODE_NAME,
-            "--ignore-not-found",
-            "--wait=false",
-            "--request-timeout=5s",
-            timeout=10,
-        )
+    """Removes the Node object and the API server's EndpointSlice; quiet if the API is down."""
+    namespace, name = API_SLICE
+    for args in (
+        ("node", NODE_NAME),
+        ("endpointslice", name, f"--namespace={namespace}"),
+    ):
+        with contextlib.suppress(NodeError, subprocess.TimeoutExpired):
+            kubectl(
+                layout,
+                kubectl_path,
+                "delete",
+                *args,
+                "--ignore-not-found",
+                "--wait=false",
+                "--request-timeout=5s",
+                timeout=10,
+            )

@@ -241,6 +241,14 @@ def start(layout: NodeLayout, tools: Tools, timeout: float) -> NodeState:
     procs.wait_until(
         lambda: procs.listening(slot.host_ip, forward_port), timeout, "the API forwarder", fwd
     )
+    apiobjects.kubectl(
+        layout,
+        tools.kubectl,
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(apiobjects.api_endpoint_slice(slot.host_ip, forward_port)),
+    )
     kubelet = spawn(Component.KUBELET, in_node(holder, *kubelet_argv(layout, slot, tools)))
     procs.wait_until(
         lambda: apiobjects.node_ready(layout, tools.kubectl), timeout, f"node {NODE_NAME}", kubelet

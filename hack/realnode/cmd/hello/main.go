@@ -5,17 +5,22 @@
 //	GET /         200 "hello from <hostname>"
 //
 // It listens on $PORT (default 8080) and stops on SIGTERM. `hello get URL` is a client instead: it
-// prints URL's body and fails unless the status is 200 (for `kubectl exec`: the image has no shell).
+// prints URL's body and fails unless the status is 200 (for `kubectl exec`: the image has no shell);
+// it trusts the CA in $HELLO_CA_FILE and sends the bearer token in $HELLO_TOKEN_FILE when they are
+// set (a pod's ServiceAccount files, to call the API server from inside the cluster).
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -52,8 +57,35 @@ func main() {
 }
 
 func get(url string) int {
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(url)
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile := os.Getenv("HELLO_CA_FILE"); caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			fmt.Fprintf(os.Stderr, "no certificate in %s\n", caFile)
+			return 1
+		}
+		transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if tokenFile := os.Getenv("HELLO_TOKEN_FILE"); tokenFile != "" {
+		token, err := os.ReadFile(tokenFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: transport}
+	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
