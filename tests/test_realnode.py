@@ -78,6 +78,16 @@ def ready(cluster: KubeCluster, namespace: str, name: str) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+def run(
+    cluster: KubeCluster, namespace: str, manifest: dict[str, Any], *others: dict[str, Any]
+) -> Any:
+    """Applies a pod (and OTHERS, such as its Service) and returns the pod once it is Ready."""
+    name = manifest["metadata"]["name"]
+    cluster.apply([manifest, *others], namespace=namespace)
+    wait_for(partial(ready, cluster, namespace, name), timeout=90, message=f"{name} Ready")
+    return pod(cluster, namespace, name)
+
+
 def pod_containers(node: RealNode, uid: str) -> set[str]:
     """IDs of the containers containerd holds for a pod: its sandbox and its containers."""
     out = node.ctr("containers", "list", "--quiet", f'labels."io.kubernetes.pod.uid"=={uid}')
@@ -99,9 +109,7 @@ def test_pod_runs_in_containerd_and_turns_ready_through_its_probe(
     kube_cluster: KubeCluster, namespace: str, real_node: RealNode
 ) -> None:
     """Scheduled by its nodeSelector and toleration; Ready only once its HTTP probe passes."""
-    kube_cluster.apply(hello_pod(real_node, "hello"), namespace=namespace)
-    wait_for(lambda: ready(kube_cluster, namespace, "hello"), timeout=90, message="hello Ready")
-    status = pod(kube_cluster, namespace, "hello")
+    status = run(kube_cluster, namespace, hello_pod(real_node, "hello"))
     assert status["spec"]["nodeName"] == real_node.name
     container = status["status"]["containerStatuses"][0]
     assert container["ready"]
@@ -138,10 +146,8 @@ def test_service_cluster_ip_reaches_the_pod_through_kube_proxy(
     kube_cluster: KubeCluster, namespace: str, real_node: RealNode
 ) -> None:
     """From the node (as a host process there sees it) and from another pod."""
-    kube_cluster.apply([hello_pod(real_node, "web"), service("web")], namespace=namespace)
-    kube_cluster.apply(hello_pod(real_node, "client"), namespace=namespace)
-    for name in ("web", "client"):
-        wait_for(partial(ready, kube_cluster, namespace, name), timeout=90, message=name)
+    run(kube_cluster, namespace, hello_pod(real_node, "web"), service("web"))
+    run(kube_cluster, namespace, hello_pod(real_node, "client"))
     ip = kube_cluster.kubectl_json("get", "service", "web", namespace=namespace)["spec"][
         "clusterIP"
     ]
@@ -172,8 +178,7 @@ def test_pod_reaches_the_api_server_through_the_kubernetes_service(
         {"name": "HELLO_CA_FILE", "value": f"{account}/ca.crt"},
         {"name": "HELLO_TOKEN_FILE", "value": f"{account}/token"},
     ]
-    kube_cluster.apply(spec, namespace=namespace)
-    wait_for(lambda: ready(kube_cluster, namespace, "apiclient"), timeout=90, message="Ready")
+    run(kube_cluster, namespace, spec)
     ip = kube_cluster.kubectl_json("get", "service", "kubernetes", namespace="default")["spec"][
         "clusterIP"
     ]
@@ -210,8 +215,7 @@ def test_ingress_routes_through_the_controller(
             ],
         },
     }
-    kube_cluster.apply([hello_pod(real_node, "web"), service("web"), ingress], namespace=namespace)
-    wait_for(lambda: ready(kube_cluster, namespace, "web"), timeout=90, message="web Ready")
+    run(kube_cluster, namespace, hello_pod(real_node, "web"), service("web"), ingress)
 
     def through_ingress() -> str:
         resp = httpx.get(real_node.ingress_url + "/", headers={"Host": host}, timeout=5)
@@ -226,9 +230,7 @@ def test_deleting_the_pod_removes_its_container(
     kube_cluster: KubeCluster, namespace: str, real_node: RealNode
 ) -> None:
     """Deleting the pod removes its container from containerd and stops its sandbox."""
-    kube_cluster.apply(hello_pod(real_node, "gone"), namespace=namespace)
-    wait_for(lambda: ready(kube_cluster, namespace, "gone"), timeout=90, message="gone Ready")
-    status = pod(kube_cluster, namespace, "gone")
+    status = run(kube_cluster, namespace, hello_pod(real_node, "gone"))
     container = status["status"]["containerStatuses"][0]["containerID"].removeprefix(
         "containerd://"
     )
@@ -251,7 +253,7 @@ def test_image_saved_by_podman_imports_and_runs(
     """What `podman save --format oci-archive` writes (as hack/image does) runs on the node."""
     podman = shutil.which("podman")
     if podman is None:
-        pytest.fail("podman is not installed (hack/realnode/build installs it)", pytrace=False)
+        pytest.fail("podman is not installed (hack/setup installs it)", pytrace=False)
     name = f"localhost/ec2-terminal/hello-podman:{namespace}"
     archive = tmp_path / "saved.tar"
     # A private store, so the machine's podman images are left alone; podman refuses a runroot
@@ -267,5 +269,4 @@ def test_image_saved_by_podman_imports_and_runs(
             res = subprocess.run(argv, capture_output=True, text=True, timeout=120)
             assert res.returncode == 0, f"podman {args[0]}: {res.stderr}"
     assert real_node.import_image(archive) == [name]
-    kube_cluster.apply(hello_pod(real_node, "saved", image=name), namespace=namespace)
-    wait_for(lambda: ready(kube_cluster, namespace, "saved"), timeout=90, message="saved Ready")
+    run(kube_cluster, namespace, hello_pod(real_node, "saved", image=name))

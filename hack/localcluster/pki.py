@@ -26,8 +26,11 @@ def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def issue(pki: Path, name: str, subject: str, usage: str, sans: str = "") -> None:
-    """Issues NAME.crt/NAME.key signed by the cluster CA (EC P-256: quick to generate)."""
+def issue(
+    pki: Path, name: str, subject: str, usage: str, sans: str = "", ca: Path | None = None
+) -> None:
+    """Issues NAME.crt/NAME.key in PKI signed by the CA in CA (default PKI) (EC P-256: quick)."""
+    ca = ca or pki
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=pki)
     ext = ["basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature"]
     ext.append(f"extendedKeyUsage={usage}")
@@ -41,9 +44,9 @@ def issue(pki: Path, name: str, subject: str, usage: str, sans: str = "") -> Non
         "-in",
         f"{name}.csr",
         "-CA",
-        "ca.crt",
+        str(ca / "ca.crt"),
         "-CAkey",
-        "ca.key",
+        str(ca / "ca.key"),
         "-CAcreateserial",
         "-days",
         "365",
@@ -127,16 +130,24 @@ def make_pki(pki: Path) -> None:
         key.chmod(0o600)
 
 
-def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
-    """A kubeconfig for `user`'s client certificate."""
+def write_kubeconfig(
+    path: Path,
+    server: str,
+    pki: Path,
+    user: str,
+    ca: Path | None = None,
+    tls_server_name: str | None = None,
+) -> None:
+    """A kubeconfig for `user`'s client certificate in PKI, trusting CA/ca.crt (default PKI's)."""
     # Paths, not inline data: the keys stay in one place with mode 0600.
+    server_name = f"\n    tls-server-name: {tls_server_name}" if tls_server_name else ""
     text = f"""apiVersion: v1
 kind: Config
 clusters:
 - name: ec2-terminal-test
   cluster:
     server: {server}
-    certificate-authority: {pki / "ca.crt"}
+    certificate-authority: {(ca or pki) / "ca.crt"}{server_name}
 users:
 - name: {user}
   user:

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from . import containerd, forward, mounts, node
-from .layout import CACHE_DEFAULT_DIR, NodeError, NodeLayout, Tools, tools
-
-
-def cluster_dir(arg: Path | None) -> Path:
-    default = os.environ.get("EC2_TERMINAL_CLUSTER_DIR") or str(CACHE_DEFAULT_DIR)
-    return (arg or Path(default)).resolve()
+from hack.localcluster.errors import ClusterError
+from hack.localcluster.layout import Layout, default_dir
+from hack.realnode import containerd, forward, mounts, node
+from hack.realnode.layout import NodeError, NodeLayout, Tools, tools
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    layout = NodeLayout(cluster_dir(args.dir))
+    layout = NodeLayout(Layout((args.dir or default_dir()).resolve()))
     command: str = args.command
     if command == "hold":
         mounts.hold(layout)
@@ -59,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if command == "down":
         try:
             found_for_down: Tools | None = tools(build=False)
-        except NodeError:
+        except ClusterError:
             # Stopping needs none of the binaries (kubectl only to delete the Node object).
             found_for_down = None
         node.down(layout, found_for_down)
@@ -94,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run(args)
-    except (NodeError, subprocess.CalledProcessError) as exc:
+    except (ClusterError, subprocess.CalledProcessError) as exc:
         print(f"hack/real-node {args.command}: {exc}", file=sys.stderr)
         return 1
 

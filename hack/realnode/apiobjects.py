@@ -7,7 +7,9 @@ import json
 import subprocess
 from typing import Any
 
-from .layout import INGRESS_CLASS, INGRESS_CONTROLLER, NODE_NAME, NodeError, NodeLayout
+from hack.localcluster import control
+from hack.localcluster.errors import ClusterError
+from hack.realnode.layout import INGRESS_CLASS, INGRESS_CONTROLLER, NODE_NAME, NodeLayout
 
 TRAEFIK_ACCOUNT = ("kube-system", "ec2-terminal-traefik")
 # The user of the API server's client certificate towards kubelets (hack/cluster issues it).
@@ -19,11 +21,9 @@ TRAEFIK_TOKEN_SECONDS = 365 * 86400
 def kubectl(
     layout: NodeLayout, kubectl_path: str, *args: str, stdin: str | None = None, timeout: float = 60
 ) -> str:
-    argv = [kubectl_path, f"--kubeconfig={layout.admin_kubeconfig}", *args]
-    res = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
-    if res.returncode != 0:
-        raise NodeError(f"kubectl {' '.join(args)}: {res.stderr.strip()}")
-    return res.stdout
+    """kubectl as the cluster's admin; a ClusterError with its stderr when it fails."""
+    bins = {"kubectl": kubectl_path}
+    return control.kubectl(layout.cluster, bins, *args, stdin=stdin, timeout=timeout)
 
 
 def manifests() -> list[dict[str, Any]]:
@@ -153,7 +153,7 @@ def node_ready(layout: NodeLayout, kubectl_path: str) -> bool:
         node = json.loads(
             kubectl(layout, kubectl_path, "get", "node", NODE_NAME, "-o", "json", timeout=10)
         )
-    except (NodeError, subprocess.TimeoutExpired, ValueError):
+    except (ClusterError, subprocess.TimeoutExpired, ValueError):
         return False
     conditions = node.get("status", {}).get("conditions", [])
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
@@ -163,7 +163,7 @@ def drain(layout: NodeLayout, kubectl_path: str) -> None:
     """Deletes the node's pods while its kubelet runs; quiet if the API server is down."""
     # Pods left on a deleted Node wait for the pod garbage collector (40 s and more), and so
     # does the deletion of their namespace.
-    with contextlib.suppress(NodeError, subprocess.TimeoutExpired):
+    with contextlib.suppress(ClusterError, subprocess.TimeoutExpired):
         kubectl(
             layout,
             kubectl_path,
@@ -185,7 +185,7 @@ def delete_node(layout: NodeLayout, kubectl_path: str) -> None:
         ("node", NODE_NAME),
         ("endpointslice", name, f"--namespace={namespace}"),
     ):
-        with contextlib.suppress(NodeError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ClusterError, subprocess.TimeoutExpired):
             kubectl(
                 layout,
                 kubectl_path,

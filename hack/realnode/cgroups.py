@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from .layout import NodeError
+from hack.realnode.layout import NodeError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .images import PAUSE_IMAGE
-from .layout import (
+from hack.realnode.images import PAUSE_IMAGE
+from hack.realnode.layout import (
     INGRESS_CLASS,
     NODE_TAINT,
     NodeLayout,
@@ -132,7 +132,7 @@ def kubelet_config(layout: NodeLayout, slot: Slot) -> dict[str, Any]:
         "authentication": {
             "anonymous": {"enabled": False},
             "webhook": {"enabled": True},
-            "x509": {"clientCAFile": str(layout.cluster_pki / "ca.crt")},
+            "x509": {"clientCAFile": str(layout.cluster.pki / "ca.crt")},
         },
         "authorization": {"mode": "Webhook"},
         "registerWithTaints": [{"key": key, "value": value, "effect": effect}],
@@ -200,7 +200,7 @@ def traefik_config(
             "kubernetesIngress": {
                 "endpoint": api_server,
                 "token": token,
-                "certAuthFilePath": str(layout.cluster_pki / "ca.crt"),
+                "certAuthFilePath": str(layout.cluster.pki / "ca.crt"),
                 "ingressClass": INGRESS_CLASS,
             }
         },

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from .layout import NodeError, NodeLayout, Tools
+from hack.realnode.layout import NodeError, NodeLayout, Tools
 
 # The containerd namespace the CRI plugin, and so the kubelet, uses.
 K8S_NAMESPACE = "k8s.io"

@@ -17,8 +17,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import cgroups
-from .layout import SLOTS, NodeError, NodeLayout, Slot
+from hack.realnode import cgroups
+from hack.realnode.layout import SLOTS, NodeError, NodeLayout, Slot
+from hack.realnode.state import NodeState
 
 REGISTRY = Path("/run/ec2-terminal-realnode")
 
@@ -44,12 +45,8 @@ def registry_lock() -> Iterator[None]:
 
 def claimed_slot(node_dir: Path) -> int | None:
     """The slot a node directory's state file records, if any."""
-    try:
-        state = json.loads((node_dir / "state.json").read_text())
-    except (OSError, ValueError):
-        return None
-    slot = state.get("slot") if isinstance(state, dict) else None
-    return slot if isinstance(slot, int) else None
+    state = NodeState.load(node_dir / "state.json")
+    return state.slot if state is not None else None
 
 
 def routed_networks() -> list[ipaddress.IPv4Network]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .oci import ImageFile, ImageSpec, write_archive
+from hack.realnode.oci import ImageFile, ImageSpec, write_archive
 
 PAUSE_IMAGE = "localhost/ec2-terminal/pause:local"
 HELLO_IMAGE = "localhost/ec2-terminal/hello:local"

@@ -8,10 +8,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("EC2_TERMINAL_CACHE") or Path.home() / ".cache/ec2-terminal")
-# hack/cluster's default state directory.
-CACHE_DEFAULT_DIR = CACHE / "cluster/run"
+from hack.localcluster.errors import ClusterError
+from hack.localcluster.layout import ROOT, Layout
+
 NODE_NAME = "real-node-0"
 # What a pod asks for to land here: the label (nodeSelector) and the taint it must tolerate.
 NODE_LABEL = ("type", "real")
@@ -23,7 +22,7 @@ INGRESS_CONTROLLER = "traefik.io/ingress-controller"
 MAX_SOCKET_PATH = 107
 
 
-class NodeError(Exception):
+class NodeError(ClusterError):
     """The real node could not be started, stopped or used; the message says why."""
 
 
@@ -70,23 +69,16 @@ SLOTS = 64
 class NodeLayout:
     """The files of one cluster's real node, under ``<cluster dir>/realnode``."""
 
-    cluster_dir: Path
+    cluster: Layout
 
     @property
     def dir(self) -> Path:
-        return self.cluster_dir / "realnode"
+        return self.cluster.dir / "realnode"
 
     @property
-    def cluster_pki(self) -> Path:
-        return self.cluster_dir / "pki"
-
-    @property
-    def cluster_state(self) -> Path:
-        return self.cluster_dir / "state.json"
-
-    @property
-    def admin_kubeconfig(self) -> Path:
-        return self.cluster_dir / "admin.kubeconfig"
+    def own(self) -> Layout:
+        """The node's directory as a Layout, for its lock (<cluster dir>/.realnode.lock)."""
+        return Layout(self.dir)
 
     @property
     def state(self) -> Path:

@@ -20,8 +20,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from .configs import KUBELET_SYSCTLS
-from .layout import NodeError, NodeLayout
+from hack.realnode.configs import KUBELET_SYSCTLS
+from hack.realnode.layout import NodeError, NodeLayout
 
 CNI_CACHE = Path("/var/lib/cni")
 

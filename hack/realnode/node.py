@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import enum
-import fcntl
 import json
 import os
 import shutil
@@ -12,114 +10,37 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from collections.abc import Callable
 
-from . import apiobjects, cgroups, configs, containerd, hostnet, mounts, pki, procs
-from .images import ARCHIVES
-from .layout import (
+from hack.localcluster import control
+from hack.localcluster.layout import ROOT, locked, log
+from hack.localcluster.state import Component as ClusterComponent
+from hack.localcluster.state import Process
+from hack.localcluster.state import State as ClusterState
+from hack.realnode import apiobjects, cgroups, configs, containerd, hostnet, mounts, pki, procs
+from hack.realnode.images import ARCHIVES
+from hack.realnode.layout import (
     INGRESS_CLASS,
     NODE_LABEL,
     NODE_NAME,
     NODE_TAINT,
-    ROOT,
     NodeError,
     NodeLayout,
     Slot,
     Tools,
 )
-from .procs import Proc
-
-
-class Component(enum.Enum):
-    """The node's processes, in start order (stopped in reverse)."""
-
-    HOLDER = "holder"
-    CONTAINERD = "containerd"
-    FORWARDER = "forwarder"
-    KUBELET = "kubelet"
-    KUBE_PROXY = "kube-proxy"
-    TRAEFIK = "traefik"
-
+from hack.realnode.state import Component, NodeState
 
 # Seconds each may take to stop after SIGTERM before it is killed.
 GRACE = {Component.KUBELET: 10.0, Component.CONTAINERD: 10.0}
 
 
-def log(msg: str, *args: object) -> None:
-    print("==> " + (msg % args if args else msg), file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class NodeState:
-    """What a running node records in its state file."""
-
-    slot: int
-    api_port: int
-    forward_port: int
-    web_port: int
-    ping_port: int
-    processes: dict[Component, Proc]
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "slot": self.slot,
-            "api_port": self.api_port,
-            "forward_port": self.forward_port,
-            "web_port": self.web_port,
-            "ping_port": self.ping_port,
-            "processes": {c.value: p.to_json() for c, p in self.processes.items()},
-        }
-
-
-def load_state(layout: NodeLayout) -> dict[str, object]:
-    try:
-        data = json.loads(layout.state.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def save_state(layout: NodeLayout, data: dict[str, object]) -> None:
-    tmp = layout.state.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(layout.state)
-
-
-def recorded_processes(data: dict[str, object]) -> dict[Component, Proc]:
-    raw = data.get("processes")
-    found: dict[Component, Proc] = {}
-    if isinstance(raw, dict):
-        for c in Component:
-            p = Proc.from_json(raw.get(c.value))
-            if p:
-                found[c] = p
-    return found
-
-
-@contextlib.contextmanager
-def locked(layout: NodeLayout) -> Iterator[None]:
-    """Serialises up and down of one node across processes."""
-    layout.dir.mkdir(parents=True, exist_ok=True)
-    with open(layout.dir / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def api_port(layout: NodeLayout) -> int:
-    """The running cluster's API server port (from hack/cluster's state file)."""
-    try:
-        server = json.loads(layout.cluster_state.read_text())["server"]
-        port = urlsplit(str(server)).port
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise NodeError(f"no running cluster in {layout.cluster_dir} (hack/cluster up)") from exc
-    if port is None:
-        raise NodeError(f"no port in the cluster's server address {server}")
-    return port
+    """The running cluster's API server port (hack/cluster's state file)."""
+    state = ClusterState.load(layout.cluster)
+    if state is None:
+        raise NodeError(f"no running cluster in {layout.cluster.dir} (hack/cluster up)")
+    return state.ports[ClusterComponent.APISERVER]
 
 
 def http_ok(url: str) -> bool:
@@ -134,13 +55,14 @@ def http_ok(url: str) -> bool:
 # ---------------------------------------------------------------- argv of each process
 
 
-def in_node(holder: Proc, *argv: str) -> list[str]:
+def in_node(holder: Process, *argv: str) -> list[str]:
     """ARGV inside the node's mount and network namespaces (the holder's)."""
     return ["nsenter", f"--target={holder.pid}", "--mount", "--net", "--", *argv]
 
 
 def python_module(*args: str) -> list[str]:
-    return [sys.executable, "-m", "realnode", *args]
+    """This package's command (hack/real-node) as a process of the node."""
+    return [sys.executable, "-P", "-m", "hack.realnode", *args]
 
 
 def holder_argv(layout: NodeLayout, slot: Slot) -> list[str]:
@@ -152,7 +74,7 @@ def holder_argv(layout: NodeLayout, slot: Slot) -> list[str]:
         "--mount",
         "--propagation=slave",
         "--",
-        *python_module(f"--dir={layout.cluster_dir}", "hold"),
+        *python_module(f"--dir={layout.cluster.dir}", "hold"),
     ]
 
 
@@ -185,15 +107,7 @@ def prepare_files(layout: NodeLayout, slot: Slot, tools: Tools, forward_port: in
     configs.write_json(layout.kubelet_config, configs.kubelet_config(layout, slot))
     configs.write_json(layout.kube_proxy_config, configs.kube_proxy_config(layout, slot))
     pki.make_node_pki(layout, slot)
-    server = f"https://{slot.host_ip}:{forward_port}"
-    for user in ("kubelet", "kube-proxy"):
-        pki.write_kubeconfig(
-            layout.kubeconfig(user),
-            server,
-            layout.cluster_pki / "ca.crt",
-            layout.pki / f"{user}.crt",
-            layout.pki / f"{user}.key",
-        )
+    pki.write_kubeconfigs(layout, f"https://{slot.host_ip}:{forward_port}")
 
 
 def start(layout: NodeLayout, tools: Tools, timeout: float) -> NodeState:
@@ -201,87 +115,76 @@ def start(layout: NodeLayout, tools: Tools, timeout: float) -> NodeState:
     api = api_port(layout)
     with hostnet.registry_lock():
         slot = hostnet.allocate(layout)
+        state = NodeState(slot=slot.index, api_port=api)
         # Recorded before the registry lock is released, so no other node takes the slot as stale.
-        save_state(layout, {"slot": slot.index})
+        state.save(layout.state)
         cgroups.create(slot.name)
         hostnet.create_network(slot)
-    forward_port = procs.free_port(slot.host_ip)
-    prepare_files(layout, slot, tools, forward_port)
+    state.forward_port = procs.free_port(slot.host_ip)
+    prepare_files(layout, slot, tools, state.forward_port)
     apiobjects.apply_manifests(layout, tools.kubectl)
-    started: dict[Component, Proc] = {}
-    state = NodeState(slot.index, api, forward_port, 0, 0, started)
-
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT / "hack"),
+        "PYTHONPATH": str(ROOT),
         mounts.HOST_MOUNT_NS: mounts.mount_namespace(),
     }
 
-    def spawn(component: Component, argv: list[str]) -> Proc:
-        proc = procs.spawn(argv, layout.logs / f"{component.value}.log", slot.name, layout.dir, env)
-        started[component] = proc
-        save_state(layout, state.to_json())
+    def spawn(component: Component, argv: list[str]) -> Process:
+        log_file = layout.logs / f"{component.value}.log"
+        proc = procs.spawn(argv, log_file, slot.name, layout.dir, env)
+        state.processes[component] = proc
+        state.save(layout.state)
         return proc
 
     holder = spawn(Component.HOLDER, holder_argv(layout, slot))
-    procs.wait_until(
+    procs.wait_for(
         mounts.ready_marker(layout).exists, timeout, "the node's mount namespace", holder
     )
     ctrd = spawn(
         Component.CONTAINERD,
         in_node(holder, tools.containerd, f"--config={layout.containerd_config}"),
     )
-    procs.wait_until(lambda: containerd.serving(layout, tools), timeout, "containerd", ctrd)
+    procs.wait_for(lambda: containerd.serving(layout, tools), timeout, "containerd", ctrd)
     for archive in ARCHIVES.values():
         containerd.import_archive(layout, tools, tools.images / archive)
-    fwd = spawn(
-        Component.FORWARDER,
-        python_module("forward", slot.host_ip, str(forward_port), str(api)),
+    forward = state.forward_port
+    fwd = spawn(Component.FORWARDER, python_module("forward", slot.host_ip, str(forward), str(api)))
+    procs.wait_for(
+        lambda: procs.listening(slot.host_ip, forward), timeout, "the API forwarder", fwd
     )
-    procs.wait_until(
-        lambda: procs.listening(slot.host_ip, forward_port), timeout, "the API forwarder", fwd
-    )
-    apiobjects.kubectl(
-        layout,
-        tools.kubectl,
-        "apply",
-        "-f",
-        "-",
-        stdin=json.dumps(apiobjects.api_endpoint_slice(slot.host_ip, forward_port)),
-    )
+    slice_ = apiobjects.api_endpoint_slice(slot.host_ip, forward)
+    apiobjects.kubectl(layout, tools.kubectl, "apply", "-f", "-", stdin=json.dumps(slice_))
     kubelet = spawn(Component.KUBELET, in_node(holder, *kubelet_argv(layout, slot, tools)))
-    procs.wait_until(
+    procs.wait_for(
         lambda: apiobjects.node_ready(layout, tools.kubectl), timeout, f"node {NODE_NAME}", kubelet
     )
     proxy = spawn(
         Component.KUBE_PROXY,
         in_node(holder, tools.kube_proxy, f"--config={layout.kube_proxy_config}"),
     )
-    procs.wait_until(
+    procs.wait_for(
         lambda: http_ok(f"http://{slot.node_ip}:10256/healthz"), timeout, "kube-proxy", proxy
     )
-    web_port, ping_port = procs.free_port(), procs.free_port()
-    while ping_port == web_port:
-        ping_port = procs.free_port()
+    state.web_port = procs.free_port("127.0.0.1")
+    state.ping_port = procs.free_port("127.0.0.1")
+    while state.ping_port == state.web_port:
+        state.ping_port = procs.free_port("127.0.0.1")
     token = apiobjects.traefik_token(layout, tools.kubectl)
     # The token is in this file only: owner-only, and never logged.
-    configs.write_json(
-        layout.traefik_config,
-        configs.traefik_config(layout, f"https://127.0.0.1:{api}", token, web_port, ping_port),
-        mode=0o600,
+    traefik_config = configs.traefik_config(
+        layout, f"https://127.0.0.1:{api}", token, state.web_port, state.ping_port
     )
-    state = NodeState(slot.index, api, forward_port, web_port, ping_port, started)
+    configs.write_json(layout.traefik_config, traefik_config, mode=0o600)
     traefik = spawn(Component.TRAEFIK, [tools.traefik, f"--configFile={layout.traefik_config}"])
-    procs.wait_until(
-        lambda: http_ok(f"http://127.0.0.1:{ping_port}/ping"), timeout, "Traefik", traefik
-    )
+    ping = f"http://127.0.0.1:{state.ping_port}/ping"
+    procs.wait_for(lambda: http_ok(ping), timeout, "Traefik", traefik)
     return state
 
 
 def up(layout: NodeLayout, tools: Tools, timeout: float) -> None:
     began = time.monotonic()
     layout.check()
-    with locked(layout):
+    with locked(layout.own):
         if healthy(layout, tools):
             log("real node already up in %s", layout.dir)
             return
@@ -305,20 +208,21 @@ def up(layout: NodeLayout, tools: Tools, timeout: float) -> None:
 
 def stop(layout: NodeLayout, tools: Tools | None) -> None:
     """Stops the node and removes what it made: pods, processes, cgroup, namespace, slot, Node."""
-    data = load_state(layout)
-    slot_index = data.get("slot")
-    running = recorded_processes(data)
-    kubelet = running.get(Component.KUBELET)
-    if tools is not None and kubelet is not None and kubelet.alive():
-        apiobjects.drain(layout, tools.kubectl)
-    for component in reversed(Component):
-        if component in running and component is not Component.HOLDER:
-            procs.terminate(running[component], GRACE.get(component, 5.0))
-    if isinstance(slot_index, int):
+    state = NodeState.load(layout.state)
+    if state is not None:
+        running = state.processes
+        kubelet = running.get(Component.KUBELET)
+        if tools is not None and kubelet is not None and kubelet.alive():
+            apiobjects.drain(layout, tools.kubectl)
+        for component in reversed(Component):
+            proc = running.get(component)
+            # The holder and the containers go with the cgroup, below.
+            if proc is not None and component is not Component.HOLDER and proc.alive():
+                control.terminate(component.value, proc, GRACE.get(component, 5.0))
         with hostnet.registry_lock():
-            hostnet.release(Slot(slot_index))
-    if tools is not None and layout.admin_kubeconfig.exists() and data:
-        apiobjects.delete_node(layout, tools.kubectl)
+            hostnet.release(Slot(state.slot))
+        if tools is not None and layout.cluster.admin_kubeconfig.exists():
+            apiobjects.delete_node(layout, tools.kubectl)
     with contextlib.suppress(FileNotFoundError):
         layout.state.unlink()
     if layout.run.exists():
@@ -326,7 +230,7 @@ def stop(layout: NodeLayout, tools: Tools | None) -> None:
 
 
 def down(layout: NodeLayout, tools: Tools | None) -> None:
-    with locked(layout):
+    with locked(layout.own):
         stop(layout, tools)
     log("real node down (%s)", layout.dir)
 
@@ -335,26 +239,25 @@ def down(layout: NodeLayout, tools: Tools | None) -> None:
 
 
 def status(layout: NodeLayout, tools: Tools) -> dict[Component, tuple[bool, str]]:
-    data = load_state(layout)
-    running = recorded_processes(data)
-    slot_index = data.get("slot")
+    """Each component: up and healthy or not, and a line saying why."""
+    state = NodeState.load(layout.state)
     result: dict[Component, tuple[bool, str]] = {}
     for component in Component:
-        proc = running.get(component)
+        proc = state.processes.get(component) if state is not None else None
         if proc is None:
             result[component] = (False, "not started")
         elif not proc.alive():
             result[component] = (False, f"exited (log: {proc.log})")
         else:
             result[component] = (True, f"pid {proc.pid}")
-    if not isinstance(slot_index, int) or not all(ok for ok, _ in result.values()):
+    if state is None or not all(ok for ok, _ in result.values()):
         return result
-    slot = Slot(slot_index)
+    slot = Slot(state.slot)
     checks: dict[Component, Callable[[], bool]] = {
         Component.CONTAINERD: lambda: containerd.serving(layout, tools),
         Component.KUBELET: lambda: apiobjects.node_ready(layout, tools.kubectl),
         Component.KUBE_PROXY: lambda: http_ok(f"http://{slot.node_ip}:10256/healthz"),
-        Component.TRAEFIK: lambda: http_ok(f"http://127.0.0.1:{data.get('ping_port')}/ping"),
+        Component.TRAEFIK: lambda: http_ok(f"http://127.0.0.1:{state.ping_port}/ping"),
     }
     for component, check in checks.items():
         if not check():
@@ -368,18 +271,17 @@ def healthy(layout: NodeLayout, tools: Tools) -> bool:
 
 def info(layout: NodeLayout, tools: Tools) -> dict[str, object]:
     """What tests and scripts need to use the running node."""
-    data = load_state(layout)
-    slot_index = data.get("slot")
-    if not isinstance(slot_index, int):
+    state = NodeState.load(layout.state)
+    if state is None:
         raise NodeError(f"no real node in {layout.dir} (hack/real-node up)")
-    slot = Slot(slot_index)
+    slot = Slot(state.slot)
     key, value, effect = NODE_TAINT
     return {
         "node": NODE_NAME,
         "label": dict([NODE_LABEL]),
         "taint": {"key": key, "value": value, "effect": effect},
         "ingressClass": INGRESS_CLASS,
-        "ingressURL": f"http://127.0.0.1:{data.get('web_port')}",
+        "ingressURL": f"http://127.0.0.1:{state.web_port}",
         "netns": slot.name,
         "nodeIP": slot.node_ip,
         "hostIP": slot.host_ip,
