@@ -96,6 +96,8 @@ def argv(component: Component, layout: Layout, bins: Binaries, ports: Ports) -> 
             f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
             "--kubelet-preferred-address-types=InternalIP,Hostname",
+            # Verified: hack/real-node issues the kubelet's serving certificate from this CA.
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
             f"--cert-dir={layout.dir / 'apiserver-certs'}",
             "--profiling=false",
         ]

@@ -13,6 +13,7 @@ from typing import Any
 from hack.realnode.images import PAUSE_IMAGE
 from hack.realnode.layout import (
     INGRESS_CLASS,
+    NODE_NAME,
     NODE_TAINT,
     NodeLayout,
     Slot,
@@ -165,7 +166,7 @@ def kube_proxy_config(layout: NodeLayout, slot: Slot) -> dict[str, Any]:
         "kind": "KubeProxyConfiguration",
         "mode": "iptables",
         "clientConnection": {"kubeconfig": str(layout.kubeconfig("kube-proxy"))},
-        "hostnameOverride": "real-node-0",
+        "hostnameOverride": NODE_NAME,
         "bindAddress": slot.node_ip,
         "healthzBindAddress": f"{slot.node_ip}:10256",
         "metricsBindAddress": "127.0.0.1:10249",
