@@ -66,30 +66,43 @@ def routed_networks() -> list[ipaddress.IPv4Network]:
 def allocate(layout: NodeLayout) -> Slot:
     """A free slot for LAYOUT's node; call under registry_lock() and record it before leaving."""
     own = layout.dir.resolve()
-    taken_by_others: set[int] = set()
+    taken: set[int] = set()
     for entry in REGISTRY.glob("[0-9]*"):
-        owner = Path(entry.read_text().strip())
-        index = int(entry.name)
-        if owner == own:
-            continue
-        if claimed_slot(owner) == index:
-            taken_by_others.add(index)
-        else:
-            # The directory that held it is gone or moved on: remove what it left behind.
-            release(Slot(index))
+        index, holder = int(entry.name), owner(int(entry.name))
+        if holder is not None and holder != own and claimed_slot(holder) == index:
+            taken.add(index)
     busy = routed_networks()
     for index in range(SLOTS):
         slot = Slot(index)
-        if index in taken_by_others:
+        if index in taken:
             continue
         if any(slot.link.overlaps(n) or slot.pod_cidr.overlaps(n) for n in busy):
             continue
+        # Whatever is left under its name (a directory deleted with its node running, a crash)
+        # is no node's any more.
+        release(slot)
         (REGISTRY / str(index)).write_text(f"{own}\n")
-        for entry in REGISTRY.glob("[0-9]*"):
-            if entry.name != str(index) and Path(entry.read_text().strip()) == own:
-                entry.unlink()
         return slot
     raise NodeError(f"no free real-node slot: all {SLOTS} are in use ({REGISTRY})")
+
+
+def owner(index: int) -> Path | None:
+    """The node directory the registry records for a slot, if any."""
+    try:
+        return Path((REGISTRY / str(index)).read_text().strip())
+    except FileNotFoundError:
+        return None
+
+
+def release_own(layout: NodeLayout, recorded: set[int]) -> None:
+    """Releases RECORDED and every slot the registry gives LAYOUT's node; call under the lock."""
+    # A recorded slot the registry now gives another node is that node's and left alone: the
+    # registry is emptied at boot, the state file is not.
+    own = layout.dir.resolve()
+    registered = {int(e.name) for e in REGISTRY.glob("[0-9]*") if owner(int(e.name)) == own}
+    for index in sorted(recorded | registered):
+        if owner(index) in (None, own):
+            release(Slot(index))
 
 
 def release(slot: Slot) -> None:

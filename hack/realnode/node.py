@@ -184,6 +184,7 @@ def start(layout: NodeLayout, tools: Tools, timeout: float) -> NodeState:
 def up(layout: NodeLayout, tools: Tools, timeout: float) -> None:
     began = time.monotonic()
     layout.check()
+    layout.dir.mkdir(parents=True, exist_ok=True)
     with locked(layout.own):
         if healthy(layout, tools):
             log("real node already up in %s", layout.dir)
@@ -219,10 +220,11 @@ def stop(layout: NodeLayout, tools: Tools | None) -> None:
             # The holder and the containers go with the cgroup, below.
             if proc is not None and component is not Component.HOLDER and proc.alive():
                 control.terminate(component.value, proc, GRACE.get(component, 5.0))
-        with hostnet.registry_lock():
-            hostnet.release(Slot(state.slot))
         if tools is not None and layout.cluster.admin_kubeconfig.exists():
             apiobjects.delete_node(layout, tools.kubectl)
+    with hostnet.registry_lock():
+        # The recorded slot, and one allocated by a start that failed before recording it.
+        hostnet.release_own(layout, {state.slot} if state is not None else set())
     with contextlib.suppress(FileNotFoundError):
         layout.state.unlink()
     if layout.run.exists():
