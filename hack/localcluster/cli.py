@@ -16,13 +16,13 @@ from hack.localcluster.errors import ClusterError, ComponentExited
 from hack.localcluster.layout import Layout, default_dir, locked, log
 
 
-def cmd_up(layout: Layout, timeout: float, build: bool) -> int:
+def cmd_up(layout: Layout, timeout: float, build: bool, real_node: bool) -> int:
     started = time.monotonic()
     with locked(layout):
         current = control.status_of(layout)
         if all(ok for ok, _ in current.values()):
             log("cluster already up in %s", layout.dir)
-            return 0
+            return start_real_node(layout, timeout, build) if real_node else 0
         control.stop(layout)  # whatever is left of an earlier, broken run
         bins = components.binaries(build)
         layout.dir.mkdir(parents=True, exist_ok=True)
@@ -43,7 +43,13 @@ def cmd_up(layout: Layout, timeout: float, build: bool) -> int:
         time.monotonic() - started,
         layout.admin_kubeconfig,
     )
-    return 0
+    return start_real_node(layout, timeout, build) if real_node else 0
+
+
+def start_real_node(layout: Layout, timeout: float, build: bool) -> int:
+    """hack/real-node up on this cluster: containerd, a kubelet, kube-proxy and an ingress."""
+    argv = [str(control.REAL_NODE), f"--dir={layout.dir}", "up", f"--timeout={timeout}"]
+    return subprocess.run(argv if build else [*argv, "--no-build"], check=False).returncode
 
 
 def cmd_down(layout: Layout, purge: bool) -> int:
@@ -88,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--no-build", action="store_true", help="fail instead of building missing binaries"
     )
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also start a real node (hack/real-node up; docs/realnode.md)",
+    )
     down = sub.add_parser("down", help="stop every component, wait until their ports are closed")
     down.add_argument(
         "--purge", action="store_true", help="also delete the state directory (certificates, logs)"
@@ -103,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout((args.dir or default_dir()).resolve())
     try:
         if args.command == "up":
-            return cmd_up(layout, args.timeout, build=not args.no_build)
+            return cmd_up(layout, args.timeout, build=not args.no_build, real_node=args.real_node)
         if args.command == "down":
             return cmd_down(layout, args.purge)
         if args.command == "status":

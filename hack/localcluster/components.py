@@ -92,6 +92,12 @@ def argv(component: Component, layout: Layout, bins: Binaries, ports: Ports) -> 
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             # The endpoint reconciler would publish 127.0.0.1, which Endpoints validation refuses.
             "--endpoint-reconciler-type=none",
+            # A real node (hack/real-node): its kubelet by address (its name is not in DNS).
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            # Verified: hack/real-node issues the kubelet's serving certificate from this CA.
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
             f"--cert-dir={layout.dir / 'apiserver-certs'}",
             "--profiling=false",
         ]

@@ -11,14 +11,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from hack.localcluster import components, pki
 from hack.localcluster.components import Binaries
 from hack.localcluster.errors import ClusterError, ComponentExited
-from hack.localcluster.layout import Layout, log
+from hack.localcluster.layout import ROOT, Layout, log
 from hack.localcluster.state import Component, Ports, Process, State
 
 MARKER_NAMESPACE = "kube-system"
@@ -30,14 +30,25 @@ START_GROUPS = (
     (Component.APISERVER,),
     (Component.CONTROLLER_MANAGER, Component.SCHEDULER, Component.KWOK),
 )
+REAL_NODE = ROOT / "hack/real-node"
 # Kubeconfigs written at every start: one per client certificate.
 USERS = ("admin", "controller-manager", "scheduler", "kwok")
 
 
 def spawn(layout: Layout, component: Component, argv: list[str]) -> Process:
     """Starts a component in its own session, its output appended to its log."""
-    layout.logs.mkdir(parents=True, exist_ok=True)
-    logfile = layout.logs / f"{component.value}.log"
+    return start_logged(argv, layout.logs / f"{component.value}.log", layout.dir)
+
+
+def start_logged(
+    argv: list[str],
+    logfile: Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Process:
+    """Starts ARGV in its own session, its output appended to LOGFILE (hack/real-node's too)."""
+    logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "ab") as out:
         out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {shlex.join(argv)}\n".encode())
         out.flush()
@@ -47,7 +58,9 @@ def spawn(layout: Layout, component: Component, argv: list[str]) -> Process:
             stdout=out,
             stderr=out,
             start_new_session=True,
-            cwd=layout.dir,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            preexec_fn=preexec_fn,
         )
     return Process.of(proc.pid, logfile)
 
@@ -80,10 +93,12 @@ def tail(path: Path, lines: int = 25) -> str:
         return ""
 
 
-def kubectl(layout: Layout, bins: Binaries, *args: str, stdin: str | None = None) -> str:
+def kubectl(
+    layout: Layout, bins: Binaries, *args: str, stdin: str | None = None, timeout: float = 60
+) -> str:
     """kubectl as the cluster's admin; a ClusterError with its stderr when it fails."""
     argv = [bins["kubectl"], f"--kubeconfig={layout.admin_kubeconfig}", *args]
-    res = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
         raise ClusterError(f"kubectl {shlex.join(args)}: {res.stderr.strip()}")
     return res.stdout
@@ -159,14 +174,23 @@ def status_of(layout: Layout) -> dict[Component, tuple[bool, str]]:
     return result
 
 
+def stop_real_node(layout: Layout) -> None:
+    """Stops the real node attached to this cluster, if any (hack/real-node, docs/realnode.md)."""
+    if (layout.dir / "realnode/state.json").exists():
+        res = subprocess.run([str(REAL_NODE), f"--dir={layout.dir}", "down"], check=False)
+        if res.returncode != 0:
+            log("hack/real-node down failed (exit %d); stopping the cluster anyway", res.returncode)
+
+
 def stop(layout: Layout, grace: float = 15.0) -> None:
     """Stops every recorded process (SIGTERM, then SIGKILL); waits until their ports are closed."""
+    stop_real_node(layout)
     state = State.load(layout)
     if state is not None:
         for component in reversed(Component):
             proc = state.processes.get(component)
             if proc is not None and proc.alive():
-                _terminate(component, proc, grace)
+                terminate(component.value, proc, grace)
         # Our processes are gone and have no children, so their sockets are closed; a port
         # still listening now belongs to someone else (say, one taken while we were starting).
         deadline = time.monotonic() + 5
@@ -181,14 +205,15 @@ def stop(layout: Layout, grace: float = 15.0) -> None:
     shutil.rmtree(layout.etcd_data, ignore_errors=True)
 
 
-def _terminate(component: Component, proc: Process, grace: float) -> None:
+def terminate(name: str, proc: Process, grace: float) -> None:
+    """SIGTERM, then SIGKILL to its process group after GRACE seconds; returns once it is gone."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while proc.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     if proc.alive():
-        log("%s (pid %d) ignored SIGTERM; killing it", component.value, proc.pid)
+        log("%s (pid %d) ignored SIGTERM; killing it", name, proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         while proc.alive():

@@ -9,15 +9,28 @@ from pathlib import Path
 from hack.localcluster.layout import log
 
 # Every certificate pair in pki/ (name.crt, name.key) besides the service-account key.
-CERTIFICATES = ("ca", "apiserver", "serving", "admin", "controller-manager", "scheduler", "kwok")
+# apiserver-kubelet-client: the API server towards a real node's kubelet (docs/realnode.md).
+CERTIFICATES = (
+    "ca",
+    "apiserver",
+    "serving",
+    "admin",
+    "controller-manager",
+    "scheduler",
+    "kwok",
+    "apiserver-kubelet-client",
+)
 
 
 def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def issue(pki: Path, name: str, subject: str, usage: str, sans: str = "") -> None:
-    """Issues NAME.crt/NAME.key signed by the cluster CA (EC P-256: quick to generate)."""
+def issue(
+    pki: Path, name: str, subject: str, usage: str, sans: str = "", ca: Path | None = None
+) -> None:
+    """Issues NAME.crt/NAME.key in PKI signed by the CA in CA (default PKI) (EC P-256: quick)."""
+    ca = ca or pki
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=pki)
     ext = ["basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature"]
     ext.append(f"extendedKeyUsage={usage}")
@@ -31,9 +44,9 @@ def issue(pki: Path, name: str, subject: str, usage: str, sans: str = "") -> Non
         "-in",
         f"{name}.csr",
         "-CA",
-        "ca.crt",
+        str(ca / "ca.crt"),
         "-CAkey",
-        "ca.key",
+        str(ca / "ca.key"),
         "-CAcreateserial",
         "-days",
         "365",
@@ -108,22 +121,33 @@ def make_pki(pki: Path) -> None:
     issue(pki, "scheduler", "/CN=system:kube-scheduler", "clientAuth")
     # kwok updates node and pod status for many nodes, which the Node authorizer would limit.
     issue(pki, "kwok", "/O=system:masters/CN=kwok", "clientAuth")
+    # The API server towards a real node's kubelet (logs, exec); hack/real-node grants it
+    # system:kubelet-api-admin.
+    issue(pki, "apiserver-kubelet-client", "/CN=kube-apiserver-kubelet-client", "clientAuth")
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sa.key", cwd=pki)
     openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     for key in pki.glob("*.key"):
         key.chmod(0o600)
 
 
-def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
-    """A kubeconfig for `user`'s client certificate."""
+def write_kubeconfig(
+    path: Path,
+    server: str,
+    pki: Path,
+    user: str,
+    ca: Path | None = None,
+    tls_server_name: str | None = None,
+) -> None:
+    """A kubeconfig for `user`'s client certificate in PKI, trusting CA/ca.crt (default PKI's)."""
     # Paths, not inline data: the keys stay in one place with mode 0600.
+    server_name = f"\n    tls-server-name: {tls_server_name}" if tls_server_name else ""
     text = f"""apiVersion: v1
 kind: Config
 clusters:
 - name: ec2-terminal-test
   cluster:
     server: {server}
-    certificate-authority: {pki / "ca.crt"}
+    certificate-authority: {(ca or pki) / "ca.crt"}{server_name}
 users:
 - name: {user}
   user:
