@@ -53,6 +53,8 @@ class OperatorProcess:
     liveness_url: str
     log_path: Path
     namespaces: tuple[str, ...] = ()
+    # Its Prometheus endpoint (a free port per operator, never the default 9102).
+    metrics_url: str = ""
 
     def alive(self) -> bool:
         """Whether the liveness endpoint answers 200."""
@@ -113,11 +115,14 @@ def operator_factory(
     ) -> OperatorProcess:
         port = free_port()
         liveness = f"http://127.0.0.1:{port}/healthz"
+        metrics_port = free_port()
         log_path = tmp_path / f"operator-{len(started)}.log"
         argv = [
             console_script("ec2-terminal-operator"),
             *(f"--namespace={ns}" for ns in namespaces),
             f"--liveness={liveness}",
+            f"--metrics-port={metrics_port}",
+            "--metrics-host=127.0.0.1",
             f"--resync-seconds={resync}",
             "--log-format=plain",
         ]
@@ -128,7 +133,11 @@ def operator_factory(
         with log_path.open("wb") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env)
         op = OperatorProcess(
-            proc=proc, liveness_url=liveness, log_path=log_path, namespaces=namespaces
+            proc=proc,
+            liveness_url=liveness,
+            log_path=log_path,
+            namespaces=namespaces,
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
         )
         started.append(op)
         wait_for(
