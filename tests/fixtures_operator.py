@@ -396,6 +396,7 @@ def pod_environment(
         "metadata.name": pod["metadata"]["name"],
         "metadata.namespace": namespace,
         "metadata.uid": pod["metadata"].get("uid", "pod-uid"),
+        "spec.nodeName": pod["spec"].get("nodeName", "node-a"),
     }
     for entry in pod["spec"]["containers"][0]["env"]:
         if "valueFrom" in entry:
