@@ -105,6 +105,13 @@ def operator_factory(
     kube_cluster: KubeCluster, terminalsession_crd: str, tmp_path: Path
 ) -> Iterator[OperatorFactory]:
     """Starts operator subprocesses (namespaced, resync 1 s); stops them after the test."""
+    with operator_processes(kube_cluster, tmp_path) as start:
+        yield start
+
+
+@contextlib.contextmanager
+def operator_processes(kube_cluster: KubeCluster, directory: Path) -> Iterator[OperatorFactory]:
+    """Starts operator subprocesses logging into `directory`; stops them all on exit."""
     started: list[OperatorProcess] = []
 
     def start(
@@ -116,7 +123,7 @@ def operator_factory(
         port = free_port()
         liveness = f"http://127.0.0.1:{port}/healthz"
         metrics_port = free_port()
-        log_path = tmp_path / f"operator-{len(started)}.log"
+        log_path = directory / f"operator-{len(started)}.log"
         argv = [
             console_script("ec2-terminal-operator"),
             *(f"--namespace={ns}" for ns in namespaces),
@@ -149,7 +156,13 @@ def operator_factory(
             raise RuntimeError(f"operator exited {proc.returncode}:\n{op.log()}")
         return op
 
-    yield start
+    try:
+        yield start
+    finally:
+        _stop_operators(kube_cluster, started)
+
+
+def _stop_operators(kube_cluster: KubeCluster, started: list[OperatorProcess]) -> None:
     # Sessions go while an operator still runs, so its finalizer is released properly
     # instead of the namespace teardown waiting and stripping it.
     for op in started:
