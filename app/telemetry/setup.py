@@ -14,9 +14,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# How long a shutdown waits for the last spans to leave (the exporter's own timeout is 10 s).
-FLUSH_TIMEOUT_MS = 5000
-
 
 class Telemetry:
     """A process's tracing: `start` once, `shutdown` before exit (it flushes what is queued).
@@ -57,13 +54,12 @@ class Telemetry:
         )
         return self
 
-    def flush(self) -> None:
-        """Exports the spans ended so far, waiting at most FLUSH_TIMEOUT_MS."""
-        if self._provider is not None and self.running:
-            self._provider.force_flush(FLUSH_TIMEOUT_MS)
-
     def shutdown(self, *_: Any, **__: Any) -> None:
-        """Flushes and stops the exporter (also usable as a Celery signal receiver)."""
+        """Exports what is queued and stops (also usable as a Celery signal receiver).
+
+        With the collector away this waits out the exporter's retries, at most
+        OTEL_EXPORTER_OTLP_TIMEOUT (10 s by default).
+        """
         if self._provider is not None and self.running:
             self._provider.shutdown()
             self._provider = None
