@@ -152,8 +152,16 @@ async def bridge_latencies(server: RunningServer, samples: int) -> list[float]:
     client = await connected(server, 200, 50, keep_output=False)
     client.keep_output = True
     await client.send_input("cat > /dev/null\r")
-    await client.send_input("w")
-    await client.until(lambda c: c.output.endswith(b"w"))
+    await client.until(lambda c: b"/dev/null\r\n" in c.output)
+    # The shell may still write (its bracketed-paste switch) after our first keystroke's echo:
+    # type until a keystroke's echo is the last thing shown.
+    while True:
+        await client.send_input("w")
+        try:
+            await client.until(lambda c: c.output.endswith(b"w"), timeout=2)
+            break
+        except TimeoutError:
+            continue
     times = []
     for _ in range(samples):
         before = client.offset
