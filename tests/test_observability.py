@@ -199,28 +199,19 @@ SERVER_POD = PodTarget(
 )
 
 
-WORKER_POD = PodTarget(
-    address="",
-    namespace="ec2-terminal-test",
-    pod="health-worker-0",
-    labels={
-        "app.kubernetes.io/name": "ec2-terminal",
-        "app.kubernetes.io/component": "health-worker",
-    },
-    annotations={"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics"},
-)
+def ec2_terminal_pod(namespace: str, pod: str, component: str) -> PodTarget:
+    """A pod of ours that asks to be scraped (its address filled in later)."""
+    return PodTarget(
+        address="",
+        namespace=namespace,
+        pod=pod,
+        labels={"app.kubernetes.io/name": "ec2-terminal", "app.kubernetes.io/component": component},
+        annotations={"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics"},
+    )
 
 
-OPERATOR_POD = PodTarget(
-    address="",
-    namespace="ec2-terminal",
-    pod="ec2-terminal-operator-0",
-    labels={
-        "app.kubernetes.io/name": "ec2-terminal",
-        "app.kubernetes.io/component": "operator",
-    },
-    annotations={"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics"},
-)
+WORKER_POD = ec2_terminal_pod("ec2-terminal-test", "health-worker-0", "health-worker")
+OPERATOR_POD = ec2_terminal_pod("ec2-terminal", "ec2-terminal-operator-0", "operator")
 
 
 @contextlib.contextmanager

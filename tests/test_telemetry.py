@@ -137,35 +137,27 @@ def test_bad_values_are_refused_with_their_name(env: dict[str, str], message: st
         TelemetrySettings.from_env(Component.WORKER, env)
 
 
+def run_with(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A command run to completion with exactly `env` (and /usr/bin on PATH)."""
+    return subprocess.run(
+        argv,
+        env={"PATH": "/usr/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_a_bad_setting_stops_a_command_with_one_line() -> None:
-    done = subprocess.run(
-        [CLI, "link", "--url", "http://x/"],
-        env={"ENABLE_OTEL": "maybe", "EC2_TERMINAL_TOKEN": "t" * 32, "PATH": "/usr/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = {"ENABLE_OTEL": "maybe"}
     # `link` does not trace: only the processes that do read the settings.
+    done = run_with([CLI, "link", "--url", "http://x/"], bad | {"EC2_TERMINAL_TOKEN": "t" * 32})
     assert done.returncode == 0, done.stderr
-    served = subprocess.run(
-        [CLI, "health-check"],
-        env={"ENABLE_OTEL": "maybe", "PATH": "/usr/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    served = run_with([CLI, "health-check"], bad)
     assert served.returncode == 2
     assert served.stderr == "ec2-terminal: ENABLE_OTEL must be true or false, not 'maybe'\n"
-    operator = subprocess.run(
-        [str(Path(CLI).parent / "ec2-terminal-operator"), "--metrics-port=0"],
-        env={"ENABLE_OTEL": "maybe", "PATH": "/usr/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    operator = run_with([str(Path(CLI).parent / "ec2-terminal-operator"), "--metrics-port=0"], bad)
     assert operator.returncode == 2
     assert operator.stderr.endswith("ENABLE_OTEL must be true or false, not 'maybe'\n")
 
