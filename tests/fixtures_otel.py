@@ -29,6 +29,11 @@ import pytest
 from hack.otel.stack import Binary, PodTarget, Ports, Stack, StackError, binaries, running_stack
 
 StackFactory = Callable[..., Stack]
+# OTLP's span kinds as the file exporter writes them.
+SPAN_KIND_SERVER = 2
+SPAN_KIND_CLIENT = 3
+SPAN_KIND_PRODUCER = 4
+SPAN_KIND_CONSUMER = 5
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """app/telemetry: its settings, `traced`, the redaction and naming of HTTP spans, the Redis
-enrichment against a real Redis, and, with tracing off, no OpenTelemetry at all, nothing
-exported to a real collector and nothing failing."""
+enrichment against a real Redis, AWS calls (moto) as spans in a real collector, and, with
+tracing off, no OpenTelemetry at all, nothing exported to a real collector and nothing failing."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ from app.telemetry.settings import (
 )
 from hack.otel.stack import Ports
 from tests.fixtures_healthcheck import RedisServer, worker_env
-from tests.fixtures_otel import StackFactory, read_spans
-from tests.fixtures_server import RunningServer, start_server
+from tests.fixtures_moto import MotoAws, console_with_host_keys
+from tests.fixtures_otel import SPAN_KIND_CLIENT, SpanRecord, StackFactory, read_spans
+from tests.fixtures_server import RunningServer, ServerFactory, start_server
 from tests.fixtures_sshd import Sshd
 from tests.support import CLI, free_port, poll, stop
 from tests.wsclient import connected
@@ -528,3 +529,50 @@ def test_redis_spans_name_the_command_key_and_caller_never_a_value_or_password(
 )
 def test_the_key_of_a_command(args: tuple[Any, ...], key: str | None) -> None:
     assert key_of(args) == key
+
+
+# ---------------------------------------------------------------- AWS, for real
+
+
+def test_aws_calls_are_spans_of_the_connect_that_made_them(
+    otel_stack_factory: StackFactory,
+    moto_aws: MotoAws,
+    instance_connect_sshd: Sshd,
+    server_factory: ServerFactory,
+    tmp_path: Path,
+) -> None:
+    span_file = tmp_path / "spans.jsonl"
+    stack = otel_stack_factory(span_file=span_file)
+    sshd = instance_connect_sshd
+    instance_id = moto_aws.run_instance(public_ip=sshd.host)
+    moto_aws.consoles[instance_id] = console_with_host_keys([sshd.host_public_key])
+    server = server_factory(
+        None,
+        env=moto_aws.env() | stack.app_env("ec2-terminal-session"),
+        instance_id=instance_id,
+        region=moto_aws.region,
+        endpoint_url=moto_aws.endpoint_url,
+        port=sshd.port,
+        user=sshd.user,
+        access_method="instance-connect",
+        host_key_policy="console-output",
+    )
+    asyncio.run(one_command(server))
+    wanted = {"DescribeInstances", "GetConsoleOutput", "SendSSHPublicKey"}
+
+    def aws_spans() -> list[SpanRecord]:
+        spans = [s for s in read_spans(span_file) if s.attributes.get("rpc.system") == "aws-api"]
+        return spans if wanted <= {s.attributes["rpc.method"] for s in spans} else []
+
+    calls = poll(aws_spans, timeout=60, what=f"botocore spans of {sorted(wanted)}")
+    connects = {s.span_id: s for s in read_spans(span_file) if s.name == "ssh.connect"}
+    for call in calls:
+        # Calls made while connecting belong to that connect; background refreshes are dropped.
+        assert call.parent_id in connects, (call.name, call.parent_id)
+        assert call.kind == SPAN_KIND_CLIENT
+        assert call.attributes["cloud.region"] == moto_aws.region
+        assert call.attributes["http.status_code"] == 200
+        assert call.service == "ec2-terminal-session"
+    names = {s.name for s in calls}
+    assert {"EC2.DescribeInstances", "EC2 Instance Connect.SendSSHPublicKey"} <= names, names
+    assert "PRIVATE KEY" not in span_file.read_text()

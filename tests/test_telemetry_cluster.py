@@ -15,17 +15,21 @@ from tests.fixtures_healthcheck import REDIS_PASSWORD, RedisServer, WorkerFactor
 from tests.fixtures_healthcheck import worker_env as base_worker_env
 from tests.fixtures_kube import KubeCluster
 from tests.fixtures_operator import OperatorFactory
-from tests.fixtures_otel import SpanRecord, StackFactory, jaeger_api, read_spans
+from tests.fixtures_otel import (
+    SPAN_KIND_CLIENT,
+    SPAN_KIND_CONSUMER,
+    SPAN_KIND_PRODUCER,
+    SPAN_KIND_SERVER,
+    SpanRecord,
+    StackFactory,
+    jaeger_api,
+    read_spans,
+)
 from tests.fixtures_sshd import Sshd
 from tests.support import CLI, poll
 from tests.test_healthcheck_cluster import Rig
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-
-SPAN_KIND_SERVER = 2
-SPAN_KIND_CLIENT = 3
-SPAN_KIND_PRODUCER = 4
-SPAN_KIND_CONSUMER = 5
 
 
 def by_name(spans: list[SpanRecord], name: str) -> list[SpanRecord]:
