@@ -34,6 +34,8 @@ SPAN_KIND_SERVER = 2
 SPAN_KIND_CLIENT = 3
 SPAN_KIND_PRODUCER = 4
 SPAN_KIND_CONSUMER = 5
+# OTLP's status code of a failed span.
+STATUS_ERROR = 2
 
 
 @pytest.fixture(scope="session")

@@ -35,11 +35,17 @@ from app.telemetry.settings import (
 from hack.otel.stack import Ports
 from tests.fixtures_healthcheck import RedisServer, worker_env
 from tests.fixtures_moto import MotoAws, console_with_host_keys
-from tests.fixtures_otel import SPAN_KIND_CLIENT, SpanRecord, StackFactory, read_spans
+from tests.fixtures_otel import (
+    SPAN_KIND_CLIENT,
+    STATUS_ERROR,
+    SpanRecord,
+    StackFactory,
+    read_spans,
+)
 from tests.fixtures_server import RunningServer, ServerFactory, start_server
-from tests.fixtures_sshd import Sshd
+from tests.fixtures_sshd import Sshd, keygen
 from tests.support import CLI, free_port, poll, stop
-from tests.wsclient import connected
+from tests.wsclient import connected, open_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -308,6 +314,38 @@ def test_with_the_collector_down_the_server_works_and_stops(
     server = server_factory(sshd, env=ports.app_env("ec2-terminal-session"))
     asyncio.run(one_command(server))
     assert server.stop() == 0
+
+
+async def refused(server: RunningServer) -> str | None:
+    """Opens a session the target refuses; the ERROR frame's code."""
+    client = await open_client(server.base_url, server.token)
+    await client.hello()
+    await client.until_closed(timeout=30)
+    return None if client.error is None else str(client.error["code"])
+
+
+def test_a_refused_login_fails_its_authenticate_span_inside_the_connect(
+    otel_stack_factory: StackFactory, server_factory: ServerFactory, sshd: Sshd, tmp_path: Path
+) -> None:
+    span_file = tmp_path / "spans.jsonl"
+    stack = otel_stack_factory(span_file=span_file)
+    stranger = tmp_path / "stranger"
+    keygen(stranger)
+    server = server_factory(sshd, env=stack.app_env("ec2-terminal-session"), key_file=str(stranger))
+    assert asyncio.run(refused(server)) == "auth_failed"
+
+    def connects() -> list[SpanRecord]:
+        spans = read_spans(span_file)
+        return spans if {"ssh.connect", "ssh.authenticate"} <= {s.name for s in spans} else []
+
+    spans = {s.name: s for s in poll(connects, timeout=60, what="the connect's spans")}
+    connect, auth = spans["ssh.connect"], spans["ssh.authenticate"]
+    assert auth.parent_id == connect.span_id
+    assert (connect.status, auth.status) == (STATUS_ERROR, STATUS_ERROR)
+    assert auth.attributes["ec2_terminal.ssh.auth_method"] == "publickey"
+    assert [name for name, _ in auth.events] == ["exception"]
+    assert connect.attributes["ec2_terminal.ssh.user"] == sshd.user
+    assert spans["WebSocket /ws"].events[-1][1]["code"] == "auth_failed"
 
 
 # ---------------------------------------------------------------- traced, in this process
