@@ -124,6 +124,9 @@ def test_a_health_check_is_one_trace_from_the_enqueue_to_the_status_patch(
     assert (served.service, served.kind) == ("ec2-terminal-session", SPAN_KIND_SERVER)
     assert served.resource["k8s.pod.name"] == "web"
     assert served.resource["k8s.namespace.name"] == namespace
+    # The rest of the downward API's identity: the node, and the pod's uid as the instance.
+    assert served.resource["k8s.node.name"]
+    assert served.resource["service.instance.id"] == served.resource["k8s.pod.uid"]
     assert one(spans, "probe.ssh_banner").parent_id == check.span_id
 
     # Redis: the lock's script, enriched with the caller; no value, no password.
