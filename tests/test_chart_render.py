@@ -20,6 +20,7 @@ from ec2_terminal_operator.spec import Session, parse_session
 
 from app.telemetry import PodIdentity
 from tests.fixtures_kube import ROOT
+from tests.fixtures_operator import session_manifest
 from tests.test_operator_chart import CHART, documents, helm_bin, render
 
 __all__ = ["helm_bin"]  # the fixture, re-used from the operator's chart tests
@@ -84,18 +85,9 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
 
 def web_session() -> Session:
     """A TerminalSession as the operator parses it, to build its pod as the chart configures."""
-    return parse_session(
-        {
-            "apiVersion": "ec2-terminal.io/v1alpha1",
-            "kind": "TerminalSession",
-            "metadata": {"name": "web", "namespace": "team", "uid": "u", "generation": 1},
-            "spec": {
-                "target": {"host": "10.0.0.5"},
-                "credentialsSecretRef": {"name": "key", "key": "ssh-privatekey"},
-                "hostKey": {"policy": "Fingerprint", "fingerprint": "SHA256:" + "A" * 43},
-            },
-        }
-    )
+    manifest = session_manifest("web")
+    manifest["metadata"] |= {"namespace": "team", "uid": "u", "generation": 1}
+    return parse_session(manifest)
 
 
 def operator_env(docs: list[dict[str, Any]]) -> dict[str, str]:
