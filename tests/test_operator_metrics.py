@@ -24,7 +24,7 @@ SECONDS_COUNT = "ec2_terminal_operator_reconcile_seconds_count"
         (None, PassResult.OK),
         (ApiException(status=403, reason="Forbidden"), PassResult.RETRY),
         (ApiException(status=500), PassResult.RETRY),
-        (urllib3.exceptions.MaxRetryError(None, "/api"), PassResult.RETRY),
+        (urllib3.exceptions.ProtocolError("connection aborted"), PassResult.RETRY),
         (ConnectionRefusedError(), PassResult.RETRY),
         (KeyError("spec"), PassResult.ERROR),
     ],
