@@ -32,6 +32,13 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )
+        self.echo_latency_seconds = Histogram(
+            "ec2_terminal_echo_latency_seconds",
+            "Time from a keyboard INPUT frame's arrival to the next OUTPUT frame sent on that "
+            "connection.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=self.registry,
+        )
         self.stall_seconds = Counter(
             "ec2_terminal_flow_control_stall_seconds",
             "Time the target's output was paused because the browser lagged a window behind.",

@@ -134,6 +134,8 @@ def sessions_run(kube: Kube, count: int, resync: float, timeout: float) -> dict[
                 str(Path(sys.executable).parent / "ec2-terminal-operator"),
                 f"--namespace={ns}",
                 f"--liveness={liveness}",
+                f"--metrics-port={free_port()}",
+                "--metrics-host=127.0.0.1",
                 f"--resync-seconds={resync}",
                 "--log-format=full",
                 *(["--verbose"] if os.environ.get("BENCH_VERBOSE") else []),

@@ -394,8 +394,15 @@ def kube_test_namespaces(kube_cluster: KubeCluster) -> Iterator[list[str]]:
 @pytest.fixture
 def namespace(kube_cluster: KubeCluster, kube_test_namespaces: list[str]) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards (custom resources first)."""
+    with fresh_namespace(kube_cluster, kube_test_namespaces) as name:
+        yield name
+
+
+@contextlib.contextmanager
+def fresh_namespace(kube_cluster: KubeCluster, made: list[str]) -> Iterator[str]:
+    """A fresh namespace (its name added to `made`), deleted on exit (custom resources first)."""
     name = f"t-{secrets.token_hex(4)}"
-    kube_test_namespaces.append(name)
+    made.append(name)
     kube_cluster.apply(
         {
             "apiVersion": "v1",

@@ -53,6 +53,8 @@ class OperatorProcess:
     liveness_url: str
     log_path: Path
     namespaces: tuple[str, ...] = ()
+    # Its Prometheus endpoint (a free port per operator, never the default 9102).
+    metrics_url: str = ""
 
     def alive(self) -> bool:
         """Whether the liveness endpoint answers 200."""
@@ -103,6 +105,13 @@ def operator_factory(
     kube_cluster: KubeCluster, terminalsession_crd: str, tmp_path: Path
 ) -> Iterator[OperatorFactory]:
     """Starts operator subprocesses (namespaced, resync 1 s); stops them after the test."""
+    with operator_processes(kube_cluster, tmp_path) as start:
+        yield start
+
+
+@contextlib.contextmanager
+def operator_processes(kube_cluster: KubeCluster, directory: Path) -> Iterator[OperatorFactory]:
+    """Starts operator subprocesses logging into `directory`; stops them all on exit."""
     started: list[OperatorProcess] = []
 
     def start(
@@ -113,11 +122,14 @@ def operator_factory(
     ) -> OperatorProcess:
         port = free_port()
         liveness = f"http://127.0.0.1:{port}/healthz"
-        log_path = tmp_path / f"operator-{len(started)}.log"
+        metrics_port = free_port()
+        log_path = directory / f"operator-{len(started)}.log"
         argv = [
             console_script("ec2-terminal-operator"),
             *(f"--namespace={ns}" for ns in namespaces),
             f"--liveness={liveness}",
+            f"--metrics-port={metrics_port}",
+            "--metrics-host=127.0.0.1",
             f"--resync-seconds={resync}",
             "--log-format=plain",
         ]
@@ -128,7 +140,11 @@ def operator_factory(
         with log_path.open("wb") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=full_env)
         op = OperatorProcess(
-            proc=proc, liveness_url=liveness, log_path=log_path, namespaces=namespaces
+            proc=proc,
+            liveness_url=liveness,
+            log_path=log_path,
+            namespaces=namespaces,
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
         )
         started.append(op)
         wait_for(
@@ -140,7 +156,13 @@ def operator_factory(
             raise RuntimeError(f"operator exited {proc.returncode}:\n{op.log()}")
         return op
 
-    yield start
+    try:
+        yield start
+    finally:
+        _stop_operators(kube_cluster, started)
+
+
+def _stop_operators(kube_cluster: KubeCluster, started: list[OperatorProcess]) -> None:
     # Sessions go while an operator still runs, so its finalizer is released properly
     # instead of the namespace teardown waiting and stripping it.
     for op in started:
@@ -387,6 +409,7 @@ def pod_environment(
         "metadata.name": pod["metadata"]["name"],
         "metadata.namespace": namespace,
         "metadata.uid": pod["metadata"].get("uid", "pod-uid"),
+        "spec.nodeName": pod["spec"].get("nodeName", "node-a"),
     }
     for entry in pod["spec"]["containers"][0]["env"]:
         if "valueFrom" in entry:

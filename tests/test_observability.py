@@ -1,6 +1,7 @@
 """The observability stack of k8s/observability, run for real: configs through the real binaries,
-spans through the collector into Jaeger and Prometheus, a real server scraped, every dashboard
-query answered, and the kustomization applied to the local API server."""
+spans through the collector into Jaeger and Prometheus, a real server, worker and operator traced
+and scraped, every dashboard query answered, and the kustomization applied to the local API
+server."""
 
 from __future__ import annotations
 
@@ -38,12 +39,22 @@ from hack.otel.stack import (
     SHIPPED,
     Binary,
     PodTarget,
+    Ports,
     Stack,
     derive_prometheus_config,
 )
 from tests.fixtures_healthcheck import RedisServer, worker_env
-from tests.fixtures_kube import KubeCluster, wait_for
-from tests.fixtures_otel import StackFactory, jaeger_api, prometheus_query, stack_factory
+from tests.fixtures_kube import KubeCluster, fresh_namespace, wait_for
+from tests.fixtures_operator import key_secret, operator_processes, session_manifest
+from tests.fixtures_otel import (
+    STATUS_ERROR,
+    SpanRecord,
+    StackFactory,
+    jaeger_api,
+    prometheus_query,
+    read_spans,
+    stack_factory,
+)
 from tests.fixtures_server import RunningServer, start_server
 from tests.fixtures_sshd import Sshd, start_sshd
 from tests.support import CLI, free_port, poll, stop
@@ -55,13 +66,7 @@ NAMESPACE = "ec2-terminal-observability"
 # Metric names the dashboards query whose emitters do not exist yet: docs/observability.md is
 # their contract. test_pending_metrics_are_still_unemitted fails as soon as app/ or operator/
 # defines one, so that it moves out of here and its panels must then return a series.
-PENDING_METRICS = frozenset(
-    {
-        "ec2_terminal_echo_latency_seconds",
-        "ec2_terminal_operator_reconcile",
-        "ec2_terminal_operator_reconcile_seconds",
-    }
-)
+PENDING_METRICS: frozenset[str] = frozenset()
 METRIC_SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 
 
@@ -195,20 +200,25 @@ SERVER_POD = PodTarget(
 )
 
 
-WORKER_POD = PodTarget(
-    address="",
-    namespace="ec2-terminal-test",
-    pod="health-worker-0",
-    labels={
-        "app.kubernetes.io/name": "ec2-terminal",
-        "app.kubernetes.io/component": "health-worker",
-    },
-    annotations={"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics"},
-)
+def ec2_terminal_pod(namespace: str, pod: str, component: str) -> PodTarget:
+    """A pod of ours that asks to be scraped (its address filled in later)."""
+    return PodTarget(
+        address="",
+        namespace=namespace,
+        pod=pod,
+        labels={"app.kubernetes.io/name": "ec2-terminal", "app.kubernetes.io/component": component},
+        annotations={"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics"},
+    )
+
+
+WORKER_POD = ec2_terminal_pod("ec2-terminal-test", "health-worker-0", "health-worker")
+OPERATOR_POD = ec2_terminal_pod("ec2-terminal", "ec2-terminal-operator-0", "operator")
 
 
 @contextlib.contextmanager
-def beat_worker(directory: Path, server: RunningServer, sshd: Sshd) -> Iterator[int]:
+def beat_worker(
+    directory: Path, server: RunningServer, sshd: Sshd, otel: dict[str, str]
+) -> Iterator[int]:
     """Redis and an `ec2-terminal worker --beat` checking `server` every second; its port."""
     redis = RedisServer(port=free_port(), directory=directory / "redis")
     redis.directory.mkdir()
@@ -223,6 +233,7 @@ def beat_worker(directory: Path, server: RunningServer, sshd: Sshd) -> Iterator[
             "EC2_TERMINAL_HEALTH_INTERVAL": "1",
             "EC2_TERMINAL_HOST": sshd.host,
             "EC2_TERMINAL_PORT": str(sshd.port),
+            **otel,
         },
     )
     with (directory / "worker.log").open("wb") as log:
@@ -243,15 +254,37 @@ def beat_worker(directory: Path, server: RunningServer, sshd: Sshd) -> Iterator[
         redis.stop()
 
 
+@contextlib.contextmanager
+def reconciling_operator(
+    kube_cluster: KubeCluster, directory: Path, otel: dict[str, str]
+) -> Iterator[int]:
+    """An operator passing over one session in a namespace of its own; its metrics port."""
+    with (
+        fresh_namespace(kube_cluster, []) as namespace,
+        operator_processes(kube_cluster, directory) as start,
+    ):
+        kube_cluster.apply(key_secret(), namespace=namespace)
+        kube_cluster.apply(session_manifest("observed"), namespace=namespace)
+        operator = start(namespace, env=otel)
+        yield int(operator.metrics_url.split(":")[-1].split("/")[0])
+
+
 @dataclass(frozen=True)
 class Observed:
-    """A stack that has seen a terminal session's metrics and two traces."""
+    """A stack that has seen a terminal session's metrics and two traces, and the spans of a
+    traced server, worker and operator."""
 
     stack: Stack
     server: RunningServer
     service: str
     trace_id: str
     span_file: Path
+    # The terminal session the traffic ran (its id must never reach a span).
+    session_id: str
+
+    def spans(self, service: str, name: str) -> list[SpanRecord]:
+        """The spans of `service` called `name` written so far."""
+        return [s for s in read_spans(self.span_file) if (s.service, s.name) == (service, name)]
 
 
 def with_address(target: PodTarget, port: int, **changes: Any) -> PodTarget:
@@ -260,17 +293,28 @@ def with_address(target: PodTarget, port: int, **changes: Any) -> PodTarget:
     return replace(target, address=f"127.0.0.1:{port}", annotations=annotations, **changes)
 
 
-async def terminal_traffic(server: RunningServer) -> None:
-    """One session that runs a command, and one resume of a session that does not exist."""
+async def terminal_traffic(server: RunningServer) -> str:
+    """A session that runs a command, is taken over by a second connection and exits; and one
+    resume of a session that does not exist."""
     client = await connected(server)
+    await client.resize(100, 30)
     await client.send_input("echo observed-$((6*7))\r")
     await client.until_text("observed-42")
-    await client.ws.close()
+    session_id = client.session_id
+    second = await open_client(server.base_url, server.token)
+    second.offset = client.offset  # the replay starts where the first connection stopped
+    await second.hello(120, 40, resume=(session_id, client.offset))
+    await second.until(lambda c: any(s["state"] == "resumed" for s in c.statuses))
+    await client.until_closed()
+    await second.send_input("exit\r")
+    await second.until_closed()
+    assert second.exit is not None
     stray = await open_client(server.base_url, server.token)
     await stray.hello(resume=("no-such-session", 0))
     await stray.until_closed()
     assert stray.error
     assert stray.error["code"] == "session_not_found"
+    return session_id
 
 
 def send_trace(exporter: SpanExporter, service: str) -> str:
@@ -293,26 +337,44 @@ def send_trace(exporter: SpanExporter, service: str) -> str:
 
 @pytest.fixture(scope="module")
 def observed(
-    tmp_path_factory: pytest.TempPathFactory, otel_binaries: dict[Binary, Path]
+    tmp_path_factory: pytest.TempPathFactory,
+    otel_binaries: dict[Binary, Path],
+    kube_cluster: KubeCluster,
+    terminalsession_crd: str,
 ) -> Iterator[Observed]:
-    """A stack scraping a real session server after traffic, with spans sent over gRPC and HTTP."""
+    """A stack scraping and receiving the spans of a real session server after traffic, of a
+    health-check worker and of an operator, with spans sent over gRPC and HTTP besides."""
+    ports = Ports.pick()  # first, so that everything started before the stack points at it
     sshd = start_sshd(tmp_path_factory.mktemp("sshd"))
-    server = start_server(tmp_path_factory.mktemp("server"), sshd)
+    server = start_server(
+        tmp_path_factory.mktemp("server"), sshd, env=ports.app_env("ec2-terminal-session")
+    )
     # The same server again as a pod still Pending: the shipped relabelling must drop it.
     pending = with_address(SERVER_POD, server.port, pod="session-pending", phase="Pending")
     span_file = tmp_path_factory.mktemp("spans") / "spans.jsonl"
     try:
         with (
-            beat_worker(tmp_path_factory.mktemp("worker"), server, sshd) as worker_port,
+            beat_worker(
+                tmp_path_factory.mktemp("worker"),
+                server,
+                sshd,
+                ports.app_env("ec2-terminal-worker"),
+            ) as worker_port,
+            reconciling_operator(
+                kube_cluster,
+                tmp_path_factory.mktemp("operator"),
+                ports.app_env("ec2-terminal-operator"),
+            ) as operator_port,
             stack_factory(lambda: tmp_path_factory.mktemp("otel"), otel_binaries) as start,
         ):
             targets = [
                 with_address(SERVER_POD, server.port),
                 pending,
                 with_address(WORKER_POD, worker_port),
+                with_address(OPERATOR_POD, operator_port),
             ]
-            stack = start(targets, span_file)
-            asyncio.run(terminal_traffic(server))
+            stack = start(targets, span_file, ports)
+            session_id = asyncio.run(terminal_traffic(server))
             service = "ec2-terminal-test"
             trace_id = send_trace(
                 OTLPSpanExporter(endpoint=stack.otlp_grpc_endpoint, insecure=True), service
@@ -321,7 +383,7 @@ def observed(
                 OTLPHttpSpanExporter(endpoint=f"{stack.otlp_http_endpoint}/v1/traces"),
                 f"{service}-http",
             )
-            yield Observed(stack, server, service, trace_id, span_file)
+            yield Observed(stack, server, service, trace_id, span_file, session_id)
     finally:
         server.stop()
         stop(sshd.process)
@@ -423,6 +485,74 @@ def test_prometheus_scrapes_the_session_server_with_the_shipped_relabelling(
         ("otel-collector", "1"),
         ("kubernetes-pods", "1"),
     }
+
+
+def test_the_session_server_the_worker_and_the_operator_send_their_spans(
+    observed: Observed,
+) -> None:
+    expected = [
+        ("ec2-terminal-session", "WebSocket /ws"),
+        ("ec2-terminal-session", "ssh.connect"),
+        ("ec2-terminal-session", "ssh.authenticate"),
+        ("ec2-terminal-worker", "run/ec2_terminal.check_server"),
+        ("ec2-terminal-worker", "healthcheck.check_server"),
+        ("ec2-terminal-operator", "operator.reconcile"),
+    ]
+    for service, name in expected:
+
+        def sent(service: str = service, name: str = name) -> list[SpanRecord]:
+            return observed.spans(service, name)
+
+        poll(sent, timeout=60, what=f"a {name} span of {service}")
+    connect = observed.spans("ec2-terminal-session", "ssh.connect")[0]
+    auth = observed.spans("ec2-terminal-session", "ssh.authenticate")[0]
+    assert auth.parent_id == connect.span_id
+    assert connect.attributes["server.port"] > 0
+    # The beat's check of the server continues in the server (its /readyz), which is traced
+    # only then: the probes of kubelets and scrapes of Prometheus (no trace context) are not.
+    check = observed.spans("ec2-terminal-worker", "healthcheck.check_server")[0]
+    readyz = poll(
+        lambda: [
+            s
+            for s in observed.spans("ec2-terminal-session", "GET /readyz")
+            if s.trace_id == check.trace_id
+        ],
+        timeout=30,
+        what="the server's /readyz in the beat check's trace",
+    )
+    assert readyz
+    assert observed.spans("ec2-terminal-session", "GET /metrics") == []
+
+
+def test_a_websocket_is_one_span_with_its_life_as_events(observed: Observed) -> None:
+    def connections() -> list[SpanRecord]:
+        found = observed.spans("ec2-terminal-session", "WebSocket /ws")
+        return found if len(found) >= 3 else []
+
+    spans = poll(connections, timeout=60, what="the three WebSocket spans")
+    names = {s.name for s in read_spans(observed.span_file)}
+    assert not [n for n in names if "receive" in n or " send" in n], names
+    events = {s.span_id: [name for name, _ in s.events] for s in spans}
+    (first,) = [s for s in spans if events[s.span_id] == ["connect", "resize", "takeover"]]
+    (second,) = [s for s in spans if events[s.span_id] == ["resume", "exit"]]
+    (stray,) = [s for s in spans if events[s.span_id] == ["error"]]
+    connect = dict(first.events)["connect"]
+    assert (connect["cols"], connect["rows"]) == (80, 24)
+    assert dict(first.events)["resize"] == {"cols": 100, "rows": 30}
+    resume = dict(second.events)["resume"]
+    assert resume["takeover"] is True
+    assert resume["session"] == connect["session"] == first.attributes["ec2_terminal.session"]
+    assert dict(second.events)["exit"]["exit_status"] == 0
+    assert first.attributes["websocket.close.code"] == 1008
+    assert second.attributes["websocket.close.code"] == 1000
+    assert second.status != STATUS_ERROR
+    # A resume of an unknown session is the client's mistake, recorded but not an error.
+    assert dict(stray.events)["error"]["code"] == "session_not_found"
+    assert stray.status != STATUS_ERROR
+    # Neither the session id (it resumes the session) nor the token appear anywhere.
+    text = observed.span_file.read_text()
+    assert observed.server.token not in text
+    assert observed.session_id not in text
 
 
 def test_a_fresh_jaeger_answers_its_query_api_with_the_shipped_config(

@@ -23,6 +23,7 @@ from app.http.server import DrainingServer, uvicorn_config
 from app.settings import HostKeyPolicy, LogLevel, Settings, Target
 from app.ssh.hostkeys import sha256
 from app.ssh.localsshd import start_local_sshd
+from app.telemetry import Component, Telemetry, setup_telemetry
 
 
 def add_demo_parser(commands: Any) -> None:
@@ -54,7 +55,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _run(args: argparse.Namespace, workdir: Path) -> None:
+async def _run(args: argparse.Namespace, workdir: Path, telemetry: Telemetry) -> None:
     user = getpass.getuser()
     host_key = asyncssh.generate_private_key("ssh-ed25519")
     client_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -82,7 +83,7 @@ async def _run(args: argparse.Namespace, workdir: Path) -> None:
         recordings_dir=args.recordings_dir,
         log_level=LogLevel(args.log_level),
     )
-    app = create_app(settings)
+    app = create_app(settings, telemetry=telemetry)
     server = DrainingServer(uvicorn_config(app, settings), app)
     host = f"[{args.listen_host}]" if ":" in args.listen_host else args.listen_host
     url = f"http://{host}:{web_port}/"
@@ -104,10 +105,14 @@ async def _run(args: argparse.Namespace, workdir: Path) -> None:
 
 def demo(args: argparse.Namespace) -> int:
     """Run the demo until interrupted."""
-    with (
-        tempfile.TemporaryDirectory(prefix="ec2-terminal-demo-") as workdir,
-        contextlib.suppress(KeyboardInterrupt),
-    ):
-        asyncio.run(_run(args, Path(workdir)))
+    telemetry = setup_telemetry(Component.DEMO)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="ec2-terminal-demo-") as workdir,
+            contextlib.suppress(KeyboardInterrupt),
+        ):
+            asyncio.run(_run(args, Path(workdir), telemetry))
+    finally:
+        telemetry.shutdown()
     print("ec2-terminal demo: stopped.", file=sys.stderr)
     return 0

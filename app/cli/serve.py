@@ -22,6 +22,7 @@ from app.settings import (
     Settings,
     Target,
 )
+from app.telemetry import Component, PodIdentity, setup_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     option(pod, "--pod-name", "own pod name, to report activity to the operator")
     option(pod, "--pod-namespace", "own pod namespace")
     option(pod, "--pod-uid", "own pod uid, the holder of the activity Lease")
+    option(pod, "--node-name", "own node name, a resource attribute of traces")
     option(pod, "--activity-lease", "name of the Lease to report activity on")
     option(pod, "--activity-interval", "seconds between activity reports", float, 10.0)
     option(
@@ -178,8 +180,13 @@ def serve(args: argparse.Namespace) -> int:
     problem = settings.ready_problem
     if problem:
         log.warning("not ready: %s (/readyz answers 503 until fixed)", problem)
-    app = create_app(settings)
-    DrainingServer(uvicorn_config(app, settings), app).run()
+    identity = PodIdentity(args.pod_name, args.pod_namespace, args.pod_uid, args.node_name)
+    telemetry = setup_telemetry(Component.SESSION_SERVER, identity=identity)
+    try:
+        app = create_app(settings, telemetry=telemetry)
+        DrainingServer(uvicorn_config(app, settings), app).run()
+    finally:
+        telemetry.shutdown()
     return 0
 
 

@@ -20,6 +20,7 @@ from app.healthcheck.lock import SessionLocks
 from app.healthcheck.results import CheckResult, HealthRecord, Outcome, verdict
 from app.healthcheck.sessions import KubeClients, SessionView
 from app.healthcheck.settings import HealthCheckSettings
+from app.telemetry import annotate, current_trace_id, traced
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +189,11 @@ async def probe_session(
     return verdict(*target, pod_outcome)
 
 
+@traced("healthcheck.check_session")
 def check_session(ctx: CheckContext, namespace: str, name: str, task_id: str) -> CheckReport:
     """Checks one TerminalSession and writes status.healthCheck, one check per session at once."""
     started = time.perf_counter()
+    annotate({"ec2_terminal.session": f"{namespace}/{name}", "celery.task_id": task_id})
     held = ctx.locks.acquire(namespace, name, task_id)
     if isinstance(held, str):
         log.info("session %s/%s: check %s is running; skipping %s", namespace, name, held, task_id)
@@ -209,16 +212,19 @@ def check_session(ctx: CheckContext, namespace: str, name: str, task_id: str) ->
         outcome = ctx.runtime.run(
             lambda client: probe_session(ctx.settings, ctx.aws, client, session, port)
         )
-        # traceId: set from the check's span once telemetry exists.
-        record = HealthRecord(time=when, outcome=outcome, task_id=task_id)
+        # The trace this check belongs to: from the CronJob's enqueue to this write.
+        trace_id = current_trace_id()
+        record = HealthRecord(time=when, outcome=outcome, task_id=task_id, trace_id=trace_id)
         written = sessions.write_health(kube, session, record)
         seconds = time.perf_counter() - started
+        annotate({"ec2_terminal.health.result": outcome.result.value})
         log.info(
-            "session %s: %s (%s) in %.3f s: %s",
+            "session %s: %s (%s) in %.3f s%s: %s",
             session.key,
             outcome.result.value,
             written.value,
             seconds,
+            f", trace {trace_id}" if trace_id else "",
             outcome.message,
         )
         disposition = {
@@ -231,6 +237,7 @@ def check_session(ctx: CheckContext, namespace: str, name: str, task_id: str) ->
         ctx.locks.release(held)
 
 
+@traced("healthcheck.check_server")
 def check_server(ctx: CheckContext, server_url: str) -> CheckReport:
     """Without Kubernetes: checks the configured session server and its target; logs the result."""
     started = time.perf_counter()

@@ -11,6 +11,7 @@ from typing import Any
 from app.errors import ConfigurationError
 from app.healthcheck.settings import HealthCheckSettings
 from app.settings import LogLevel
+from app.telemetry import Component, annotate, setup_telemetry, span
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +26,25 @@ def health_check(args: argparse.Namespace) -> int:
 
     settings = HealthCheckSettings.from_env()
     namespaces: list[str | None] = list(args.namespace) if args.namespace else [None]
+    telemetry = setup_telemetry(Component.HEALTH_CHECK)
     try:
-        summary = enqueue_checks(create_celery(settings), KubeClients.load, settings, namespaces)
+        # The root of the trace every check it enqueues continues (status.healthCheck.traceId).
+        with span("health-check"):
+            summary = enqueue_checks(
+                create_celery(settings), KubeClients.load, settings, namespaces
+            )
+            annotate(
+                {
+                    "ec2_terminal.enqueued": len(summary.enqueued),
+                    "ec2_terminal.not_ready": len(summary.not_ready),
+                    "ec2_terminal.disabled": len(summary.disabled),
+                }
+            )
     except (RedisUnavailable, KubeUnavailable) as exc:
         print(f"ec2-terminal health-check: {exc}", file=sys.stderr)
         return 1
+    finally:
+        telemetry.shutdown()
     print(summary.describe())
     return 0
 

@@ -18,6 +18,7 @@ from app.ec2.instances import resolve_instance
 from app.errors import TerminalError
 from app.healthcheck.results import CheckResult, Outcome
 from app.settings import AddressKind
+from app.telemetry import traced
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -51,6 +52,7 @@ async def _read_banner(reader: asyncio.StreamReader) -> bytes | None:
     return None
 
 
+@traced("probe.ssh_banner")
 async def ssh_banner(
     host: str, port: int, connect_timeout: float, banner_timeout: float
 ) -> Outcome:
@@ -140,6 +142,7 @@ async def ssh_banner(
             await asyncio.wait_for(writer.wait_closed(), 1.0)
 
 
+@traced("probe.readyz")
 async def readyz(client: httpx.AsyncClient, base_url: str, service: str) -> Outcome:
     """The session server's own readiness, asked through the session's Service."""
     url = f"{base_url}/readyz"
@@ -180,6 +183,7 @@ def _impaired(status: dict[str, Any]) -> list[str]:
     ]
 
 
+@traced("probe.instance_state")
 async def instance_state(ec2: EC2Client, instance_id: str) -> Outcome:
     """DescribeInstanceStatus: instance-stopped, instance-impaired, or ok (running, checks fine)."""
     region = ec2.meta.region_name
@@ -214,6 +218,7 @@ async def instance_state(ec2: EC2Client, instance_id: str) -> Outcome:
     return Outcome(CheckResult.OK, "")
 
 
+@traced("probe.instance_address")
 async def instance_address(
     ec2: EC2Client, instance_id: str, address: AddressKind
 ) -> tuple[str | None, Outcome | None]:

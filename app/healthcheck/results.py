@@ -82,7 +82,7 @@ class HealthRecord:
     time: datetime.datetime
     outcome: Outcome
     task_id: str
-    # Filled once telemetry lands: the trace of the check that wrote this record.
+    # The trace of the check (from the CronJob's enqueue on), when it was traced.
     trace_id: str | None = None
 
     def to_status(self) -> dict[str, Any]:

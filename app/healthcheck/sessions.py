@@ -18,6 +18,7 @@ from kubernetes.client import CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from app.healthcheck.results import HealthRecord, parse_time
+from app.telemetry import traced
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -191,6 +192,7 @@ def _newer_recorded(current: Mapping[str, Any], record: HealthRecord) -> bool:
     return when is not None and when > record.time
 
 
+@traced("healthcheck.write_status")
 def write_health(kube: KubeClients, session: SessionView, record: HealthRecord) -> WriteOutcome:
     """Writes status.healthCheck only, unless a newer result is there already.
 

@@ -12,12 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import redis
-from celery import bootsteps
+from celery import bootsteps, signals
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from app.healthcheck.celeryapp import SOCKET_CONNECT_TIMEOUT, create_celery
 from app.healthcheck.metrics import SharedCheckStats, registry_for
 from app.healthcheck.settings import HealthCheckSettings
+from app.telemetry import Component, Telemetry, TelemetrySettings
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,23 @@ def http_server(
     return server
 
 
+def trace_in_children(telemetry: Telemetry) -> None:
+    """Tracing starts in each pool process and in beat's, never in the main process.
+
+    An exporter's threads and gRPC channels do not survive a fork, and the main process runs
+    no task: each child makes its own provider after the fork and flushes it before exiting.
+    """
+    if not telemetry.enabled:
+        return
+    signals.worker_process_init.connect(telemetry.start_in_child, weak=False)
+    signals.beat_init.connect(telemetry.start_in_child, weak=False)
+    signals.worker_process_shutdown.connect(telemetry.shutdown, weak=False)
+
+
 def run_worker(settings: HealthCheckSettings, beat: bool, log_level: str) -> int:
     """Runs the worker until SIGTERM (a warm shutdown: running checks finish first)."""
     stats = SharedCheckStats()  # before the pool forks, so every child shares it
+    trace_in_children(Telemetry(TelemetrySettings.from_env(Component.WORKER)))
     state = BrokerState()
     celery = create_celery(settings, stats)
     celery.log.already_setup = True  # app.logs configured logging; Celery keeps its hands off

@@ -24,6 +24,7 @@ from app.kube.activity import report_activity
 from app.metrics import Metrics
 from app.settings import Settings
 from app.ssh.connector import SSHConnector
+from app.telemetry import Telemetry
 from app.terminal.ports import Connector
 from app.terminal.registry import SessionRegistry
 
@@ -56,8 +57,12 @@ def create_app(
     settings: Settings,
     connector: Connector | None = None,
     aws_readiness: AwsReadiness | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Starlette:
-    """The session server for `settings`; `connector` and `aws_readiness` replace AWS in tests."""
+    """The session server for `settings`; `connector` and `aws_readiness` replace AWS in tests.
+
+    With `telemetry` enabled, every request and WebSocket is traced.
+    """
     metrics = Metrics()
     if aws_readiness is None and settings.target.instance_id is not None:
         aws_readiness = AwsReadiness(settings.target.region)
@@ -91,6 +96,11 @@ def create_app(
         Middleware(SecurityHeaders),
         Middleware(HostCheck, policy=HostPolicy(settings.allowed_hosts)),
     ]
+    if telemetry is not None and telemetry.enabled:
+        from app.telemetry.asgi import TracingMiddleware
+
+        # Outermost, so refused requests (421, 503) are traced too.
+        middleware.insert(0, Middleware(TracingMiddleware, base_path=settings.base_path))
     app = Starlette(routes=_routes(settings.base_path), middleware=middleware, lifespan=lifespan)
     # Its redirects are absolute URLs built from Host that keep the query; routes.add_slash
     # serves the two paths that need one.

@@ -29,6 +29,8 @@ from app.terminal.recording import list_recordings, recording_path
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
+# The scope key under which tracing hands a WebSocket's endpoint its ConnectionObserver.
+CONNECTION_OBSERVER = "ec2_terminal.connection_observer"
 
 
 def _auth(request: Request | WebSocket) -> Authenticator:
@@ -140,7 +142,8 @@ async def terminal_socket(websocket: WebSocket) -> None:
     if state.draining:
         await websocket.send_denial_response(_denied(503, "server is shutting down"))
         return
-    bridge = Bridge(StarletteSocket(websocket), state.registry, state.metrics)
+    observer = websocket.scope.get(CONNECTION_OBSERVER)
+    bridge = Bridge(StarletteSocket(websocket), state.registry, state.metrics, observer)
     # Registered before the first await: a logout or token change from now on ends it.
     with auth.logins.connection(caller.login, bridge.revoke):
         await websocket.accept(subprotocol=SUBPROTOCOL)

@@ -7,6 +7,7 @@ import errno
 import logging
 import re
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from app.ssh.errors import (
 )
 from app.ssh.hostkeys import HostKeyVerifier, sha256
 from app.ssh.plan import ConnectPlan
+from app.telemetry import annotate, record_span, traced
 from app.terminal.ports import OutputSink
 from app.terminal.types import ExitInfo, Size
 
@@ -49,6 +51,15 @@ class _Client(asyncssh.SSHClient):
     def __init__(self, verifier: HostKeyVerifier) -> None:
         self.verifier = verifier
         self.refusal: TerminalError | None = None
+        # When authentication began and ended (ns since the epoch), for its span.
+        self.auth_started: int | None = None
+        self.auth_ended: int | None = None
+
+    def begin_auth(self, username: str) -> None:
+        self.auth_started = time.time_ns()
+
+    def auth_completed(self) -> None:
+        self.auth_ended = time.time_ns()
 
     def validate_host_public_key(
         self, host: str, addr: str, port: int, key: asyncssh.SSHKey
@@ -174,6 +185,7 @@ class SSHConnector:
         self._plans = plans
         self._limits = limits
 
+    @traced("ssh.connect")
     async def open(self, size: Size, sink: OutputSink) -> SSHTerminal:
         """Connect, start the login shell in a PTY of `size`, stream its output to `sink`."""
         plan = await self._plans(0)
@@ -187,6 +199,13 @@ class SSHConnector:
 
     async def _open(self, plan: ConnectPlan, size: Size, sink: OutputSink) -> SSHTerminal:
         client: _Client | None = None
+        annotate(
+            {
+                "server.address": plan.host,
+                "server.port": plan.port,
+                "ec2_terminal.ssh.user": plan.user,
+            }
+        )
 
         def make_client() -> _Client:
             nonlocal client
@@ -219,7 +238,24 @@ class SSHConnector:
         except (OSError, asyncssh.Error, TimeoutError) as exc:
             if conn is not None:
                 conn.close()
-            raise _user_error(exc, plan, client) from None
+            error = _user_error(exc, plan, client)
+            _record_auth(client, error)
+            raise error from None
+        _record_auth(client, None)
         log.info("connected to %s", plan.label)
         assert isinstance(handler, _Channel)
         return SSHTerminal(conn, channel, handler)
+
+
+def _record_auth(client: _Client | None, error: TerminalError | None) -> None:
+    """The authentication that ran during a connect, as a span of its own (if it began)."""
+    if client is None or client.auth_started is None:
+        return
+    failed = error if client.auth_ended is None else None
+    record_span(
+        "ssh.authenticate",
+        client.auth_started,
+        client.auth_ended or time.time_ns(),
+        {"ec2_terminal.ssh.auth_method": "publickey"},
+        failed,
+    )

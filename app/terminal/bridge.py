@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from app.errors import OutputLost, ProtocolViolation, TerminalError
 from app.metrics import Metrics
 from app.terminal.closecodes import CloseCode
+from app.terminal.observer import (
+    ConnectionEvent,
+    ConnectionObserver,
+    EventValue,
+    NoObserver,
+    session_ref,
+)
 from app.terminal.ports import Socket, SocketClosed
 from app.terminal.protocol import (
     ConnectionState,
@@ -37,10 +45,19 @@ def close_reason(text: str) -> str:
 class Bridge:
     """Serves one WebSocket connection for its whole life."""
 
-    def __init__(self, socket: Socket, registry: SessionRegistry, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        socket: Socket,
+        registry: SessionRegistry,
+        metrics: Metrics,
+        observer: ConnectionObserver | None = None,
+    ) -> None:
         self.socket = socket
         self.registry = registry
         self.metrics = metrics
+        self.observer = observer or NoObserver()
+        # When the oldest INPUT not yet followed by an OUTPUT arrived (echo latency).
+        self._input_since: float | None = None
         self.limits = registry.limits
         self.sent = 0
         self._send_lock = asyncio.Lock()
@@ -101,6 +118,7 @@ class Bridge:
         task.add_done_callback(self._revocations.discard)
 
     async def _fail(self, exc: TerminalError) -> None:
+        self.observer.event(ConnectionEvent.ERROR, {"code": exc.code, "close_code": exc.close_code})
         try:
             await self._send(encode_json(FrameType.ERROR, {"code": exc.code, "message": str(exc)}))
             await self._close(exc.close_code, str(exc))
@@ -141,6 +159,14 @@ class Bridge:
             session.ack(offset)
             session.resize(hello.size)
             state = ConnectionState.RESUMED
+            self.observer.event(
+                ConnectionEvent.RESUME,
+                {
+                    "session": session_ref(session.id),
+                    "offset": offset,
+                    "takeover": displaced is not None,
+                },
+            )
         self.registry.note_activity()
         terminal = session.terminal
         try:
@@ -157,11 +183,18 @@ class Bridge:
                 # resume this session, so it gives its slot back now, not after the grace period.
                 session.end("the client left before the session was ready", resumable=False)
             raise
+        if hello.resume is None:
+            size = hello.size
+            self.observer.event(
+                ConnectionEvent.CONNECT,
+                {"session": session_ref(session.id), "cols": size.cols, "rows": size.rows},
+            )
         return session
 
     async def kick(self) -> None:
         """Another connection resumed this session: this one steps aside."""
         self._kicked.set()
+        self.observer.event(ConnectionEvent.TAKEOVER, {})
         with contextlib.suppress(SocketClosed):
             await self._status(ConnectionState.CLOSED, reason="resumed by another connection")
             await self._close(CloseCode.POLICY_VIOLATION, "session resumed by another connection")
@@ -189,12 +222,19 @@ class Bridge:
         while (chunk := await session.next_output(self.sent)) is not None:
             await self._send(encode_output(self.sent, chunk))
             self.sent += len(chunk)
+            if self._input_since is not None:
+                self.metrics.echo_latency_seconds.observe(time.perf_counter() - self._input_since)
+                self._input_since = None
         info = session.exit
         assert info is not None
         await self._send(
             encode_json(FrameType.EXIT, {"exit_status": info.exit_status, "reason": info.reason})
         )
         session.exit_delivered()
+        exit_attributes: dict[str, EventValue] = {"reason": info.reason}
+        if info.exit_status is not None:
+            exit_attributes["exit_status"] = info.exit_status
+        self.observer.event(ConnectionEvent.EXIT, exit_attributes)
         await self._close(CloseCode.NORMAL, info.reason)
 
     async def _pump_input(self, session: Session) -> None:
@@ -202,11 +242,15 @@ class Bridge:
             frame = decode(await self.socket.receive())
             kind, payload = frame.type, frame.payload
             if kind is FrameType.INPUT:
+                if self._input_since is None:
+                    self._input_since = time.perf_counter()
                 await session.write(payload)
                 self.registry.note_activity()
             elif kind is FrameType.RESIZE:
-                session.resize(parse_resize(payload))
+                size = parse_resize(payload)
+                session.resize(size)
                 self.registry.note_activity()
+                self.observer.event(ConnectionEvent.RESIZE, {"cols": size.cols, "rows": size.rows})
             elif kind is FrameType.ACK:
                 offset = parse_ack(payload)
                 if offset > self.sent:

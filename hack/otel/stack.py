@@ -123,6 +123,19 @@ class Ports:
         """The variables that hack/otel/local/*.yaml read."""
         return {f.name.upper() + "_PORT": str(getattr(self, f.name)) for f in fields(self)}
 
+    def app_env(self, service_name: str | None = None) -> dict[str, str]:
+        """The standard OpenTelemetry variables that point an application at the collector."""
+        env = {
+            "ENABLE_OTEL": "true",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.otelcol_otlp_grpc}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_TRACES_EXPORTER": "otlp",
+        }
+        if service_name:
+            env["OTEL_SERVICE_NAME"] = service_name
+        return env
+
 
 def label_name(name: str) -> str:
     """A Kubernetes label or annotation key as Prometheus' discovery spells it in meta labels."""
@@ -260,16 +273,7 @@ class Stack:
 
     def app_env(self, service_name: str | None = None) -> dict[str, str]:
         """The standard OpenTelemetry variables that point an application at this collector."""
-        env = {
-            "ENABLE_OTEL": "true",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_grpc_endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-            "OTEL_EXPORTER_OTLP_INSECURE": "true",
-            "OTEL_TRACES_EXPORTER": "otlp",
-        }
-        if service_name:
-            env["OTEL_SERVICE_NAME"] = service_name
-        return env
+        return self.ports.app_env(service_name)
 
     def start(self, name: str, argv: list[str], env: Mapping[str, str]) -> None:
         """Run one component in its own session (a terminal's Ctrl-C is the caller's to pass)."""
@@ -335,10 +339,14 @@ def running_stack(
     scrape_interval: str = "1s",
     conventional_ports: bool = False,
     paths: Mapping[Binary, Path] | None = None,
+    ports: Ports | None = None,
 ) -> Iterator[Stack]:
-    """Prometheus, Jaeger and the collector, ready; Prometheus also scrapes `targets`."""
+    """Prometheus, Jaeger and the collector, ready; Prometheus also scrapes `targets`.
+
+    `ports` picked beforehand let applications started first already point at the collector.
+    """
     paths = paths or binaries()
-    ports = Ports.pick(conventional_ports)
+    ports = ports or Ports.pick(conventional_ports)
     stack = Stack(directory, ports)
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     # What the Downward API gives the pods (collector/daemonset.yaml, jaeger/deployment.yaml).

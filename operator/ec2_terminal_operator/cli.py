@@ -11,10 +11,15 @@ from collections.abc import Sequence
 
 import kopf
 
+from app.errors import ConfigurationError
+from app.telemetry import Component, setup_telemetry
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.handlers import register
+from ec2_terminal_operator.metrics import OperatorMetrics, serve_metrics
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_METRICS_PORT = 9102
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--liveness",
         default="http://0.0.0.0:8080/healthz",
         help="liveness endpoint URL, or '' to disable",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help=f"port of the Prometheus /metrics endpoint (default {DEFAULT_METRICS_PORT}; 0: none)",
+    )
+    parser.add_argument(
+        "--metrics-host", default="0.0.0.0", help="address of the /metrics endpoint"
     )
     parser.add_argument("--session-image", help="default image of session pods")
     parser.add_argument("--resync-seconds", type=float, help="how often each session is checked")
@@ -68,8 +82,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["resync_seconds"] = args.resync_seconds
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)  # type: ignore[arg-type]
+    try:
+        telemetry = setup_telemetry(Component.OPERATOR)
+    except ConfigurationError as exc:
+        print(f"ec2-terminal-operator: {exc}", file=sys.stderr)
+        return 2
+    if not 0 <= args.metrics_port <= 65535:
+        print("ec2-terminal-operator: --metrics-port must be from 0 to 65535", file=sys.stderr)
+        return 2
+    metrics = OperatorMetrics()
+    if args.metrics_port:
+        try:
+            serve_metrics(metrics, args.metrics_host, args.metrics_port)
+        except OSError as exc:
+            where = f"{args.metrics_host}:{args.metrics_port}"
+            print(f"ec2-terminal-operator: cannot serve metrics on {where}: {exc}", file=sys.stderr)
+            return 2
     registry = kopf.OperatorRegistry()
-    register(registry, cfg)
+    register(registry, cfg, metrics)
     kopf.configure(
         verbose=args.verbose,
         log_format={
@@ -85,15 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.session_image,
         cfg.resync_seconds,
     )
-    asyncio.run(
-        kopf.operator(
-            registry=registry,
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            liveness_endpoint=args.liveness or None,
-            standalone=True,
+    try:
+        asyncio.run(
+            kopf.operator(
+                registry=registry,
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                liveness_endpoint=args.liveness or None,
+                standalone=True,
+            )
         )
-    )
+    finally:
+        telemetry.shutdown()
     return 0
 
 

@@ -10,6 +10,7 @@ import kopf
 
 from ec2_terminal_operator import kube, loop, observed, origin, resources, runner
 from ec2_terminal_operator.config import OperatorConfig
+from ec2_terminal_operator.metrics import OperatorMetrics
 from ec2_terminal_operator.spec import GROUP, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
@@ -29,8 +30,15 @@ def _key(namespace: str | None, session: str) -> tuple[str, str]:
     return (namespace or "", session)
 
 
-def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
-    """Registers every handler of the operator in `registry`, with intervals from `cfg`."""
+def register(
+    registry: kopf.OperatorRegistry, cfg: OperatorConfig, metrics: OperatorMetrics | None = None
+) -> None:
+    """Registers every handler of the operator in `registry`, with intervals from `cfg`.
+
+    Passes are counted in `metrics` (whoever serves /metrics made it), else in instruments
+    of their own.
+    """
+    pass_metrics = metrics or OperatorMetrics()
 
     @kopf.on.startup(registry=registry, id="configure")
     def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
@@ -57,6 +65,7 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
             wakeups=loop.Wakeups(),
             locks=loop.PassLocks(),
             executor=settings.execution.executor,
+            metrics=pass_metrics,
         )
 
     @kopf.on.login(registry=registry, id="login")

@@ -258,6 +258,8 @@ def build_env(session: Session, config: OperatorConfig) -> list[dict[str, Any]]:
     env.append(_field_env("EC2_TERMINAL_POD_NAMESPACE", "metadata.namespace"))
     # The Lease's holder: the operator ignores activity an earlier pod left on the Lease.
     env.append(_field_env("EC2_TERMINAL_POD_UID", "metadata.uid"))
+    # Where it runs, for its traces' resource (k8s.node.name).
+    env.append(_field_env("EC2_TERMINAL_NODE_NAME", "spec.nodeName"))
     # The administrator's additions (the OTLP endpoint...), last so that they may refer to the
     # variables above as $(NAME); config refuses the names the operator sets.
     env.extend({"name": k, "value": v} for k, v in config.session_env.items())

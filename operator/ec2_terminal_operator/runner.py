@@ -16,6 +16,7 @@ from ec2_terminal_operator import children, kube, loop, reconcile
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.kube import Clients
 from ec2_terminal_operator.loop import Key
+from ec2_terminal_operator.metrics import OperatorMetrics
 from ec2_terminal_operator.observed import Activity, PodView
 from ec2_terminal_operator.origin import Claim
 from ec2_terminal_operator.reconcile import SessionState
@@ -32,6 +33,8 @@ class Runtime:
     locks: loop.PassLocks
     # The thread pool kopf runs sync handlers in; passes run there too.
     executor: Executor | None
+    # Every pass is counted, timed and traced here.
+    metrics: OperatorMetrics = dataclasses.field(default_factory=OperatorMetrics)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +86,13 @@ def one_pass(
 
 
 def _reconcile(
+    runtime: Runtime, key: Key, body: Mapping[str, Any], indexes: Indexes, state: SessionState
+) -> None:
+    with runtime.metrics.reconcile_pass(*key):
+        _reconcile_pass(runtime, key, body, indexes, state)
+
+
+def _reconcile_pass(
     runtime: Runtime, key: Key, body: Mapping[str, Any], indexes: Indexes, state: SessionState
 ) -> None:
     current = {**body, "status": state.written.view(body.get("status") or {})}

@@ -32,6 +32,29 @@ demo, so whatever app/telemetry.py reads works in both.
 {{- toJson $env -}}
 {{- end -}}
 
+{{/*
+The pod's identity from the downward API, as env entries: app/telemetry turns them into the
+k8s.pod.name, k8s.namespace.name, k8s.pod.uid and k8s.node.name attributes of its traces.
+*/}}
+{{- define "ec2-terminal.obs.podIdentityEnv" -}}
+- name: EC2_TERMINAL_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: EC2_TERMINAL_POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: EC2_TERMINAL_POD_UID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.uid
+- name: EC2_TERMINAL_NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+{{- end -}}
+
 {{/* The OpenTelemetry variables as a container's env entries (nothing without an endpoint). */}}
 {{- define "ec2-terminal.obs.otelEnvList" -}}
 {{- range $name, $value := include "ec2-terminal.obs.otelEnv" . | fromJson }}
