@@ -107,6 +107,21 @@ def test_health_check_rbac_is_least_privilege(helm_bin: str) -> None:
     )
 
 
+def test_the_session_endpoint_reaches_the_worker_only_when_set(helm_bin: str) -> None:
+    def worker_env(*flags: str) -> dict[str, str | None]:
+        docs = objects(helm_bin, *flags)
+        pod = docs[("Deployment", "ec2-terminal-health-worker")]["spec"]["template"]["spec"]
+        return {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+
+    assert "EC2_TERMINAL_HEALTH_SESSION_ENDPOINT" not in worker_env()
+    template = "http://{cluster_ip}:{port}"
+    env = worker_env(f"--set-json=healthCheck.sessionEndpoint={json.dumps(template)}")
+    assert env["EC2_TERMINAL_HEALTH_SESSION_ENDPOINT"] == template
+    refused = render(helm_bin, '--set-json=healthCheck.sessionEndpoint="{service}:{port}"')
+    assert refused.returncode != 0
+    assert "/healthCheck/sessionEndpoint" in refused.stderr
+
+
 def test_external_redis_and_disabled_checks(helm_bin: str) -> None:
     external = objects(
         helm_bin,
