@@ -35,7 +35,7 @@ from tests.fixtures_realnode import RealNode
 from tests.fixtures_sshd import Sshd, start_sshd
 from tests.support import free_port, stop
 from tests.test_chart_install import RESTRICTED
-from tests.test_image import ROOT, hack
+from tests.test_image import ROOT, archive_json, hack
 from tests.test_operator_chart import CHART
 from tests.test_realnode import containers, pod_containers, running_tasks
 
@@ -137,6 +137,14 @@ class Release:
         )
         return result
 
+    def event_messages(self, name: str, reason: str) -> list[str]:
+        """The messages of the session's Events with this reason."""
+        selector = f"involvedObject.kind=TerminalSession,involvedObject.name={name},reason={reason}"
+        events = self.cluster.kubectl_json(
+            "get", "events", f"--field-selector={selector}", namespace=self.namespace
+        )
+        return [e["message"] for e in events["items"]]
+
     def link(self, name: str) -> str:
         """A one-off link minted in the session pod by `ec2-terminal link` from its token file."""
         url = get_session(self.cluster, self.namespace, name)["status"]["url"]
@@ -166,14 +174,10 @@ def archive_labels(archive: Path) -> dict[str, str]:
     """The image config's labels in a one-image OCI archive (`podman save --format oci-archive`)."""
 
     def blob(tar: tarfile.TarFile, digest: str) -> Any:
-        member = tar.extractfile("blobs/" + digest.replace(":", "/"))
-        assert member is not None, f"{archive} has no blob {digest}"
-        return json.load(member)
+        return archive_json(tar, "blobs/" + digest.replace(":", "/"))
 
     with tarfile.open(archive) as tar:
-        index = tar.extractfile("index.json")
-        assert index is not None, f"{archive} has no index.json"
-        (manifest,) = json.load(index)["manifests"]
+        (manifest,) = archive_json(tar, "index.json")["manifests"]
         config = blob(tar, blob(tar, manifest["digest"])["config"]["digest"])
     return dict(config.get("config", {}).get("Labels") or {})
 
@@ -413,11 +417,12 @@ def test_apply_to_a_terminal_in_chromium_through_the_ingress(
     status = pod["status"]["containerStatuses"][0]
     assert status["ready"]
     assert status["containerID"].removeprefix("containerd://") in running_tasks(release.node)
-    # Ready through the kubelet's own probes: its requests are in the server's access log.
+    # Ready through the kubelet's own probes: its requests are in the server's access log, from
+    # the node's address on the pod network (the bridge's, .1), where nothing else sends from.
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    node_side = pod["status"]["podIP"].rpartition(".")[0] + ".1"
     log = release.cluster.kubectl("logs", "first", namespace=release.namespace)
-    probed = re.compile(r'"GET /readyz HTTP/1\.1" 200 .*"kube-probe/[0-9.]+"$', re.MULTILINE)
-    assert probed.search(log), log
+    assert re.search(rf'{re.escape(node_side)}:[0-9]+ - "GET /readyz HTTP/1\.1" 200', log), log
 
     link = release.link("first")
     assert link.startswith(f"http://{host}/#token=v1.")
@@ -469,20 +474,9 @@ def test_reload_keeps_the_shell_and_a_deleted_pod_is_replaced_then_the_session_r
     wait_events(release.cluster, release.namespace, "again", ("Normal", "PodReplacing"))
     ts = get_session(release.cluster, release.namespace, "again")
     assert condition(ts, "PodReady")["status"] == "True"
-    created = release.cluster.kubectl_json(
-        "get",
-        "events",
-        "--field-selector=involvedObject.kind=TerminalSession,involvedObject.name=again,reason=PodCreated",
-        namespace=release.namespace,
-    )["items"]
-    assert len(created) == 2, [e["message"] for e in created]
-    replacing = release.cluster.kubectl_json(
-        "get",
-        "events",
-        "--field-selector=involvedObject.kind=TerminalSession,involvedObject.name=again,reason=PodReplacing",
-        namespace=release.namespace,
-    )["items"]
-    assert "pod again is being replaced" in {e["message"] for e in replacing}
+    created = release.event_messages("again", "PodCreated")
+    assert len(created) == 2, created
+    assert "pod again is being replaced" in release.event_messages("again", "PodReplacing")
     # What the user of the open tab sees once the new pod serves the host.
     seen = what_the_tab_shows(terminal)
     (ARTIFACTS / "e2e-pod-deleted-tab.json").write_text(json.dumps(seen, indent=2) + "\n")
