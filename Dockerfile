@@ -75,11 +75,14 @@ COPY README.md ./
 COPY app/ app/
 COPY operator/ operator/
 COPY --from=web /src/app/static/dist/ app/static/dist/
+# --reinstall-package: uv's cache (a cache mount, kept across builds and shared by every build
+# on the machine) keys a directory's wheel on the mtime of its pyproject.toml alone, so without
+# it a change to app/ or operator/ installed the wheel an earlier build had made.
 RUN --mount=type=secret,id=ca-certificates --mount=type=cache,target=/root/.cache/uv \
     if [ -f /run/secrets/ca-certificates ]; then \
       export SSL_CERT_FILE=/run/secrets/ca-certificates; \
     fi \
-    && /opt/uv/bin/uv sync --frozen --no-dev --no-editable \
+    && /opt/uv/bin/uv sync --frozen --no-dev --no-editable --reinstall-package ec2-terminal \
     && cd /opt/ec2-terminal \
     && site=$(echo lib/python3*/site-packages) \
     && cut -d, -f1 "$site"/ec2_terminal-*.dist-info/RECORD \

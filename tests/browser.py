@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,14 +38,16 @@ document.addEventListener('securitypolicyviolation',
 
 
 @contextlib.contextmanager
-def chromium(width: int = 900, height: int = 500) -> Iterator[BrowserContext]:
-    """A fresh headless Chromium profile; never downloads a browser."""
+def chromium(
+    width: int = 900, height: int = 500, args: Sequence[str] = ()
+) -> Iterator[BrowserContext]:
+    """A fresh headless Chromium profile, with ARGS after the usual flags; never downloads one."""
     with tempfile.TemporaryDirectory(prefix="ec2t-chromium-") as profile, sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             profile,
             executable_path=CHROMIUM,
             headless=True,
-            args=CHROMIUM_ARGS,
+            args=[*CHROMIUM_ARGS, *args],
             viewport={"width": width, "height": height},
         )
         try:

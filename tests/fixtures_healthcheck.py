@@ -52,11 +52,18 @@ class RedisServer:
     directory: Path
     password: str = dataclasses.field(default=REDIS_PASSWORD, repr=False)
     process: subprocess.Popen[bytes] | None = dataclasses.field(default=None, repr=False)
+    # Addresses it listens on besides loopback: pods on the real node reach the machine at the
+    # node link's address, never at 127.0.0.1 (docs/realnode.md).
+    also_bind: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
         """The URL without the password (the worker reads that from a file or the environment)."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.url_at("127.0.0.1")
+
+    def url_at(self, address: str) -> str:
+        """The URL at one of the addresses it listens on, without the password."""
+        return f"redis://{address}:{self.port}/0"
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
@@ -69,7 +76,7 @@ class RedisServer:
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            " ".join(("127.0.0.1", *self.also_bind)),
             "--dir",
             str(self.directory),
             "--requirepass",

@@ -5,6 +5,7 @@ environment, enqueues checks."""
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,21 @@ def test_health_check_rbac_is_least_privilege(helm_bin: str) -> None:
     )
 
 
+def test_the_session_endpoint_reaches_the_worker_only_when_set(helm_bin: str) -> None:
+    def worker_env(*flags: str) -> dict[str, str | None]:
+        docs = objects(helm_bin, *flags)
+        pod = docs[("Deployment", "ec2-terminal-health-worker")]["spec"]["template"]["spec"]
+        return {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+
+    assert "EC2_TERMINAL_HEALTH_SESSION_ENDPOINT" not in worker_env()
+    template = "http://{cluster_ip}:{port}"
+    env = worker_env(f"--set-json=healthCheck.sessionEndpoint={json.dumps(template)}")
+    assert env["EC2_TERMINAL_HEALTH_SESSION_ENDPOINT"] == template
+    refused = render(helm_bin, '--set-json=healthCheck.sessionEndpoint="{service}:{port}"')
+    assert refused.returncode != 0
+    assert "/healthCheck/sessionEndpoint" in refused.stderr
+
+
 def test_external_redis_and_disabled_checks(helm_bin: str) -> None:
     external = objects(
         helm_bin,
@@ -133,6 +149,27 @@ def test_external_redis_and_disabled_checks(helm_bin: str) -> None:
         "ServiceAccount",
     ]
     assert not [k for k in disabled if "health" in k[1] or "redis" in k[1]]
+
+
+def test_worker_and_cronjob_pods_are_placed_by_their_values(helm_bin: str) -> None:
+    toleration = {"key": "pool", "operator": "Equal", "value": "checks", "effect": "NoSchedule"}
+    placement = {"nodeSelector": {"pool": "checks"}, "tolerations": [toleration]}
+    flags = [
+        f"--set-json=healthCheck.{part}.{key}={json.dumps(value)}"
+        for part in ("worker", "enqueue")
+        for key, value in placement.items()
+    ]
+    docs = objects(helm_bin, *flags)
+    worker = docs[("Deployment", "ec2-terminal-health-worker")]["spec"]["template"]["spec"]
+    cron = docs[("CronJob", "ec2-terminal-health-check")]["spec"]
+    job_pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+    for pod in (worker, job_pod):
+        assert {k: pod.get(k) for k in placement} == placement
+    assert "affinity" not in job_pod
+    defaults = objects(helm_bin)[("CronJob", "ec2-terminal-health-check")]["spec"]
+    assert not {"nodeSelector", "tolerations", "affinity"} & set(
+        defaults["jobTemplate"]["spec"]["template"]["spec"]
+    )
 
 
 @pytest.mark.slow

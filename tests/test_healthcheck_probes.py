@@ -23,10 +23,11 @@ from prometheus_client import generate_latest
 from app.ec2.clients import AwsClientCache
 from app.errors import ConfigurationError
 from app.healthcheck import probes
-from app.healthcheck.check import probe_target
+from app.healthcheck.check import probe_session, probe_target
 from app.healthcheck.lock import SessionLocks
 from app.healthcheck.metrics import SharedCheckStats, registry_for
 from app.healthcheck.results import CheckResult, HealthRecord, Outcome, verdict
+from app.healthcheck.sessions import ServiceAddress, view
 from app.healthcheck.settings import HealthCheckSettings
 from tests.fixtures_healthcheck import RedisServer, fake_target, run_command
 from tests.fixtures_moto import MotoAws
@@ -76,6 +77,10 @@ def test_settings_from_env_read_the_password_file_and_never_show_it(tmp_path: Pa
     assert s.broker_url == "redis://:s3cr%3Aet%2F%40@redis.ec2-terminal.svc:6380/2"
     assert "s3cr" not in repr(s)
     assert s.endpoint("ns", "n", "svc", 80) == "http://127.0.0.1:9/ns"
+    assert not s.endpoint_needs_cluster_ip
+    by_ip = HealthCheckSettings(session_endpoint="http://{cluster_ip}:{port}")
+    assert by_ip.endpoint_needs_cluster_ip
+    assert by_ip.endpoint("ns", "n", "svc", 80, "10.96.0.7") == "http://10.96.0.7:80"
     inline = HealthCheckSettings(redis_url="redis://:hunter2@h:6379/0")
     assert inline.redacted_redis_url == "redis://***@h:6379/0"
 
@@ -186,6 +191,29 @@ async def test_readyz_of_the_session_server(server_factory: ServerFactory, sshd:
         gone = await probes.readyz(client, f"http://127.0.0.1:{free_port()}", "demo")
         assert gone.result is CheckResult.POD_NOT_READY
         assert "cannot reach the session server through Service demo" in gone.message
+
+
+@pytest.mark.anyio
+async def test_the_session_endpoint_may_name_the_services_cluster_ip(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    server = server_factory(sshd)
+    settings = HealthCheckSettings(session_endpoint="http://{cluster_ip}:{port}", connect_timeout=2)
+    session = view(
+        {
+            "metadata": {"namespace": "ns", "name": "web", "resourceVersion": "1"},
+            "spec": {"target": {"host": sshd.host, "port": sshd.port}},
+            "status": {"phase": "Ready", "serviceName": "web"},
+        }
+    )
+    async with httpx.AsyncClient(timeout=2, trust_env=False) as client:
+        reached = ServiceAddress(server.port, "127.0.0.1")
+        ok = await probe_session(settings, AwsClientCache(), client, session, reached)
+        assert ok.result is CheckResult.OK, ok.message
+        headless = ServiceAddress(server.port, None)
+        missing = await probe_session(settings, AwsClientCache(), client, session, headless)
+    assert missing.result is CheckResult.POD_NOT_READY
+    assert "Service web has no ClusterIP" in missing.message
 
 
 # --- instances, against moto's server ---

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -218,6 +219,29 @@ def test_rerun_builds_nothing_and_saves_an_oci_archive(image: Image, tmp_path: P
         manifest = archive_json(tar, "blobs/" + entry["digest"].replace(":", "/"))
     assert manifest["config"]["digest"] == f"sha256:{image.id}"
     assert len(manifest["layers"]) >= 4, "base, Python, dependencies and project layers"
+
+
+def test_image_holds_this_checkouts_python_sources(image: Image) -> None:
+    """Every module of app/ and the operator is the checkout's: a cached wheel is never reused."""
+    packages = {
+        "app": ROOT / "app",
+        "ec2_terminal_operator": ROOT / "operator/ec2_terminal_operator",
+    }
+    script = "cd /opt/ec2-terminal/lib/python3*/site-packages && find " + " ".join(packages)
+    result = run_once(image, "sh", "-c", script + " -name '*.py' -exec sha256sum {} +")
+    assert result.returncode == 0, result.stderr
+    installed = {
+        path: digest for digest, path in (line.split() for line in result.stdout.splitlines())
+    }
+    ours = {
+        f"{name}/{path.relative_to(source)}": hashlib.sha256(path.read_bytes()).hexdigest()
+        for name, source in packages.items()
+        for path in source.rglob("*.py")
+    }
+    differ = sorted(
+        path for path in ours.keys() | installed.keys() if ours.get(path) != installed.get(path)
+    )
+    assert not differ, f"the image's modules differ from the checkout's: {differ}"
 
 
 def test_runtime_has_no_compiler_cache_source_or_setuid_file(image: Image) -> None:

@@ -18,7 +18,7 @@ from app.errors import TerminalError
 from app.healthcheck import probes, sessions
 from app.healthcheck.lock import SessionLocks
 from app.healthcheck.results import CheckResult, HealthRecord, Outcome, verdict
-from app.healthcheck.sessions import KubeClients, SessionView
+from app.healthcheck.sessions import KubeClients, ServiceAddress, SessionView
 from app.healthcheck.settings import HealthCheckSettings
 from app.telemetry import annotate, current_trace_id, traced
 
@@ -166,18 +166,26 @@ async def probe_session(
     aws: AwsClientCache,
     client: httpx.AsyncClient,
     session: SessionView,
-    port: int | None,
+    address: ServiceAddress | None,
 ) -> Outcome:
     """All probes of a session at once; the verdict explains the most."""
     service = session.service_name or session.name
 
     async def pod() -> Outcome:
-        if port is None:
+        if address is None:
             return Outcome(
                 CheckResult.POD_NOT_READY,
                 f"the session's Service {service} does not exist: the operator recreates it",
             )
-        base = settings.endpoint(session.namespace, session.name, service, port)
+        if address.cluster_ip is None and settings.endpoint_needs_cluster_ip:
+            return Outcome(
+                CheckResult.POD_NOT_READY,
+                f"the session's Service {service} has no ClusterIP, which "
+                "EC2_TERMINAL_HEALTH_SESSION_ENDPOINT names",
+            )
+        base = settings.endpoint(
+            session.namespace, session.name, service, address.port, address.cluster_ip or ""
+        )
         return await probes.readyz(client, base, service)
 
     target, pod_outcome = await asyncio.gather(
@@ -207,10 +215,10 @@ def check_session(ctx: CheckContext, namespace: str, name: str, task_id: str) ->
             return CheckReport(Disposition.DISABLED, detail="spec.healthCheck.enabled is false")
         if not session.ready:
             return CheckReport(Disposition.NOT_READY, detail=f"the session is {session.phase}")
-        port = sessions.service_port(kube, namespace, session.service_name or name)
+        address = sessions.service_address(kube, namespace, session.service_name or name)
         when = ctx.clock()
         outcome = ctx.runtime.run(
-            lambda client: probe_session(ctx.settings, ctx.aws, client, session, port)
+            lambda client: probe_session(ctx.settings, ctx.aws, client, session, address)
         )
         # The trace this check belongs to: from the CronJob's enqueue to this write.
         trace_id = current_trace_id()

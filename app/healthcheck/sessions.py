@@ -170,8 +170,16 @@ def list_sessions(kube: KubeClients, namespace: str | None) -> list[SessionView]
     return [view(item) for item in items]
 
 
-def service_port(kube: KubeClients, namespace: str, service: str) -> int | None:
-    """The port of the Service's `http` port (else its first), or None if it does not exist."""
+@dataclasses.dataclass(frozen=True)
+class ServiceAddress:
+    """Where a session's Service answers: its `http` port, and its ClusterIP if it has one."""
+
+    port: int
+    cluster_ip: str | None
+
+
+def service_address(kube: KubeClients, namespace: str, service: str) -> ServiceAddress | None:
+    """The Service's `http` port (else its first) and ClusterIP, or None if it does not exist."""
     svc = _get(
         lambda: kube.core.read_namespaced_service(
             service, namespace, _request_timeout=REQUEST_TIMEOUT
@@ -184,7 +192,9 @@ def service_port(kube: KubeClients, namespace: str, service: str) -> int | None:
     if not ports:
         return None
     chosen = next((p for p in ports if p.name == "http"), ports[0])
-    return int(chosen.port)
+    ip = svc.spec.cluster_ip if svc.spec else None
+    # A headless Service's clusterIP is the string "None".
+    return ServiceAddress(int(chosen.port), ip if ip and ip != "None" else None)
 
 
 def _newer_recorded(current: Mapping[str, Any], record: HealthRecord) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import string
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,7 +16,9 @@ from app.settings import AddressKind
 
 ENV_PREFIX = "EC2_TERMINAL_"
 DEFAULT_SESSION_ENDPOINT = "http://{service}.{namespace}.svc:{port}"
-ENDPOINT_FIELDS = ("service", "namespace", "name", "port")
+# {cluster_ip} is the Service's ClusterIP: for workers that reach Services but lack the cluster
+# DNS (host-network pods, a node's own processes), and it spares a lookup per check.
+ENDPOINT_FIELDS = ("service", "namespace", "name", "port", "cluster_ip")
 
 
 def _env(name: str, convert: Callable[[str], Any] = str) -> dict[str, Any]:
@@ -69,7 +72,7 @@ class HealthCheckSettings:
         default=60.0, metadata=_env("HEALTH_RETRY_BACKOFF_MAX", float)
     )
     # Where a session's server answers, from its Service; tests and out-of-cluster workers
-    # point this elsewhere (fields: {service}, {namespace}, {name}, {port}).
+    # point this elsewhere (fields: {service}, {namespace}, {name}, {port}, {cluster_ip}).
     session_endpoint: str = dataclasses.field(
         default=DEFAULT_SESSION_ENDPOINT, metadata=_env("HEALTH_SESSION_ENDPOINT")
     )
@@ -132,7 +135,8 @@ class HealthCheckSettings:
         except (KeyError, IndexError, ValueError) as exc:
             out.append(
                 f"EC2_TERMINAL_HEALTH_SESSION_ENDPOINT {self.session_endpoint!r} is not a valid "
-                f"template ({exc!r}); it may use {{service}}, {{namespace}}, {{name}}, {{port}}"
+                f"template ({exc!r}); it may use {{service}}, {{namespace}}, {{name}}, {{port}} "
+                "and {cluster_ip}"
             )
         return out
 
@@ -165,10 +169,18 @@ class HealthCheckSettings:
         netloc = parts.netloc.rsplit("@", 1)[1]
         return urlunsplit((parts.scheme, f"***@{netloc}", parts.path, parts.query, ""))
 
-    def endpoint(self, namespace: str, name: str, service: str, port: int) -> str:
+    @property
+    def endpoint_needs_cluster_ip(self) -> bool:
+        """Whether the session endpoint names the Service's ClusterIP."""
+        fields = {field for _, field, _, _ in string.Formatter().parse(self.session_endpoint)}
+        return "cluster_ip" in fields
+
+    def endpoint(
+        self, namespace: str, name: str, service: str, port: int, cluster_ip: str = ""
+    ) -> str:
         """The base URL of a session's server, from its Service."""
         return self.session_endpoint.format(
-            namespace=namespace, name=name, service=service, port=port
+            namespace=namespace, name=name, service=service, port=port, cluster_ip=cluster_ip
         ).rstrip("/")
 
     @classmethod
