@@ -13,7 +13,7 @@ import pytest
 
 from tests.fixtures_healthcheck import RedisServer, run_command
 from tests.fixtures_kube import KubeCluster, wait_for
-from tests.fixtures_operator import OperatorFactory, ready_session
+from tests.fixtures_operator import OperatorFactory, pod_environment, ready_session
 from tests.support import console_script, env_without_proxies, free_port
 from tests.test_operator_chart import (
     CHART,
@@ -229,9 +229,9 @@ def test_cronjob_makes_a_job_whose_command_enqueues_checks(
             mounted = tmp_path / "redis-password"
             mounted.mkdir()
             (mounted / "password").write_text(password)
-            env = env_without_proxies()
-            for entry in container["env"]:
-                env[entry["name"]] = entry["value"]
+            # The container's variables as the kubelet sets them (downward API fields included).
+            pod = {"metadata": job["metadata"], "spec": job["spec"]["template"]["spec"]}
+            env = env_without_proxies() | pod_environment(pod, {}, namespace)
             # The deviations from the pod: the Service name resolves only in the cluster, the
             # Secret is a local file, and the account's token comes by kubeconfig.
             env["EC2_TERMINAL_REDIS_URL"] = redis.url
