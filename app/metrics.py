@@ -20,6 +20,11 @@ class Metrics:
             "WebSocket connections attached to a session.",
             registry=self.registry,
         )
+        self.viewers = Gauge(
+            "ec2_terminal_viewers",
+            "Read-only viewers watching a session.",
+            registry=self.registry,
+        )
         self.bytes_total = Counter(
             "ec2_terminal_bytes",
             "Terminal bytes moved, by direction (in: keyboard to host, out: host to browser).",

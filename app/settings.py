@@ -89,6 +89,8 @@ class Limits:
     keepalive_interval: float = 15.0
     max_connections: int = 256
     header_timeout: float = 10.0
+    # Read-only viewers per session; 0 turns sharing off.
+    max_viewers: int = 8
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,8 @@ class Settings:
             out.append("the replay buffer must be at least as large as the flow-control window")
         if lim.max_sessions < 1:
             out.append("max sessions must be at least 1")
+        if lim.max_viewers < 0:
+            out.append("max viewers must be 0 (sharing off) or more")
         out += [
             f"forwarded-allow-ips entry {ip!r} must be an IP address, a network such as "
             "10.0.0.0/8, or *"

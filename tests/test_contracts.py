@@ -118,26 +118,31 @@ def _terminal_errors(root: type[TerminalError]) -> list[type[TerminalError]]:
     return found
 
 
-def _server_error_codes() -> dict[str, int]:
-    """Every ERROR code a TerminalError class of any module under app/ carries, with its close."""
+def _server_error_codes() -> dict[str, int | None]:
+    """Every ERROR code a TerminalError class of any module under app/ carries, with its close
+    (None: the connection stays open)."""
     for module in pkgutil.walk_packages(app.__path__, "app."):
         importlib.import_module(module.name)
-    codes: dict[str, int] = {}
+    codes: dict[str, int | None] = {}
     for cls in _terminal_errors(TerminalError):
-        assert codes.get(cls.code, cls.close_code) == cls.close_code, (
-            f"{cls.__name__}: {cls.code} has two close codes"
-        )
-        codes[cls.code] = int(cls.close_code)
+        close = int(cls.close_code) if cls.ends_connection else None
+        assert codes.get(cls.code, close) == close, f"{cls.__name__}: {cls.code} closes two ways"
+        codes[cls.code] = close
     return codes
+
+
+def _close_of(cell: str) -> int | None:
+    """An ERROR's close code as documented; None for `none: the connection stays open`."""
+    return None if cell.startswith("none") else leading_integer(cell)
 
 
 def test_error_codes_match(doc: str, page: dict[str, Any]) -> None:
     table = table_with(doc, ("code", "close", "when"))
-    documented: dict[str, int] = {}
+    documented: dict[str, int | None] = {}
     for row in table.rows:
         for code in code_spans(row["code"]):
             assert code not in documented, f"{code} is documented twice"
-            documented[code] = leading_integer(row["close"])
+            documented[code] = _close_of(row["close"])
     assert documented == _server_error_codes(), "docs vs the TerminalError classes under app/"
     for name, code in page["ErrorCode"].items():
         assert code in documented, f"{PAGE_PROTOCOL} acts on {code}, which the server never sends"

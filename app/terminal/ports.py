@@ -65,7 +65,14 @@ class Socket(Protocol):
         """Close with a code and a short reason."""
 
 
-class Attachment(Protocol):
+class Watcher(Protocol):
+    """A client connected to a session, owner or viewer, told when what it shows changes."""
+
+    def changed(self) -> None:
+        """The session's viewer count or terminal size changed: tell the client (never blocks)."""
+
+
+class Attachment(Watcher, Protocol):
     """The one client attached to a session (a bridge), which steps aside for another."""
 
     async def kick(self) -> None:
