@@ -31,6 +31,12 @@ class Metrics:
             ["direction"],
             registry=self.registry,
         )
+        self.transfer_bytes = Counter(
+            "ec2_terminal_transfer_bytes",
+            "File bytes moved over SFTP, by direction (upload: to the target).",
+            ["direction"],
+            registry=self.registry,
+        )
         self.ssh_connect_seconds = Histogram(
             "ec2_terminal_ssh_connect_seconds",
             "Time to connect, authenticate and open a PTY on the target.",

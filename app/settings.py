@@ -91,6 +91,9 @@ class Limits:
     header_timeout: float = 10.0
     # Read-only viewers per session; 0 turns sharing off.
     max_viewers: int = 8
+    # The largest file an upload may write and a download may send; 0 turns that way off.
+    max_upload_bytes: int = 1024**3
+    max_download_bytes: int = 1024**3
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,9 @@ class Settings:
             out.append("max sessions must be at least 1")
         if lim.max_viewers < 0:
             out.append("max viewers must be 0 (sharing off) or more")
+        for name in ("max_upload_bytes", "max_download_bytes"):
+            if getattr(lim, name) < 0:
+                out.append(f"--{name.replace('_', '-')} must be 0 (transfers off) or more")
         out += [
             f"forwarded-allow-ips entry {ip!r} must be an IP address, a network such as "
             "10.0.0.0/8, or *"

@@ -140,7 +140,7 @@ async def terminal_socket(websocket: WebSocket) -> None:
     if state.draining:
         await websocket.send_denial_response(_denied(503, "server is shutting down"))
         return
-    bridge = Bridge(StarletteSocket(websocket), state.registry, state.metrics)
+    bridge = Bridge(StarletteSocket(websocket), state.registry, state.metrics, caller.identity)
     # Registered before the first await: a logout or token change from now on ends it.
     with auth.logins.connection(caller.login, bridge.revoke):
         await websocket.accept(subprotocol=SUBPROTOCOL)

@@ -38,8 +38,12 @@ def close_reason(text: str) -> str:
 class Bridge:
     """Serves one WebSocket connection for its whole life."""
 
-    def __init__(self, socket: Socket, registry: SessionRegistry, metrics: Metrics) -> None:
+    def __init__(
+        self, socket: Socket, registry: SessionRegistry, metrics: Metrics, identity: str = ""
+    ) -> None:
         self.socket = socket
+        # Who the socket's credential belongs to: an owner's files are theirs alone.
+        self.identity = identity
         self.registry = registry
         self.metrics = metrics
         self.limits = registry.limits
@@ -126,7 +130,7 @@ class Bridge:
         if hello.resume is None:
             await self._status(ConnectionState.CONNECTING)
             session = await self.registry.open(hello.size)
-            session.attach(self)
+            session.attach(self, self.identity)
             self._session = session
             self.sent = 0
             state = ConnectionState.CONNECTED
@@ -138,7 +142,7 @@ class Bridge:
                     f"cannot resume from byte {offset}: this session keeps bytes "
                     f"{session.buffer.start} to {session.buffer.end}"
                 )
-            displaced = session.attach(self)
+            displaced = session.attach(self, self.identity)
             self._session = session
             if displaced is not None:
                 await displaced.kick()

@@ -68,6 +68,8 @@ class Session:
         self.last_activity = self.started
         self.detached_since: float | None = None
         self._attachment: Attachment | None = None
+        # The identity of the login whose connection last attached as owner (files are theirs).
+        self.owner: str | None = None
         self._viewers: set[Watcher] = set()
         # Set once the session is over and let go: nothing more will be appended.
         self.released = asyncio.Event()
@@ -180,9 +182,10 @@ class Session:
 
     # -- attachment ------------------------------------------------------------------------------
 
-    def attach(self, owner: Attachment) -> Attachment | None:
-        """Make `owner` the one attached client; return the one it displaced, if any."""
+    def attach(self, owner: Attachment, identity: str) -> Attachment | None:
+        """Make `owner` (of login `identity`) the one attached client; return whom it displaced."""
         previous, self._attachment = self._attachment, owner
+        self.owner = identity
         if self.exit is None:
             self.state = SessionState.ATTACHED
         self.detached_since = None
