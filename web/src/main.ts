@@ -15,6 +15,7 @@ import { loggedIn, logIn, tokenIn } from "./login.js";
 import { LoginForm } from "./loginform.js";
 import { binaryStringToBytes } from "./protocol.js";
 import { StatusBar } from "./statusbar.js";
+import { Transfers } from "./transfer.js";
 import { Sharing, ownPage, shareLink, viewIdIn } from "./viewer.js";
 
 /** Server messages shown inside the terminal, without control characters of their own. */
@@ -138,7 +139,10 @@ function main(): void {
       size: () => ({ cols: term.cols, rows: term.rows }),
     },
     {
-      state: (state: UiState, detail: string) => bar.state(state, detail),
+      state: (state: UiState, detail: string) => {
+        bar.state(state, detail);
+        transfers.enable(state === "connected");
+      },
       status: (status) => {
         if (status.host_key_sha256) bar.hostKey(status.host_key_sha256);
         sharing.status(status);
@@ -177,6 +181,8 @@ function main(): void {
     tabMemory(window.location.pathname),
   );
 
+  // Files move only for the owner of a connected session; a viewer never knows the session id.
+  const transfers = new Transfers(document, () => (connection.viewing ? null : connection.sessionId), container);
   if (viewId !== null) {
     connection.watch(viewId);
     term.options.disableStdin = true;
@@ -235,6 +241,7 @@ function main(): void {
       fit,
       taps,
       sharing,
+      transfers,
       states: bar.history,
       get renderer() {
         return renderer;
