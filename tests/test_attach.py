@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.client.attach import endpoint_for, exit_status
+from app.client.attach import endpoint_for, exit_status, share_link
 from app.client.keys import Escape, KeyFilter
 from app.errors import ConfigurationError
 from tests.fixtures_server import RunningServer
@@ -27,6 +27,8 @@ def test_the_escape_is_tilde_dot_at_the_start_of_a_line() -> None:
     assert keys.feed(b"\r~") == (b"\r", Escape.NONE)  # held: it may start the escape
     assert keys.feed(b".after") == (b"", Escape.LEAVE)
     assert KeyFilter().feed(b"~.") == (b"", Escape.LEAVE), "the first line counts too"
+    assert KeyFilter().feed(b"~sls\r") == (b"ls\r", Escape.SHARE), "keys after ~s are sent"
+    assert KeyFilter().feed(b"~?") == (b"", Escape.HELP)
     assert KeyFilter.quits_viewer(b"q")
     assert KeyFilter.quits_viewer(b"\x03")
     assert not KeyFilter.quits_viewer(b"ls")
@@ -39,6 +41,11 @@ def test_the_websocket_is_beside_the_page_and_a_share_link_watches() -> None:
     assert (shared.url, shared.view_id) == ("wss://h/t/ws", "abc")
     assert endpoint_for("https://h/", "T", "xyz").view_id == "xyz"
     assert "T" not in repr(shared), "the token stays out of reprs and tracebacks"
+    assert (
+        share_link(endpoint_for("https://h/t/ns/x/", "T"), "a-b_c")
+        == "https://h/t/ns/x/#view=a-b_c"
+    )
+    assert share_link(endpoint_for("http://h:8", "T"), "v") == "http://h:8/#view=v"
     for bad in ("ftp://h/", "h/t/", "https://h/#token=v1.x", "https://h/?token=v1.x"):
         with pytest.raises(ConfigurationError):
             endpoint_for(bad, "T")
@@ -70,6 +77,8 @@ def test_attach_runs_commands_follows_resizes_survives_a_drop_and_returns_the_st
         term.wait_line("ready-42")
         term.type("stty size")
         term.wait_line("28 90")
+        term.type("~s", enter=False)  # the escape, at the start of a line: not sent
+        term.wait_text(f"read-only Share link: http://127.0.0.1:{proxy.port}/#view=")
 
         term.resize(110, 33)
         term.type("clear; stty size")

@@ -24,8 +24,9 @@ def add_attach_parser(commands: Any) -> None:
             "mode; window size changes follow; the connection comes back after a drop and the "
             "session resumes where it was). The exit status is the remote shell's. The access "
             "token comes from --token-file or EC2_TERMINAL_TOKEN, never the command line. Type "
-            "~. at the start of a line to disconnect. With a Share link (URL#view=<id>), or "
-            "--view-id, watch someone's session read-only instead (q or Ctrl+C leaves)."
+            "~. at the start of a line to disconnect, ~s for a read-only Share link, ~? for "
+            "help. With a Share link (URL#view=<id>), or --view-id, watch someone's session "
+            "read-only instead (q or Ctrl+C leaves)."
         ),
     )
     parser.add_argument("url", help="the terminal's address, e.g. https://host/t/ns/name/")

@@ -11,14 +11,14 @@ from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from app.client.frames import ServerFrame, decode_server, encode_hello, encode_input
-from app.client.keys import Escape, KeyFilter
+from app.client.keys import HELP, Escape, KeyFilter
 from app.client.local import LocalTerminal
 from app.errors import ConfigurationError, ProtocolViolation
 from app.terminal.closecodes import CloseCode
@@ -73,6 +73,14 @@ def endpoint_for(page_url: str, token: str, view_id: str | None = None) -> Endpo
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
     scheme = "wss" if parts.scheme == "https" else "ws"
     return Endpoint(urlunsplit((scheme, parts.netloc, path + "ws", "", "")), token, view_id)
+
+
+def share_link(endpoint: Endpoint, view_id: str) -> str:
+    """The page's read-only Share link for `view_id`, as the page itself makes it."""
+    parts = urlsplit(endpoint.url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    page = parts.path.removesuffix("ws")
+    return urlunsplit((scheme, parts.netloc, page, "", "view=" + quote(view_id, safe="")))
 
 
 Connector = Callable[[Endpoint], AbstractAsyncContextManager[ClientConnection]]
@@ -144,6 +152,7 @@ class Attacher:
         self.timing = timing or Timing()
         self.viewing = endpoint.view_id is not None
         self.session_id: str | None = None
+        self.view_id: str | None = None  # the owner's, to share (None: sharing is off)
         self.joined = False  # a viewer has joined: joining again continues from `received`
         self.received = 0
         self._outbox: deque[bytes] = deque()
@@ -193,6 +202,18 @@ class Attacher:
             if escape is Escape.LEAVE:
                 self.leave(FAILED, "disconnected (~.)")
                 return
+            if escape is Escape.SHARE:
+                self.local.notice(self._share_notice())
+            elif escape is Escape.HELP:
+                self.local.notice(HELP)
+
+    def _share_notice(self) -> str:
+        if self.session_id is None:
+            return "no session yet: nothing to share"
+        if self.view_id is None:
+            return "this server does not share sessions (--max-viewers 0)"
+        link = share_link(self.endpoint, self.view_id)
+        return f"read-only Share link: {link}"
 
     def leave(self, status: int, message: str = "") -> None:
         """Stop now and exit with `status` (the user typed `~.`, or a signal came)."""
@@ -345,9 +366,10 @@ class Attacher:
     def _status(self, body: dict[str, object]) -> None:
         state = body.get("state")
         if state in ("connected", "resumed"):
-            session_id = body.get("session_id")
+            session_id, view_id = body.get("session_id"), body.get("view_id")
             if isinstance(session_id, str):
                 self.session_id = session_id
+            self.view_id = view_id if isinstance(view_id, str) else None
             if state == "resumed":
                 self.local.notice("reconnected")
         elif state == "viewing":

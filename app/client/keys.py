@@ -14,27 +14,37 @@ class Escape(Enum):
     """What the escape sequence asked for."""
 
     NONE = "none"
-    LEAVE = "leave"
+    LEAVE = "leave"  # ~.
+    SHARE = "share"  # ~s: show the session's read-only Share link
+    HELP = "help"  # ~?: list the escapes
+
+
+ESCAPES = {ord("."): Escape.LEAVE, ord("s"): Escape.SHARE, ord("?"): Escape.HELP}
+HELP = "escapes at the start of a line: ~. disconnect, ~s show a read-only Share link, ~~ send ~"
 
 
 class KeyFilter:
-    """Finds `~.` at the start of a line (as ssh does) and passes every other key on.
+    """Finds the escapes (`~.`, `~s`, `~?`) at the start of a line, as ssh does; passes the rest."""
 
-    `~~` at the start of a line sends one `~`; a `~` followed by anything else is sent as typed.
-    """
+    # `~~` at the start of a line sends one `~`; a `~` before any other key is sent as typed.
 
     def __init__(self) -> None:
         self._line_start = True
         self._tilde = False
 
     def feed(self, data: bytes) -> tuple[bytes, Escape]:
-        """The keys to send, and whether the escape was typed (keys after it are dropped)."""
+        """The keys to send, and the escape typed, if any (keys after `~.` are dropped)."""
         out = bytearray()
+        typed = Escape.NONE
         for byte in data:
             if self._tilde:
                 self._tilde = False
-                if byte == ord("."):
-                    return bytes(out), Escape.LEAVE
+                escape = ESCAPES.get(byte)
+                if escape is Escape.LEAVE:
+                    return bytes(out), escape
+                if escape is not None:
+                    typed = escape  # the line is still at its start
+                    continue
                 if byte != ESCAPE:
                     out.append(ESCAPE)
                 out.append(byte)
@@ -44,7 +54,7 @@ class KeyFilter:
             else:
                 out.append(byte)
                 self._line_start = byte in NEWLINES
-        return bytes(out), Escape.NONE
+        return bytes(out), typed
 
     @staticmethod
     def quits_viewer(data: bytes) -> bool:
