@@ -91,6 +91,13 @@ async def direct_throughput(sshd: Sshd, path: Path, tty: bool) -> float:
 
 async def bridge_throughput(server: RunningServer, path: Path) -> float:
     client = await connected(server, 200, 50, keep_output=False)
+    rate = await timed_cat(client, path)
+    await client.ws.close()
+    return rate
+
+
+async def timed_cat(client: TerminalClient, path: Path) -> float:
+    """Bytes per second of `cat path` in a connected client's shell, timed to its end marker."""
     client.keep_output = True
     await client.send_input("stty -echo\r")
     await client.until(lambda c: b"stty -echo" in c.output)
@@ -116,7 +123,7 @@ async def bridge_throughput(server: RunningServer, path: Path) -> float:
     await client.send_input(f"cat {path}; printf '<<E''ND>>'\r")
     await client.until(done, timeout=600)
     elapsed = time.perf_counter() - started
-    await client.ws.close()
+    client.receive_one = original  # type: ignore[method-assign]
     return path.stat().st_size / elapsed
 
 
