@@ -17,16 +17,14 @@ import contextlib
 import json
 import statistics
 import sys
-import tempfile
 from collections.abc import AsyncIterator
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from bench.bridge import RESULTS, make_payload, timed_cat
-from tests.fixtures_server import RunningServer, start_server
-from tests.fixtures_sshd import start_sshd
-from tests.support import cpu_seconds, stop
+from bench.bridge import RESULTS, bench_stack, timed_cat
+from tests.fixtures_server import RunningServer
+from tests.support import cpu_seconds
 from tests.wsclient import TerminalClient, connected, viewing
 
 
@@ -77,25 +75,15 @@ async def owner_throughput(server: RunningServer, path: Path, how: Watching) -> 
 
 
 async def run(size_mib: int, rounds: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="ec2-terminal-bench-") as tmp:
-        work = Path(tmp)
-        (work / "sshd").mkdir()
-        (work / "server").mkdir()
-        sshd = start_sshd(work / "sshd")
-        server = start_server(work / "server", sshd, log_level="warning")
-        try:
-            payload = make_payload(work, size_mib * 1024 * 1024)
-            rates: dict[Watching, list[float]] = {how: [] for how in Watching}
-            cpu: dict[Watching, float] = dict.fromkeys(Watching, 0.0)
-            cases = list(Watching)
-            for round_ in range(rounds):  # interleaved, so drifting load hits each case alike
-                for how in cases[round_ % 3 :] + cases[: round_ % 3]:
-                    before = cpu_seconds(server.pid)
-                    rates[how].append(await owner_throughput(server, payload, how))
-                    cpu[how] += cpu_seconds(server.pid) - before
-        finally:
-            server.stop()
-            stop(sshd.process)
+    with bench_stack(size_mib) as (_, server, payload):
+        rates: dict[Watching, list[float]] = {how: [] for how in Watching}
+        cpu: dict[Watching, float] = dict.fromkeys(Watching, 0.0)
+        cases = list(Watching)
+        for round_ in range(rounds):  # interleaved, so drifting load hits each case alike
+            for how in cases[round_ % 3 :] + cases[: round_ % 3]:
+                before = cpu_seconds(server.pid)
+                rates[how].append(await owner_throughput(server, payload, how))
+                cpu[how] += cpu_seconds(server.pid) - before
     best = {how: max(values) for how, values in rates.items()}
     median = {how: statistics.median(values) for how, values in rates.items()}
     return {
