@@ -14,6 +14,7 @@ from app.errors import SessionNotFound
 from app.http.middleware import NO_STORE
 from app.http.state import ServerState, server_state
 from app.metrics import Metrics
+from app.terminal.ports import RemoteFiles
 from app.terminal.session import Session
 from app.transfer.errors import (
     ForeignOrigin,
@@ -67,6 +68,17 @@ def _owned_session(request: Request, state: ServerState) -> Session:
     return session
 
 
+def _transfer(
+    request: Request, state: ServerState, limit: int, way: str
+) -> tuple[Session, RemoteFiles, str]:
+    """The owned session, its files and the checked path of a transfer `way` (upload, download)."""
+    session = _owned_session(request, state)
+    if limit == 0:
+        raise TransferOff(f"{way}s are turned off on this server")
+    assert session.terminal is not None
+    return session, session.terminal.files(), checked_path(request.query_params.get("path"))
+
+
 class _Body:
     """An upload's body: refused beyond `limit` bytes or when it stalls; keeps the session alive."""
 
@@ -100,19 +112,13 @@ async def upload(request: Request) -> Response:
     state = server_state(request.app)
     limit = state.settings.limits.max_upload_bytes
     try:
-        session = _owned_session(request, state)
-        if limit == 0:
-            raise TransferOff("uploads are turned off on this server")
-        path = checked_path(request.query_params.get("path"))
+        session, files, path = _transfer(request, state, limit, "upload")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise TooLarge(f"the file has {declared} bytes; this server takes at most {limit}")
         overwrite = request.query_params.get("overwrite", "") in ("1", "true")
-        assert session.terminal is not None
         body = _Body(request, session, limit, state.metrics)
-        landed = await session.terminal.files().upload(
-            path, aiter(body), overwrite=overwrite, limit=limit
-        )
+        landed = await files.upload(path, aiter(body), overwrite=overwrite, limit=limit)
     except TransferError as exc:
         log.info("refused an upload: %s", exc)
         return _answer(exc)
@@ -128,12 +134,8 @@ async def download(request: Request) -> Response:
     state = server_state(request.app)
     limit = state.settings.limits.max_download_bytes
     try:
-        session = _owned_session(request, state)
-        if limit == 0:
-            raise TransferOff("downloads are turned off on this server")
-        path = checked_path(request.query_params.get("path"))
-        assert session.terminal is not None
-        remote = await session.terminal.files().download(path, limit)
+        session, files, path = _transfer(request, state, limit, "download")
+        remote = await files.download(path, limit)
     except TransferError as exc:
         log.info("refused a download: %s", exc)
         return _answer(exc)
