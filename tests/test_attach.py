@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from app.client.attach import endpoint_for, exit_status, share_link
+from app.client.attach import CLEAR_SCREEN, endpoint_for, exit_status, share_link
 from app.client.keys import Escape, KeyFilter
 from app.errors import ConfigurationError
 from tests.fixtures_server import RunningServer
 from tests.support import CLI, env_without_proxies, poll
 from tests.tcpproxy import tcp_proxy
+from tests.test_flow_control import CAT, ended, payload_file
 from tests.tmux import tmux
 from tests.wsclient import connected
 
@@ -128,6 +130,64 @@ def test_attach_read_only_watches_a_shared_session_and_sends_no_keys(
             term.type("q", enter=False)
             assert exit_code(status) == 0
         await owner.ws.close()
+
+    anyio.run(scenario)
+
+
+def test_a_viewer_that_falls_behind_clears_its_screen_and_joins_again(
+    server: RunningServer, tmp_path: Path, anyio_backend: str
+) -> None:
+    import anyio
+
+    async def scenario() -> None:
+        owner = await connected(server)
+        viewer = await asyncio.create_subprocess_exec(
+            CLI,
+            "attach",
+            f"{server.base_url}#view={owner.view_id}",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,  # not read for now: the viewer stalls on it
+            stderr=asyncio.subprocess.PIPE,
+            env=env_without_proxies() | {"EC2_TERMINAL_TOKEN": server.token},
+        )
+        try:
+            assert viewer.stdout is not None
+            assert viewer.stderr is not None
+            notices = bytearray()
+
+            async def read_notices(stream: asyncio.StreamReader) -> None:
+                while line := await stream.readline():
+                    notices.extend(line)
+
+            async with asyncio.timeout(20):
+                while b"watching read-only" not in notices:
+                    notices.extend(await viewer.stderr.readline())
+            reading = asyncio.create_task(read_notices(viewer.stderr))
+            # Far more than the viewer's window and the replay buffer (1 MiB each) go by.
+            path, _ = payload_file(tmp_path, 8 * 1024 * 1024)
+            await owner.send_input(CAT.format(path=path))
+            await owner.until(lambda c: ended(c.output), timeout=120)
+            await owner.send_input("echo after-flood-$((4+4))\r")
+            await owner.until(lambda c: b"after-flood-8" in c.output[-4096:])
+
+            screen = bytearray()
+            async with asyncio.timeout(60):
+                while b"after-flood-8" not in screen[-(1 << 20) :]:
+                    screen.extend(await viewer.stdout.read(1 << 16))
+            assert b"fell behind the session: joining again" in notices
+            assert CLEAR_SCREEN in screen, "the screen is drawn afresh before the new replay"
+            assert b"after-flood-8" in screen[screen.rindex(CLEAR_SCREEN) :]
+
+            await owner.send_input("exit 5\r")
+            async with asyncio.timeout(30):
+                while await viewer.stdout.read(1 << 16):
+                    pass
+                assert await viewer.wait() == 5, "a viewer exits with the session's status"
+            await reading
+        finally:
+            if viewer.returncode is None:
+                viewer.kill()
+                await viewer.wait()
 
     anyio.run(scenario)
 

@@ -33,6 +33,8 @@ from app.terminal.protocol import (
 
 # What a failure of the client itself exits with (as ssh does); a remote status is passed on.
 FAILED = 255
+# Attributes off, cursor home, screen erased: before a viewer's fresh replay.
+CLEAR_SCREEN = b"\x1b[0m\x1b[H\x1b[2J"
 # Close codes after which reconnecting cannot help (as the page treats them).
 FINAL_CLOSES = frozenset(
     {
@@ -355,7 +357,7 @@ class Attacher:
                 self.local.notice(f"session ended: {body.get('reason', '')}")
             return exit_status(status)
         elif kind is FrameType.ERROR:
-            return self._error(body)
+            return await self._error(body)
         elif kind is FrameType.PING:
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(encode(FrameType.PONG, frame.data))
@@ -382,11 +384,13 @@ class Attacher:
         elif state == "closed":
             raise _Done(FAILED, f"session taken over: {body.get('reason', '')}")
 
-    def _error(self, body: dict[str, object]) -> int | None:
+    async def _error(self, body: dict[str, object]) -> int | None:
         code, message = str(body.get("code", "")), str(body.get("message", ""))
         if code == "read_only":
             return None
         if code == "viewer_too_slow" and self.viewing:
+            # The replay that follows draws the screen afresh, as the page's viewer does.
+            await self.local.write(CLEAR_SCREEN)
             self.local.notice("fell behind the session: joining again")
             self.joined = False
             self.received = 0
