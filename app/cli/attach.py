@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli.options import access_token, option
-from app.client.attach import Attacher, endpoint_for
-from app.client.local import LocalTerminal
 from app.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from app.client.attach import Attacher
 
 
 def add_attach_parser(commands: Any) -> None:
@@ -44,6 +45,10 @@ def add_attach_parser(commands: Any) -> None:
 
 def attach(args: argparse.Namespace) -> int:
     """Attach until the session ends; its exit status (255 when the client itself failed)."""
+    # Imported here: every other command (the server among them) starts without the client.
+    from app.client.attach import Attacher, endpoint_for
+    from app.client.local import LocalTerminal
+
     endpoint = endpoint_for(args.url, access_token(args.token_file), args.view_id)
     if args.read_only and endpoint.view_id is None:
         raise ConfigurationError(
