@@ -10,6 +10,8 @@ class TerminalError(Exception):
 
     code: str = "internal_error"
     close_code: int = CloseCode.INTERNAL_ERROR
+    # False for a refusal the connection outlives: the ERROR is sent and the socket stays open.
+    ends_connection: bool = True
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -49,6 +51,28 @@ class OutputLost(TerminalError):
 
     code = "output_lost"
     close_code = CloseCode.POLICY_VIOLATION
+
+
+class ReadOnly(TerminalError):
+    """A viewer sent input or a resize: refused, and the viewer keeps watching."""
+
+    code = "read_only"
+    close_code = CloseCode.POLICY_VIOLATION
+    ends_connection = False
+
+
+class ViewerTooSlow(TerminalError):
+    """A viewer fell so far behind that the output it still needs is no longer kept."""
+
+    code = "viewer_too_slow"
+    close_code = CloseCode.TRY_AGAIN_LATER
+
+
+class TooManyViewers(TerminalError):
+    """The session already has as many viewers as `--max-viewers` allows."""
+
+    code = "too_many_viewers"
+    close_code = CloseCode.TRY_AGAIN_LATER
 
 
 class LoginEnded(TerminalError):

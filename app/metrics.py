@@ -20,9 +20,20 @@ class Metrics:
             "WebSocket connections attached to a session.",
             registry=self.registry,
         )
+        self.viewers = Gauge(
+            "ec2_terminal_viewers",
+            "Read-only viewers watching a session.",
+            registry=self.registry,
+        )
         self.bytes_total = Counter(
             "ec2_terminal_bytes",
             "Terminal bytes moved, by direction (in: keyboard to host, out: host to browser).",
+            ["direction"],
+            registry=self.registry,
+        )
+        self.transfer_bytes = Counter(
+            "ec2_terminal_transfer_bytes",
+            "File bytes moved over SFTP, by direction (upload: to the target).",
             ["direction"],
             registry=self.registry,
         )

@@ -89,6 +89,11 @@ class Limits:
     keepalive_interval: float = 15.0
     max_connections: int = 256
     header_timeout: float = 10.0
+    # Read-only viewers per session; 0 turns sharing off.
+    max_viewers: int = 8
+    # The largest file an upload may write and a download may send; 0 turns that way off.
+    max_upload_bytes: int = 1024**3
+    max_download_bytes: int = 1024**3
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,11 @@ class Settings:
             out.append("the replay buffer must be at least as large as the flow-control window")
         if lim.max_sessions < 1:
             out.append("max sessions must be at least 1")
+        if lim.max_viewers < 0:
+            out.append("max viewers must be 0 (sharing off) or more")
+        for name in ("max_upload_bytes", "max_download_bytes"):
+            if getattr(lim, name) < 0:
+                out.append(f"--{name.replace('_', '-')} must be 0 (transfers off) or more")
         out += [
             f"forwarded-allow-ips entry {ip!r} must be an IP address, a network such as "
             "10.0.0.0/8, or *"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import resource
@@ -18,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,22 @@ from tests.wsclient import TerminalClient, connected
 
 END = b"<<END>>"
 RESULTS = Path(__file__).parent / "results"
+
+
+@contextlib.contextmanager
+def bench_stack(size_mib: int) -> Iterator[tuple[Sshd, RunningServer, Path]]:
+    """The test sshd, the session server on it, and a base64 payload of `size_mib` MiB."""
+    with tempfile.TemporaryDirectory(prefix="ec2-terminal-bench-") as tmp:
+        work = Path(tmp)
+        (work / "sshd").mkdir()
+        (work / "server").mkdir()
+        sshd = start_sshd(work / "sshd")
+        server = start_server(work / "server", sshd, log_level="warning")
+        try:
+            yield sshd, server, make_payload(work, size_mib * 1024 * 1024)
+        finally:
+            server.stop()
+            stop(sshd.process)
 
 
 def ssh_argv(sshd: Sshd, *extra: str) -> list[str]:
@@ -91,6 +109,13 @@ async def direct_throughput(sshd: Sshd, path: Path, tty: bool) -> float:
 
 async def bridge_throughput(server: RunningServer, path: Path) -> float:
     client = await connected(server, 200, 50, keep_output=False)
+    rate = await timed_cat(client, path)
+    await client.ws.close()
+    return rate
+
+
+async def timed_cat(client: TerminalClient, path: Path) -> float:
+    """Bytes per second of `cat path` in a connected client's shell, timed to its end marker."""
     client.keep_output = True
     await client.send_input("stty -echo\r")
     await client.until(lambda c: b"stty -echo" in c.output)
@@ -116,7 +141,7 @@ async def bridge_throughput(server: RunningServer, path: Path) -> float:
     await client.send_input(f"cat {path}; printf '<<E''ND>>'\r")
     await client.until(done, timeout=600)
     elapsed = time.perf_counter() - started
-    await client.ws.close()
+    client.receive_one = original  # type: ignore[method-assign]
     return path.stat().st_size / elapsed
 
 
@@ -183,32 +208,22 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def run(size_mib: int, samples: int, rounds: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="ec2-terminal-bench-") as tmp:
-        work = Path(tmp)
-        (work / "sshd").mkdir()
-        (work / "server").mkdir()
-        sshd = start_sshd(work / "sshd")
-        server = start_server(work / "server", sshd, log_level="warning")
-        try:
-            payload = make_payload(work, size_mib * 1024 * 1024)
-            rates: dict[str, list[float]] = {"direct": [], "direct_tty": [], "bridge": []}
-            # CPU spent per MiB by what sits between the SSH server and the reader: the
-            # `ssh -tt` client on one side, the session server on the other.
-            cpu = {"direct_tty": 0.0, "bridge": 0.0}
-            # Interleave the runs so drifting machine load hits each side alike.
-            for _ in range(rounds):
-                rates["direct"].append(await direct_throughput(sshd, payload, tty=False))
-                before = children_cpu_seconds()
-                rates["direct_tty"].append(await direct_throughput(sshd, payload, tty=True))
-                cpu["direct_tty"] += children_cpu_seconds() - before
-                before = cpu_seconds(server.pid)
-                rates["bridge"].append(await bridge_throughput(server, payload))
-                cpu["bridge"] += cpu_seconds(server.pid) - before
-            direct_lat = await direct_latencies(sshd, samples)
-            bridge_lat = await bridge_latencies(server, samples)
-        finally:
-            server.stop()
-            stop(sshd.process)
+    with bench_stack(size_mib) as (sshd, server, payload):
+        rates: dict[str, list[float]] = {"direct": [], "direct_tty": [], "bridge": []}
+        # CPU spent per MiB by what sits between the SSH server and the reader: the
+        # `ssh -tt` client on one side, the session server on the other.
+        cpu = {"direct_tty": 0.0, "bridge": 0.0}
+        # Interleave the runs so drifting machine load hits each side alike.
+        for _ in range(rounds):
+            rates["direct"].append(await direct_throughput(sshd, payload, tty=False))
+            before = children_cpu_seconds()
+            rates["direct_tty"].append(await direct_throughput(sshd, payload, tty=True))
+            cpu["direct_tty"] += children_cpu_seconds() - before
+            before = cpu_seconds(server.pid)
+            rates["bridge"].append(await bridge_throughput(server, payload))
+            cpu["bridge"] += cpu_seconds(server.pid) - before
+        direct_lat = await direct_latencies(sshd, samples)
+        bridge_lat = await bridge_latencies(server, samples)
     best = {k: max(v) for k, v in rates.items()}
     return {
         "size_mib": size_mib,

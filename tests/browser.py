@@ -56,6 +56,21 @@ def chromium(
             context.close()
 
 
+@contextlib.contextmanager
+def two_people(
+    size: tuple[int, int] = (900, 500), other_size: tuple[int, int] = (700, 380)
+) -> Iterator[tuple[BrowserContext, BrowserContext]]:
+    """Two isolated browser contexts of one headless Chromium: two people, cookies apart."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            first = browser.new_context(viewport={"width": size[0], "height": size[1]})
+            second = browser.new_context(viewport={"width": other_size[0], "height": other_size[1]})
+            yield first, second
+        finally:
+            browser.close()
+
+
 @dataclass
 class TerminalPage:
     """The terminal page in a browser tab, with waits on what it shows."""

@@ -17,8 +17,19 @@ from tests.support import free_port, poll, port_open, stop
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 # The machine's login profile is not under test, and can hang (pyenv's rehash lock, left by a
 # shell killed mid-login): sessions run a plain bash, interactive or with the client's command.
-SESSION_SCRIPT = """#!/bin/sh
+# SFTP (file transfer) runs as the subsystem, through the same script (ForceCommand applies to
+# subsystems too). As root the kernel would grant every file access, so the SFTP server runs
+# without the capabilities that bypass permission checks: it is refused where any user would be.
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+SESSION_SCRIPT = f"""#!/bin/sh
 export PS1='test$ '
+if [ "$SSH_ORIGINAL_COMMAND" = "{SFTP_SERVER}" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    exec setpriv --inh-caps -dac_override,-dac_read_search,-fowner \\
+      --bounding-set -dac_override,-dac_read_search,-fowner {SFTP_SERVER}
+  fi
+  exec {SFTP_SERVER}
+fi
 if [ -n "$SSH_ORIGINAL_COMMAND" ]; then
   exec /bin/bash --noprofile --norc -c "$SSH_ORIGINAL_COMMAND"
 fi
@@ -107,6 +118,7 @@ def start_sshd(directory: Path, extra_config: str = "") -> Sshd:
                 "MaxStartups 100",
                 "ClientAliveInterval 0",
                 f"ForceCommand {session}",
+                f"Subsystem sftp {SFTP_SERVER}",
                 # sshd starts ForceCommand through the user's shell; Debian's bash then reads
                 # ~/.bashrc ("run by sshd", top level only). With SHLVL=1 it is not the top level,
                 # so a machine's .bashrc (pyenv's rehash lock, say) never delays a test shell.

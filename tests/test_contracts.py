@@ -20,7 +20,7 @@ import tomllib
 from enum import IntEnum
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -37,6 +37,7 @@ from app.healthcheck.results import CheckResult, HealthRecord, Outcome
 from app.kube import activity
 from app.terminal.closecodes import CloseCode
 from app.terminal.protocol import CLIENT_FRAMES, SUBPROTOCOL, ConnectionState, FrameType
+from app.transfer.errors import TransferError
 from tests.doctables import code_spans, leading_integer, table_with, tables_with
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,7 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 CRD = ROOT / "charts" / "ec2-terminal" / "crds" / "terminalsessions.ec2-terminal.io.yaml"
 PAGE_PROTOCOL = "web/src/protocol.ts"
 LIMIT_COLUMNS = ("limit", "value", "name in the code")
+E = TypeVar("E", bound=Exception)
 
 
 @pytest.fixture(scope="module")
@@ -111,37 +113,54 @@ def test_close_codes_match(doc: str, page: dict[str, Any]) -> None:
     assert final == set(page["FATAL_CLOSE_CODES"]), "docs vs web/src/connection.ts"
 
 
-def _terminal_errors(root: type[TerminalError]) -> list[type[TerminalError]]:
+def _subclasses(root: type[E]) -> list[type[E]]:
+    """`root` and every class below it."""
     found = [root]
     for sub in root.__subclasses__():
-        found += _terminal_errors(sub)
+        found += _subclasses(sub)
     return found
 
 
-def _server_error_codes() -> dict[str, int]:
-    """Every ERROR code a TerminalError class of any module under app/ carries, with its close."""
+def _server_error_codes() -> dict[str, int | None]:
+    """Every ERROR code a TerminalError class of any module under app/ carries, with its close
+    (None: the connection stays open)."""
     for module in pkgutil.walk_packages(app.__path__, "app."):
         importlib.import_module(module.name)
-    codes: dict[str, int] = {}
-    for cls in _terminal_errors(TerminalError):
-        assert codes.get(cls.code, cls.close_code) == cls.close_code, (
-            f"{cls.__name__}: {cls.code} has two close codes"
-        )
-        codes[cls.code] = int(cls.close_code)
+    codes: dict[str, int | None] = {}
+    for cls in _subclasses(TerminalError):
+        close = int(cls.close_code) if cls.ends_connection else None
+        assert codes.get(cls.code, close) == close, f"{cls.__name__}: {cls.code} closes two ways"
+        codes[cls.code] = close
     return codes
+
+
+def _close_of(cell: str) -> int | None:
+    """An ERROR's close code as documented; None for `none: the connection stays open`."""
+    return None if cell.startswith("none") else leading_integer(cell)
 
 
 def test_error_codes_match(doc: str, page: dict[str, Any]) -> None:
     table = table_with(doc, ("code", "close", "when"))
-    documented: dict[str, int] = {}
+    documented: dict[str, int | None] = {}
     for row in table.rows:
         for code in code_spans(row["code"]):
             assert code not in documented, f"{code} is documented twice"
-            documented[code] = leading_integer(row["close"])
+            documented[code] = _close_of(row["close"])
     assert documented == _server_error_codes(), "docs vs the TerminalError classes under app/"
     for name, code in page["ErrorCode"].items():
         assert code in documented, f"{PAGE_PROTOCOL} acts on {code}, which the server never sends"
         assert name == code.upper(), f"{PAGE_PROTOCOL} ErrorCode.{name} is {code}"
+
+
+def test_file_transfer_codes_match(doc: str) -> None:
+    table = table_with(doc, ("code", "HTTP status", "when"))
+    documented = {
+        code_spans(row["code"])[0]: leading_integer(row["HTTP status"]) for row in table.rows
+    }
+    for module in pkgutil.walk_packages(app.__path__, "app."):
+        importlib.import_module(module.name)
+    answered = {cls.code: cls.status for cls in _subclasses(TransferError)}
+    assert documented == answered, "docs vs the TransferError classes under app/"
 
 
 def _module(path: str) -> ModuleType:

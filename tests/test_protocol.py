@@ -9,6 +9,7 @@ from app.terminal.protocol import (
     MAX_CLIENT_FRAME,
     FrameType,
     Resume,
+    View,
     decode,
     decode_output,
     encode,
@@ -30,6 +31,10 @@ def test_round_trips() -> None:
     hello = parse_hello(b'{"cols": 80, "rows": 24, "resume": {"id": "s1", "offset": 9}}')
     assert hello.size == Size(80, 24)
     assert hello.resume == Resume("s1", 9)
+    assert parse_hello(b'{"cols": 80, "rows": 24, "view": {"id": "v1"}}').view == View("v1")
+    watching = parse_hello(b'{"cols": 80, "rows": 24, "view": {"id": "v1", "offset": 5}}')
+    assert watching.view == View("v1", 5)
+    assert watching.resume is None
 
 
 @pytest.mark.parametrize(
@@ -41,6 +46,10 @@ def test_round_trips() -> None:
         b'{"cols": true, "rows": 5}',
         b'{"cols": 80, "rows": 24, "resume": {"id": "", "offset": 0}}',
         b'{"cols": 80, "rows": 24, "resume": {"id": "x", "offset": -1}}',
+        b'{"cols": 80, "rows": 24, "view": {"id": ""}}',
+        b'{"cols": 80, "rows": 24, "view": {"id": "v", "offset": true}}',
+        b'{"cols": 80, "rows": 24, "view": "v"}',
+        b'{"cols": 80, "rows": 24, "view": {"id": "v"}, "resume": {"id": "s", "offset": 0}}',
         b"\xff",
     ],
 )

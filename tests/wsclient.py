@@ -46,14 +46,30 @@ class TerminalClient:
 
     @property
     def session_id(self) -> str:
-        return str(self.statuses[-1]["session_id"])
+        return str(next(s for s in reversed(self.statuses) if "session_id" in s)["session_id"])
+
+    @property
+    def error_code(self) -> str | None:
+        """The code of the last ERROR received, if any."""
+        return None if self.error is None else str(self.error["code"])
+
+    @property
+    def view_id(self) -> str:
+        return str(next(s for s in reversed(self.statuses) if "view_id" in s)["view_id"])
 
     async def hello(
-        self, cols: int = 80, rows: int = 24, resume: tuple[str, int] | None = None
+        self,
+        cols: int = 80,
+        rows: int = 24,
+        resume: tuple[str, int] | None = None,
+        view: str | None = None,
+        view_offset: int | None = None,
     ) -> None:
         body: dict[str, Any] = {"cols": cols, "rows": rows}
         if resume:
             body["resume"] = {"id": resume[0], "offset": resume[1]}
+        if view:
+            body["view"] = {"id": view} | ({} if view_offset is None else {"offset": view_offset})
         await self.ws.send(encode_json(FrameType.HELLO, body))
 
     async def send_input(self, text: str | bytes) -> None:
@@ -86,7 +102,10 @@ class TerminalClient:
                 with contextlib.suppress(ConnectionClosed):
                     await self.ack()
         elif kind is FrameType.STATUS:
-            self.statuses.append(json.loads(payload))
+            status = json.loads(payload)
+            self.statuses.append(status)
+            if status["state"] == "viewing":
+                self.offset = status["offset"]  # a viewer's output starts where it joined
         elif kind is FrameType.EXIT:
             self.exit = json.loads(payload)
         elif kind is FrameType.ERROR:
@@ -151,6 +170,14 @@ async def connected(
     client = await open_client(server.base_url, server.token, **kwargs)
     await client.hello(cols, rows)
     await client.until_connected()
+    return client
+
+
+async def viewing(server: RunningServer, view_id: str, **kwargs: Any) -> TerminalClient:
+    """A read-only viewer of the session shared as `view_id`, joined (kwargs: TerminalClient's)."""
+    client = await open_client(server.base_url, server.token, **kwargs)
+    await client.hello(view=view_id)
+    await client.until(lambda c: any(s["state"] == "viewing" for s in c.statuses))
     return client
 
 

@@ -37,6 +37,11 @@ class Caller:
 
     login: Login | None
 
+    @property
+    def identity(self) -> str:
+        """Tells two callers apart: one login from another, and both from a bearer."""
+        return f"login:{self.login.key}" if self.login is not None else "bearer"
+
 
 @dataclass
 class Authenticator:

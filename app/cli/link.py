@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from app.auth import linktoken
-from app.auth.accesskey import token_from_file
-from app.cli.options import ENV_PREFIX, option
+from app.cli.options import access_token, option
 from app.errors import ConfigurationError
 
 
@@ -39,16 +37,6 @@ def add_link_parser(commands: Any) -> None:
     parser.set_defaults(func=link)
 
 
-def _access_token(args: argparse.Namespace) -> str:
-    if args.token_file is not None:
-        token = token_from_file(args.token_file)
-    else:
-        token = os.environ.get(ENV_PREFIX + "TOKEN", "").strip() or None
-    if token is None:
-        raise ConfigurationError("no access token: set --token-file or EC2_TERMINAL_TOKEN")
-    return token
-
-
 def link_url(url: str, token: str, ttl: float, base_path: str | None, now: float) -> str:
     """`url#token=<a new link token>` for the server at `base_path` (default: url's path)."""
     parts = urlsplit(url)
@@ -70,5 +58,6 @@ def link(args: argparse.Namespace) -> int:
     """Print a single-use link."""
     if not args.url:
         raise ConfigurationError("--url is required (or EC2_TERMINAL_URL)")
-    print(link_url(args.url, _access_token(args), args.link_ttl, args.base_path, time.time()))
+    token = access_token(args.token_file)
+    print(link_url(args.url, token, args.link_ttl, args.base_path, time.time()))
     return 0

@@ -1,4 +1,4 @@
-"""The `ec2-terminal` command: `serve`, `demo`, `link`, `health-check` and `worker`."""
+"""The `ec2-terminal` command: `serve`, `demo`, `link`, `attach`, `health-check` and `worker`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from app import logs
+from app.cli.attach import add_attach_parser
 from app.cli.demo import add_demo_parser
 from app.cli.link import add_link_parser
 from app.cli.serve import add_serve_parser
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(commands)
     add_demo_parser(commands)
     add_link_parser(commands)
+    add_attach_parser(commands)
     add_healthcheck_parsers(commands)
     return parser
 

@@ -6,7 +6,11 @@ import argparse
 import os
 from collections.abc import Callable, Sequence
 from enum import Enum
+from pathlib import Path
 from typing import Any
+
+from app.auth.accesskey import token_from_file
+from app.errors import ConfigurationError
 
 ENV_PREFIX = "EC2_TERMINAL_"
 # The prototype's variables keep working.
@@ -43,6 +47,20 @@ def option(
         help=f"{help} [env {env}]",
         metavar="{" + ",".join(choices) + "}" if choices else None,
     )
+
+
+def access_token(token_file: Path | None) -> str:
+    """A client command's access token: from `token_file`, else EC2_TERMINAL_TOKEN.
+
+    Never from the command line, where every user of the machine can read it (`ps`).
+    """
+    if token_file is not None:
+        token = token_from_file(token_file)
+    else:
+        token = os.environ.get(ENV_PREFIX + "TOKEN", "").strip() or None
+    if token is None:
+        raise ConfigurationError("no access token: set --token-file or EC2_TERMINAL_TOKEN")
+    return token
 
 
 def choice(parser: argparse._ActionsContainer, flag: str, help: str, default: Enum) -> None:

@@ -67,6 +67,9 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         ("replay-buffer", "output bytes kept for resume"),
         ("input-rate", "keyboard input bytes per second"),
         ("max-connections", "open connections, HTTP and WebSocket; more are answered 503"),
+        ("max-viewers", "read-only viewers per session (0: sharing off)"),
+        ("max-upload-bytes", "largest file an upload may write (0: uploads off)"),
+        ("max-download-bytes", "largest file a download may send (0: downloads off)"),
     ):
         option(limits, f"--{name}", help, int, getattr(lim, name.replace("-", "_")))
 

@@ -143,7 +143,9 @@ async def terminal_socket(websocket: WebSocket) -> None:
         await websocket.send_denial_response(_denied(503, "server is shutting down"))
         return
     observer = websocket.scope.get(CONNECTION_OBSERVER)
-    bridge = Bridge(StarletteSocket(websocket), state.registry, state.metrics, observer)
+    bridge = Bridge(
+        StarletteSocket(websocket), state.registry, state.metrics, observer, caller.identity
+    )
     # Registered before the first await: a logout or token change from now on ends it.
     with auth.logins.connection(caller.login, bridge.revoke):
         await websocket.accept(subprotocol=SUBPROTOCOL)

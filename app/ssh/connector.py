@@ -26,6 +26,7 @@ from app.ssh.errors import (
 )
 from app.ssh.hostkeys import HostKeyVerifier, sha256
 from app.ssh.plan import ConnectPlan
+from app.ssh.sftp import SFTPFiles
 from app.telemetry import annotate, record_span, traced
 from app.terminal.ports import OutputSink
 from app.terminal.types import ExitInfo, Size
@@ -117,10 +118,12 @@ class SSHTerminal:
         conn: asyncssh.SSHClientConnection,
         channel: asyncssh.SSHClientChannel[bytes],
         handler: _Channel,
+        sftp_timeout: float,
     ) -> None:
         self._conn = conn
         self._channel = channel
         self._handler = handler
+        self._files = SFTPFiles(conn, sftp_timeout)
         key = conn.get_server_host_key()
         self.host_key_sha256 = sha256(key) if key is not None else ""
 
@@ -142,6 +145,9 @@ class SSHTerminal:
     def close(self) -> None:
         self._channel.close()
         self._conn.close()
+
+    def files(self) -> SFTPFiles:
+        return self._files
 
 
 def _all_refused(exc: BaseException) -> bool:
@@ -244,7 +250,7 @@ class SSHConnector:
         _record_auth(client, None)
         log.info("connected to %s", plan.label)
         assert isinstance(handler, _Channel)
-        return SSHTerminal(conn, channel, handler)
+        return SSHTerminal(conn, channel, handler, self._limits.connect_timeout)
 
 
 def _record_auth(client: _Client | None, error: TerminalError | None) -> None:

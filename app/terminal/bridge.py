@@ -33,6 +33,7 @@ from app.terminal.protocol import (
 )
 from app.terminal.registry import SessionRegistry
 from app.terminal.session import Session
+from app.terminal.viewer import Viewer
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,11 @@ class Bridge:
         registry: SessionRegistry,
         metrics: Metrics,
         observer: ConnectionObserver | None = None,
+        identity: str = "",
     ) -> None:
         self.socket = socket
+        # Who the socket's credential belongs to: an owner's files are theirs alone.
+        self.identity = identity
         self.registry = registry
         self.metrics = metrics
         self.observer = observer or NoObserver()
@@ -63,6 +67,7 @@ class Bridge:
         self._send_lock = asyncio.Lock()
         self._closed = False
         self._kicked = asyncio.Event()
+        self._changed = asyncio.Event()
         # Set the moment this bridge attaches, before any send that may find the socket gone,
         # so `run` always detaches what it attached.
         self._session: Session | None = None
@@ -88,7 +93,10 @@ class Bridge:
         self.metrics.active_connections.inc()
         try:
             hello = await self._hello()
-            await self._serve(await self._attach(hello))
+            if hello.view is not None:
+                await self._watch(hello)
+            else:
+                await self._serve(await self._attach(hello))
         except SocketClosed:
             pass
         except TerminalError as exc:
@@ -139,7 +147,7 @@ class Bridge:
         if hello.resume is None:
             await self._status(ConnectionState.CONNECTING)
             session = await self.registry.open(hello.size)
-            session.attach(self)
+            session.attach(self, self.identity)
             self._session = session
             self.sent = 0
             state = ConnectionState.CONNECTED
@@ -151,7 +159,7 @@ class Bridge:
                     f"cannot resume from byte {offset}: this session keeps bytes "
                     f"{session.buffer.start} to {session.buffer.end}"
                 )
-            displaced = session.attach(self)
+            displaced = session.attach(self, self.identity)
             self._session = session
             if displaced is not None:
                 await displaced.kick()
@@ -169,6 +177,10 @@ class Bridge:
             )
         self.registry.note_activity()
         terminal = session.terminal
+        sharing: dict[str, Any] = session.sharing()
+        if session.view_id is not None:
+            sharing["view_id"] = session.view_id
+        self._changed.clear()  # the STATUS below already says it
         try:
             await self._status(
                 state,
@@ -176,6 +188,7 @@ class Bridge:
                 host_key_sha256=terminal.host_key_sha256 if terminal else "",
                 offset=self.sent,
                 window=self.limits.flow_window,
+                **sharing,
             )
         except SocketClosed:
             if hello.resume is None:
@@ -191,6 +204,25 @@ class Bridge:
             )
         return session
 
+    async def _watch(self, hello: Hello) -> None:
+        """Serve a viewer of a shared session, read-only."""
+        assert hello.view is not None
+        session = self.registry.get_shared(hello.view.view_id)
+        viewer = Viewer(
+            session, self._send, self.socket.receive, self._close, self._status, self.metrics
+        )
+        await viewer.watch(hello.view)
+
+    def changed(self) -> None:
+        """The session's viewer count or size changed: the update task tells the client."""
+        self._changed.set()
+
+    async def _pump_updates(self, session: Session) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            await self._status(ConnectionState.UPDATE, **session.sharing())
+
     async def kick(self) -> None:
         """Another connection resumed this session: this one steps aside."""
         self._kicked.set()
@@ -205,15 +237,15 @@ class Bridge:
     async def _serve(self, session: Session) -> None:
         output = asyncio.create_task(self._pump_output(session))
         inputs = asyncio.create_task(self._pump_input(session))
+        updates = asyncio.create_task(self._pump_updates(session))
         kicked = asyncio.create_task(self._kicked_wait())
+        tasks = (output, inputs, updates, kicked)
         try:
-            done, _ = await asyncio.wait(
-                {output, inputs, kicked}, return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (output, inputs, kicked):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(output, inputs, kicked, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         for task in done:
             if task is not kicked and (exc := task.exception()) is not None:
                 raise exc

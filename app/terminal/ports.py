@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from app.terminal.types import ExitInfo, Size
@@ -15,6 +16,34 @@ class OutputSink(Protocol):
 
     def ended(self, info: ExitInfo) -> None:
         """The remote side ended; no more output follows."""
+
+
+class RemoteFile(Protocol):
+    """A file on the target opened for download: its name and size, then its bytes once."""
+
+    name: str
+    size: int
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The file's bytes in order; closes the file when done or abandoned."""
+
+    async def close(self) -> None:
+        """Let the file go (idempotent)."""
+
+
+class RemoteFiles(Protocol):
+    """The target's files, as the SSH user may reach them (SFTP in production).
+
+    Failures are `app.transfer.errors.TransferError`s.
+    """
+
+    async def upload(
+        self, path: str, body: AsyncIterator[bytes], *, overwrite: bool, limit: int
+    ) -> str:
+        """Write `body` to `path` (whole or not at all); return the absolute path written."""
+
+    async def download(self, path: str, limit: int) -> RemoteFile:
+        """Open the regular file at `path`, at most `limit` bytes, for reading."""
 
 
 class RemoteTerminal(Protocol):
@@ -39,6 +68,9 @@ class RemoteTerminal(Protocol):
 
     def close(self) -> None:
         """Hang up."""
+
+    def files(self) -> RemoteFiles:
+        """The target's files over the same connection."""
 
 
 class Connector(Protocol):
@@ -65,7 +97,14 @@ class Socket(Protocol):
         """Close with a code and a short reason."""
 
 
-class Attachment(Protocol):
+class Watcher(Protocol):
+    """A client connected to a session, owner or viewer, told when what it shows changes."""
+
+    def changed(self) -> None:
+        """The session's viewer count or terminal size changed: tell the client (never blocks)."""
+
+
+class Attachment(Watcher, Protocol):
     """The one client attached to a session (a bridge), which steps aside for another."""
 
     async def kick(self) -> None:

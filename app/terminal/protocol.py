@@ -50,6 +50,8 @@ class ConnectionState(StrEnum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     RESUMED = "resumed"
+    VIEWING = "viewing"
+    UPDATE = "update"
     CLOSED = "closed"
 
 
@@ -74,11 +76,20 @@ class Resume:
 
 
 @dataclass(frozen=True)
+class View:
+    """A request to watch a shared session read-only, from `offset` (None: all that is kept)."""
+
+    view_id: str
+    offset: int | None = None
+
+
+@dataclass(frozen=True)
 class Hello:
     """The client's first frame."""
 
     size: Size
     resume: Resume | None = None
+    view: View | None = None
 
 
 @dataclass(frozen=True)
@@ -129,8 +140,29 @@ def parse_ack(payload: bytes) -> int:
     return offset
 
 
+def _check_id(raw: Any, what: str) -> str:
+    if not isinstance(raw, str) or not 0 < len(raw) <= MAX_SESSION_ID:
+        raise ProtocolViolation(f"HELLO {what} must be a session id")
+    return raw
+
+
+def _check_offset(raw: Any, what: str) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= MAX_OFFSET:
+        raise ProtocolViolation(f"HELLO {what} must be a non-negative integer")
+    return raw
+
+
+def _object(body: dict[str, Any], key: str) -> dict[str, Any] | None:
+    raw = body.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ProtocolViolation(f"HELLO {key} must be an object")
+    return raw
+
+
 def parse_hello(payload: bytes) -> Hello:
-    """Read HELLO's JSON: size, and optionally the session to resume."""
+    """Read HELLO's JSON: size, and optionally the session to resume or to watch."""
     if len(payload) > MAX_HELLO:
         raise ProtocolViolation(f"HELLO payload exceeds {MAX_HELLO} bytes")
     try:
@@ -141,17 +173,23 @@ def parse_hello(payload: bytes) -> Hello:
     if not isinstance(body, dict):
         raise ProtocolViolation("HELLO payload must be a JSON object")
     size = _check_size(body.get("cols"), body.get("rows"))
-    raw_resume = body.get("resume")
-    if raw_resume is None:
-        return Hello(size)
-    if not isinstance(raw_resume, dict):
-        raise ProtocolViolation("HELLO resume must be an object")
-    session_id, offset = raw_resume.get("id"), raw_resume.get("offset")
-    if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
-        raise ProtocolViolation("HELLO resume.id must be a session id")
-    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
-        raise ProtocolViolation("HELLO resume.offset must be a non-negative integer")
-    return Hello(size, Resume(session_id, offset))
+    raw_resume, raw_view = _object(body, "resume"), _object(body, "view")
+    if raw_resume is not None and raw_view is not None:
+        raise ProtocolViolation("HELLO may carry resume or view, not both")
+    if raw_resume is not None:
+        resume = Resume(
+            _check_id(raw_resume.get("id"), "resume.id"),
+            _check_offset(raw_resume.get("offset"), "resume.offset"),
+        )
+        return Hello(size, resume=resume)
+    if raw_view is not None:
+        offset = raw_view.get("offset")
+        view = View(
+            _check_id(raw_view.get("id"), "view.id"),
+            None if offset is None else _check_offset(offset, "view.offset"),
+        )
+        return Hello(size, view=view)
+    return Hello(size)
 
 
 def encode(frame_type: FrameType, payload: bytes = b"") -> bytes:

@@ -37,6 +37,7 @@ class SessionRegistry:
         self.recordings_dir = recordings_dir
         self.clock = clock
         self._sessions: dict[str, Session] = {}
+        self._by_view: dict[str, Session] = {}
         self._supervisors: set[asyncio.Task[None]] = set()
         self._last_activity_wall: float | None = None
 
@@ -50,6 +51,13 @@ class SessionRegistry:
             raise SessionNotFound("that session has ended; start a new one")
         return session
 
+    def get_shared(self, view_id: str) -> Session:
+        """The live, connected session shared under this view id."""
+        session = self._by_view.get(view_id)
+        if session is None or session.terminal is None or session.exit is not None:
+            raise SessionNotFound("that shared session has ended, or the link is not right")
+        return session
+
     async def open(self, size: Size) -> Session:
         """Start a session: connect to the target and open a PTY of `size`."""
         if len(self._sessions) >= self.limits.max_sessions:
@@ -61,8 +69,10 @@ class SessionRegistry:
         if self.recordings_dir is not None:
             recorder = start_recording(self.recordings_dir, size)
             log.info("session %s records to %s", session_id, recorder.path.name)
-        session = Session(session_id, self.limits, self.metrics, recorder, self.clock)
+        session = Session(session_id, self.limits, self.metrics, recorder, self.clock, size)
         self._sessions[session_id] = session
+        if session.view_id is not None:
+            self._by_view[session.view_id] = session
         self.metrics.active_sessions.set(len(self._sessions))
         started = time.perf_counter()
         try:
@@ -89,6 +99,8 @@ class SessionRegistry:
 
     def _forget(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
+        if session.view_id is not None:
+            self._by_view.pop(session.view_id, None)
         self.metrics.active_sessions.set(len(self._sessions))
 
     def note_activity(self) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import deque
 from enum import Enum
 
+from app.errors import TooManyViewers
 from app.metrics import Metrics
 from app.settings import Limits
-from app.terminal.ports import Attachment, RemoteTerminal
+from app.terminal.ports import Attachment, RemoteTerminal, Watcher
 from app.terminal.protocol import MAX_OUTPUT_CHUNK
 from app.terminal.ratelimit import Clock, TokenBucket
 from app.terminal.recording import Recorder
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 # Input received but not yet written to the remote terminal. Beyond this the client's socket
 # is no longer read; below it, ACK and PING frames behind a large paste are handled at once.
 INPUT_BACKLOG = 1024 * 1024
+DEFAULT_SIZE = Size(80, 24)
 
 
 class SessionState(Enum):
@@ -43,8 +46,12 @@ class Session:
         metrics: Metrics,
         recorder: Recorder | None = None,
         clock: Clock = time.monotonic,
+        size: Size = DEFAULT_SIZE,
     ) -> None:
         self.id = session_id
+        # What a viewer presents to join read-only: unlike the id, it cannot resume (take over).
+        self.view_id = secrets.token_urlsafe(18) if limits.max_viewers > 0 else None
+        self.size = size
         self.limits = limits
         self.metrics = metrics
         # Resolved once: a label lookup per chunk costs more than the count itself.
@@ -61,6 +68,11 @@ class Session:
         self.last_activity = self.started
         self.detached_since: float | None = None
         self._attachment: Attachment | None = None
+        # The identity of the login whose connection last attached as owner (files are theirs).
+        self.owner: str | None = None
+        self._viewers: set[Watcher] = set()
+        # Set once the session is over and let go: nothing more will be appended.
+        self.released = asyncio.Event()
         self._output_ready = asyncio.Event()
         self._lifetime_changed = asyncio.Event()
         self._paused_since: float | None = None
@@ -160,6 +172,9 @@ class Session:
             self.recorder.resize(size)
         if self.terminal and self.exit is None:
             self.terminal.resize(size)
+        if size != self.size:
+            self.size = size
+            self._announce()
 
     def touch(self) -> None:
         """Note user activity, which keeps the idle timeout away."""
@@ -167,9 +182,10 @@ class Session:
 
     # -- attachment ------------------------------------------------------------------------------
 
-    def attach(self, owner: Attachment) -> Attachment | None:
-        """Make `owner` the one attached client; return the one it displaced, if any."""
+    def attach(self, owner: Attachment, identity: str) -> Attachment | None:
+        """Make `owner` (of login `identity`) the one attached client; return whom it displaced."""
         previous, self._attachment = self._attachment, owner
+        self.owner = identity
         if self.exit is None:
             self.state = SessionState.ATTACHED
         self.detached_since = None
@@ -186,6 +202,41 @@ class Session:
             self.state = SessionState.DETACHED
         self.detached_since = self.clock()
         self._lifetime_changed.set()
+
+    # -- viewers ---------------------------------------------------------------------------------
+
+    @property
+    def viewer_count(self) -> int:
+        """Read-only viewers watching now."""
+        return len(self._viewers)
+
+    def sharing(self) -> dict[str, int]:
+        """What STATUS tells every client about the shared session: viewers and the PTY's size."""
+        return {"viewers": len(self._viewers), "cols": self.size.cols, "rows": self.size.rows}
+
+    def add_viewer(self, viewer: Watcher) -> None:
+        """Let `viewer` watch; refused beyond `max_viewers`."""
+        if len(self._viewers) >= self.limits.max_viewers:
+            raise TooManyViewers(
+                f"this session already has {self.limits.max_viewers} viewers; try again later"
+            )
+        self._viewers.add(viewer)
+        self.metrics.viewers.inc()
+        self._announce()
+
+    def remove_viewer(self, viewer: Watcher) -> None:
+        """`viewer`'s socket has gone."""
+        if viewer in self._viewers:
+            self._viewers.discard(viewer)
+            self.metrics.viewers.dec()
+            self._announce()
+
+    def _announce(self) -> None:
+        """Tell every client that the viewer count or the size changed."""
+        if self._attachment is not None:
+            self._attachment.changed()
+        for viewer in self._viewers:
+            viewer.changed()
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -249,6 +300,7 @@ class Session:
         finally:
             writer.cancel()
             self._input_space.set()  # a client waiting on a full backlog must not hang
+            self.released.set()
 
     async def _supervise(self) -> None:
         while self.exit is None:

@@ -61,6 +61,10 @@ export interface ConnectionEvents {
   rtt?(ms: number): void;
   /** Every new output byte, in order, as handed to the renderer (for tests and recordings). */
   output?(data: Uint8Array): void;
+  /** A refusal the connection outlives (a viewer's keys, `read_only`): show it, nothing ends. */
+  notice?(error: ServerError): void;
+  /** The screen must be cleared: a viewer that fell behind joins again with a fresh replay. */
+  reset?(): void;
 }
 
 export interface ConnectionOptions {
@@ -144,6 +148,10 @@ export class Connection {
    * output had got to, the fallback when the replay before it is gone. Null otherwise.
    */
   private restoredOffset: number | null = null;
+  /** The view id of the shared session this page watches read-only; null for its owner. */
+  private viewId: string | null = null;
+  /** Whether this viewer has joined: joining again continues from the output it received. */
+  private viewJoined = false;
   private readonly options: ConnectionOptions;
 
   constructor(
@@ -158,9 +166,20 @@ export class Connection {
     this.options = { ...DEFAULT_OPTIONS, ...options };
   }
 
+  /** Watches the session shared as `viewId`, read-only, instead of starting one (before `start`). */
+  watch(viewId: string): void {
+    this.viewId = viewId;
+    this.viewJoined = false;
+  }
+
+  /** Whether this page watches someone else's session, read-only. */
+  get viewing(): boolean {
+    return this.viewId !== null;
+  }
+
   /** Connects: resumes the session this tab had before a reload, else starts a new one. */
   start(): void {
-    const saved = this.memory.load();
+    const saved = this.viewId === null ? this.memory.load() : null;
     if (saved) {
       this.sessionId = saved.id;
       this.stream.reset(Math.max(0, saved.offset - RELOAD_REPLAY_BYTES));
@@ -171,7 +190,7 @@ export class Connection {
 
   /** Notes the session and how far its output got, for a reload of the page to resume. */
   remember(): void {
-    if (this.sessionId && !this.final && this.restoredOffset === null) {
+    if (this.sessionId && !this.final && this.restoredOffset === null && this.viewId === null) {
       this.memory.save({ id: this.sessionId, offset: this.stream.received });
     }
   }
@@ -183,6 +202,7 @@ export class Connection {
     this.teardown();
     this.final = false;
     this.sessionId = null;
+    this.viewJoined = false;
     this.hostKey = null;
     this.attempt = 0;
     this.failedOpens = 0;
@@ -205,7 +225,7 @@ export class Connection {
   }
 
   sendInput(data: string | Uint8Array): void {
-    if (this.final) return;
+    if (this.final || this.viewId !== null) return;
     const frames = encodeInput(data);
     if (this.opened) {
       for (const f of frames) this.send(f);
@@ -219,6 +239,7 @@ export class Connection {
   }
 
   resize(cols: number, rows: number): void {
+    if (this.viewId !== null) return; // a viewer takes the owner's size
     if (this.lastSize && this.lastSize.cols === cols && this.lastSize.rows === rows) return;
     this.lastSize = { cols, rows };
     // Before HELLO the size travels in HELLO itself.
@@ -227,7 +248,7 @@ export class Connection {
 
   private open(): void {
     this.reconnectTimer = null;
-    this.setState(this.sessionId ? "reconnecting" : "connecting", "");
+    this.setState(this.joined() ? "reconnecting" : "connecting", "");
     let socket: SocketLike;
     try {
       socket = this.openSocket(this.url, SUBPROTOCOL);
@@ -256,9 +277,9 @@ export class Connection {
     this.failedOpens = 0;
     const size = this.renderer.size();
     this.lastSize = size;
-    if (!this.sessionId) this.stream.reset();
+    if (!this.joined()) this.stream.reset();
     const resume = this.sessionId ? { id: this.sessionId, offset: this.stream.received } : undefined;
-    this.send(encodeHello(size.cols, size.rows, resume));
+    this.send(encodeHello(size.cols, size.rows, resume, this.viewRequest()));
     const ack = this.stream.newSocket();
     if (ack !== null) this.send(encodeAck(ack));
     for (const f of this.pending) this.send(f);
@@ -307,6 +328,12 @@ export class Connection {
           // Keepalive starts once the server is past the SSH connect, which may hold PONGs back.
           if (this.pingTimer === null && this.pongTimer === null) this.ping();
           this.setState("connected", st.state === "resumed" ? "resumed" : "");
+        } else if (st.state === "viewing") {
+          if (!this.viewJoined) this.stream.reset(st.offset ?? 0);
+          this.viewJoined = true;
+          this.attempt = 0;
+          if (this.pingTimer === null && this.pongTimer === null) this.ping();
+          this.setState("connected", "watching read-only");
         } else if (st.state === "connecting") {
           this.setState(this.uiState === "reconnecting" ? "reconnecting" : "connecting", "");
         }
@@ -320,6 +347,11 @@ export class Connection {
         this.setState("closed", frame.exit.reason);
         return;
       case "error":
+        if (frame.error.code === ErrorCode.READ_ONLY) {
+          this.events.notice?.(frame.error);
+          return;
+        }
+        if (this.viewId !== null && this.rejoinAfter(frame.error.code)) return;
         if (this.restoredOffset !== null) {
           if (frame.error.code === ErrorCode.OUTPUT_LOST && this.stream.received < this.restoredOffset) {
             // The replay is gone but the session is not: resume from where the page was.
@@ -379,8 +411,32 @@ export class Connection {
     this.scheduleReconnect();
   }
 
+  /** Whether there is a session to come back to: this page's own, or one it watches. */
+  private joined(): boolean {
+    return this.sessionId !== null || this.viewJoined;
+  }
+
+  /** HELLO's `view` for a viewer: where to continue, once it has joined. */
+  private viewRequest(): { id: string; offset?: number } | undefined {
+    if (this.viewId === null) return undefined;
+    return this.viewJoined ? { id: this.viewId, offset: this.stream.received } : { id: this.viewId };
+  }
+
+  /** A viewer that fell behind (or lost its place) joins again with a fresh replay. */
+  private rejoinAfter(code: string): boolean {
+    if (code !== ErrorCode.VIEWER_TOO_SLOW && !(code === ErrorCode.OUTPUT_LOST && this.viewJoined)) {
+      return false;
+    }
+    this.teardown();
+    this.viewJoined = false;
+    this.stream.reset();
+    this.events.reset?.();
+    this.scheduleReconnect();
+    return true;
+  }
+
   private scheduleReconnect(): void {
-    if (!this.sessionId && this.failedOpens >= this.options.maxFailedOpens) {
+    if (!this.joined() && this.failedOpens >= this.options.maxFailedOpens) {
       this.finish("cannot reach the server");
       return;
     }
@@ -390,7 +446,7 @@ export class Connection {
     );
     const delay = Math.round(base * (0.8 + 0.4 * this.clock.random()));
     this.attempt += 1;
-    this.setState(this.sessionId ? "reconnecting" : "connecting", `retrying in ${(delay / 1000).toFixed(1)} s`);
+    this.setState(this.joined() ? "reconnecting" : "connecting", `retrying in ${(delay / 1000).toFixed(1)} s`);
     this.reconnectTimer = this.clock.setTimeout(() => this.open(), delay);
   }
 

@@ -15,6 +15,8 @@ import { loggedIn, logIn, tokenIn } from "./login.js";
 import { LoginForm } from "./loginform.js";
 import { binaryStringToBytes } from "./protocol.js";
 import { StatusBar } from "./statusbar.js";
+import { Transfers } from "./transfer.js";
+import { Sharing, ownPage, shareLink, viewIdIn } from "./viewer.js";
 
 /** Server messages shown inside the terminal, without control characters of their own. */
 function plain(text: string): string {
@@ -36,23 +38,30 @@ function loadWebgl(term: Terminal, onFallback: () => void): boolean {
   }
 }
 
-async function copySelection(term: Terminal): Promise<void> {
-  const text = term.getSelection();
-  if (!text) return;
+/** Copies `text` to the clipboard; false when the browser refused. */
+async function copyText(text: string): Promise<boolean> {
   try {
     // Needs a secure context (https:, or http: on localhost).
     await navigator.clipboard.writeText(text);
+    return true;
   } catch {
-    // The older way works over plain http: too, within the key press.
+    // The older way works over plain http: too, within a key press or click.
     const buffer = document.createElement("textarea");
     buffer.className = "copy-buffer";
     buffer.value = text;
     document.body.append(buffer);
     buffer.select();
-    document.execCommand("copy");
+    const copied = document.execCommand("copy");
     buffer.remove();
-    term.focus();
+    return copied;
   }
+}
+
+async function copySelection(term: Terminal): Promise<void> {
+  const text = term.getSelection();
+  if (!text) return;
+  await copyText(text);
+  term.focus(); // the fallback's text area may have taken it
 }
 
 /**
@@ -120,6 +129,9 @@ function main(): void {
 
   const encoder = new TextEncoder();
   const taps = new Set<(data: Uint8Array) => void>();
+  // A share link (#view=) watches someone else's session, read-only, at the owner's size.
+  const viewId = viewIdIn(window.location.href);
+  const sharing = new Sharing(document, term, viewId !== null, copyText);
   const connection = new Connection(
     socketUrl(document.baseURI),
     {
@@ -127,18 +139,24 @@ function main(): void {
       size: () => ({ cols: term.cols, rows: term.rows }),
     },
     {
-      state: (state: UiState, detail: string) => bar.state(state, detail),
+      state: (state: UiState, detail: string) => {
+        bar.state(state, detail);
+        transfers.enable(state === "connected");
+      },
       status: (status) => {
         if (status.host_key_sha256) bar.hostKey(status.host_key_sha256);
+        sharing.status(status);
       },
       exit: (exit) => {
         const code = exit.exit_status === null ? "" : ` with status ${exit.exit_status}`;
         const text = `Session ended${code}: ${exit.reason}`;
         bar.ended(text);
+        sharing.ended();
         term.write(`\r\n\x1b[1m[${plain(text)}]\x1b[0m\r\n`);
       },
       error: (error) => {
         bar.ended(error.message);
+        sharing.ended();
         term.write(`\r\n\x1b[1;31m[${plain(error.message)}]\x1b[0m\r\n`);
         // A login that ended (logout, expiry, a new access token) or never was: offer the form.
         void loggedIn(fetchFn, document.baseURI).then((yes) => {
@@ -149,6 +167,8 @@ function main(): void {
       output: (data) => {
         for (const tap of taps) tap(data);
       },
+      notice: (error) => sharing.notice(error.message),
+      reset: () => term.reset(),
     },
     (url, protocol) => new WebSocket(url, protocol),
     {
@@ -161,6 +181,12 @@ function main(): void {
     tabMemory(window.location.pathname),
   );
 
+  // Files move only for the owner of a connected session; a viewer never knows the session id.
+  const transfers = new Transfers(document, () => (connection.viewing ? null : connection.sessionId), container);
+  if (viewId !== null) {
+    connection.watch(viewId);
+    term.options.disableStdin = true;
+  }
   term.onData((data) => connection.sendInput(encoder.encode(data)));
   term.onBinary((data) => connection.sendInput(binaryStringToBytes(data)));
   term.onResize(({ cols, rows }) => connection.resize(cols, rows));
@@ -183,6 +209,7 @@ function main(): void {
   });
 
   const refit = (): void => {
+    if (connection.viewing) return; // a viewer shows the owner's size
     try {
       fit.fit();
     } catch {
@@ -197,6 +224,10 @@ function main(): void {
     if (document.visibilityState === "visible") connection.reconnectNow();
   });
   bar.onNewSession(() => {
+    if (connection.viewing) {
+      window.location.assign(ownPage(window.location.href)); // a session of one's own
+      return;
+    }
     term.reset();
     connection.restart();
     term.focus();
@@ -209,6 +240,8 @@ function main(): void {
       connection,
       fit,
       taps,
+      sharing,
+      transfers,
       states: bar.history,
       get renderer() {
         return renderer;
@@ -246,7 +279,9 @@ function main(): void {
 async function signIn(form: LoginForm, begin: () => void): Promise<void> {
   const found = tokenIn(window.location.href);
   if (found) {
-    window.history.replaceState(null, "", found.cleanUrl);
+    // A share link may carry a link token too: keep the view, drop the token.
+    const viewId = viewIdIn(window.location.href);
+    window.history.replaceState(null, "", viewId ? shareLink(found.cleanUrl, viewId) : found.cleanUrl);
     const result = await logIn(fetchFn, document.baseURI, found.token);
     if (result.ok) {
       begin();

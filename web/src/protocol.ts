@@ -38,10 +38,12 @@ export const CloseCode = {
 /** The ERROR codes this page acts on (every code is shown to the user with its message). */
 export const ErrorCode = {
   OUTPUT_LOST: "output_lost",
+  READ_ONLY: "read_only",
+  VIEWER_TOO_SLOW: "viewer_too_slow",
 } as const;
 
 /** The states a STATUS frame reports. */
-export const STATUS_STATES = ["connecting", "connected", "resumed", "closed"] as const;
+export const STATUS_STATES = ["connecting", "connected", "resumed", "viewing", "update", "closed"] as const;
 
 export type ConnectionState = (typeof STATUS_STATES)[number];
 
@@ -49,6 +51,12 @@ export interface Status {
   state: ConnectionState;
   host_key_sha256?: string;
   session_id?: string;
+  /** What a viewer presents to watch this session read-only (to the owner, while sharing is on). */
+  view_id?: string;
+  viewers?: number;
+  cols?: number;
+  rows?: number;
+  offset?: number;
   [key: string]: unknown;
 }
 
@@ -65,6 +73,12 @@ export interface ServerError {
 export interface Resume {
   id: string;
   offset: number;
+}
+
+/** Watch a shared session read-only: its view id, and the offset to continue from (if any). */
+export interface View {
+  id: string;
+  offset?: number;
 }
 
 export type ServerFrame =
@@ -97,12 +111,13 @@ function clampSide(n: number): number {
   return Math.min(MAX_TERMINAL_SIDE, Math.max(1, Math.floor(n)));
 }
 
-export function encodeHello(cols: number, rows: number, resume?: Resume): Frame {
-  const body: { cols: number; rows: number; resume?: Resume } = {
+export function encodeHello(cols: number, rows: number, resume?: Resume, view?: View): Frame {
+  const body: { cols: number; rows: number; resume?: Resume; view?: View } = {
     cols: clampSide(cols),
     rows: clampSide(rows),
   };
   if (resume) body.resume = { id: resume.id, offset: resume.offset };
+  else if (view) body.view = view.offset === undefined ? { id: view.id } : { id: view.id, offset: view.offset };
   return frame(FrameType.HELLO, encoder.encode(JSON.stringify(body)));
 }
 

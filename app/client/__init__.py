@@ -1,0 +1,1 @@
+"""A command-line client of the session server: `ec2-terminal attach`."""
