@@ -16,7 +16,7 @@ import pytest
 
 from bench.peers.figures import Better, Figure
 from bench.peers.report import Trial, summarize
-from bench.peers.runner import Options, run
+from bench.peers.runner import Options, run, workload_peers
 from bench.peers.servers import Peer
 from bench.peers.sizes import QUICK
 from bench.peers.stream import Between, marker
@@ -107,8 +107,7 @@ def test_the_suite_runs_every_workload_on_every_peer(tmp_path: Path) -> None:
     assert not errors, errors
     ran = {(t["workload"], t["peer"]) for t in result["trials"]}
     for workload in Workload:
-        peers = [Peer.EC2_TERMINAL] if workload is Workload.FLOOD else list(Peer)
-        assert {(str(workload), str(p)) for p in peers} <= ran
+        assert {(str(workload), str(p)) for p in workload_peers(workload)} <= ran
 
     figures = {row["figure"]: row for row in result["summary"]}
     for name in ("throughput: runs completed", "echo p50", "connect to prompt"):

@@ -51,6 +51,8 @@ class Session(ABC):
 
     #: The WebSocket extensions the server agreed to (permessage-deflate or none).
     extensions: str = ""
+    #: New sockets the client opened to resume this session after its socket dropped.
+    reconnects: int = 0
 
 
 async def _websocket(
@@ -149,30 +151,55 @@ class SshSession(Session):
 
 
 class Ec2TerminalSession(_WebSocketSession):
-    """`ec2-terminal.v1`: HELLO, OUTPUT by offset, ACK of what was rendered, as web/src does."""
+    """`ec2-terminal.v1` as web/src speaks it: HELLO, OUTPUT by offset, ACK of what was
+    rendered, and, when the socket drops, a new socket resuming the session at its offset."""
 
     #: The page ACKs at once after this much output, else after ACK_DELAY_S (web/src/output.ts).
     ACK_EVERY = 64 * 1024
     ACK_DELAY_S = 0.05
+    #: The page's first reconnect delay, and how often it tries (web/src/connection.ts).
+    RECONNECT_DELAY_S = 0.5
+    MAX_RECONNECTS = 5
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, target: Target) -> None:
         super().__init__(ws)
+        self.target = target
         self.offset = 0
         self.acked = 0
+        self.session_id: str | None = None
+        self.ended = False
         self.timer: asyncio.TimerHandle | None = None
         self.pending: set[asyncio.Task[None]] = set()
 
-    @classmethod
-    async def open(cls, target: Target) -> Ec2TerminalSession:
+    @staticmethod
+    async def _connect(target: Target, hello: dict[str, Any]) -> ClientConnection:
         assert target.server is not None
         url = f"ws://127.0.0.1:{target.port}{target.server.base_path}ws"
         headers = {"Authorization": f"Bearer {target.server.token}"}
-        session = cls(await _websocket(url, SUBPROTOCOL, target.origin, headers))
-        await session._send(encode_json(FrameType.HELLO, {"cols": COLS, "rows": ROWS}))
-        return session
+        ws = await _websocket(url, SUBPROTOCOL, target.origin, headers)
+        await ws.send(encode_json(FrameType.HELLO, hello))
+        return ws
+
+    @classmethod
+    async def open(cls, target: Target) -> Ec2TerminalSession:
+        return cls(await cls._connect(target, {"cols": COLS, "rows": ROWS}), target)
+
+    async def _resume(self, reason: SessionClosed) -> None:
+        """A new socket for the same session, replaying from what arrived: the page's resume."""
+        if self.ended or self.session_id is None or self.reconnects >= self.MAX_RECONNECTS:
+            raise reason
+        await asyncio.sleep(self.RECONNECT_DELAY_S)
+        resume = {"id": self.session_id, "offset": self.offset}
+        self.ws = await self._connect(self.target, {"cols": COLS, "rows": ROWS, "resume": resume})
+        self.acked = self.offset  # the resume offset acknowledges everything before it
+        self.reconnects += 1
 
     async def send(self, data: bytes) -> None:
-        await self._send(encode(FrameType.INPUT, data))
+        try:
+            await self._send(encode(FrameType.INPUT, data))
+        except SessionClosed as exc:
+            await self._resume(exc)
+            await self._send(encode(FrameType.INPUT, data))
 
     async def _ack(self) -> None:
         if self.timer is not None:
@@ -180,7 +207,9 @@ class Ec2TerminalSession(_WebSocketSession):
             self.timer = None
         if self.offset > self.acked:
             self.acked = self.offset
-            await self._send(encode_ack(self.offset))
+            # An ACK lost with a dropped socket is moot: the resume offset acknowledges it.
+            with contextlib.suppress(SessionClosed):
+                await self._send(encode_ack(self.offset))
 
     def _ack_later(self) -> None:
         self.timer = None
@@ -190,19 +219,24 @@ class Ec2TerminalSession(_WebSocketSession):
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.pending.discard(task)
-        if not task.cancelled():
-            task.exception()  # a late ACK to a closed socket is moot
 
     async def read(self) -> bytes:
         while True:
-            frame = await self._recv()
+            try:
+                frame = await self._recv()
+            except SessionClosed as exc:
+                await self._resume(exc)
+                continue
             if not isinstance(frame, bytes) or not frame:
                 raise SessionClosed("ec2-terminal sent a text frame")
             kind = frame[0]
             if kind == FrameType.OUTPUT:
                 offset, data = decode_output(frame[1:])
-                if offset != self.offset:
+                if offset > self.offset:
                     raise SessionClosed(f"output gap: offset {offset}, expected {self.offset}")
+                data = data[self.offset - offset :]  # a replay may repeat what already arrived
+                if not data:
+                    continue
                 self.offset += len(data)
                 if self.offset - self.acked >= self.ACK_EVERY:
                     await self._ack()
@@ -211,10 +245,15 @@ class Ec2TerminalSession(_WebSocketSession):
                         self.ACK_DELAY_S, self._ack_later
                     )
                 return data
-            if kind in (FrameType.EXIT, FrameType.ERROR):
+            if kind == FrameType.STATUS:
+                status = json.loads(frame[1:])
+                self.session_id = status.get("session_id") or self.session_id
+            elif kind in (FrameType.EXIT, FrameType.ERROR):
+                self.ended = True
                 raise SessionClosed(f"{FrameType(kind).name}: {frame[1:]!r}")
 
     async def close(self) -> None:
+        self.ended = True
         if self.timer is not None:
             self.timer.cancel()
         for task in list(self.pending):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
-from collections.abc import Iterable
+import signal
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,3 +94,54 @@ def usage(pids: Iterable[int]) -> Usage:
         main_rss_kib=_status_kib(listed[0], "VmRSS"),
         processes=len(listed),
     )
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _set_subreaper(on: bool) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+@contextlib.contextmanager
+def subreaper() -> Iterator[None]:
+    """Orphans become this process's children meanwhile, not init's, to be counted and ended."""
+    # A server's child that outlives its session (reparented away from the server) is still
+    # that server's cost, and must not outlive the run.
+    _set_subreaper(True)
+    try:
+        yield
+    finally:
+        _set_subreaper(False)
+
+
+def children(pid: int) -> list[int]:
+    """The children of `pid` (zombies included)."""
+    return children_map().get(pid, [])
+
+
+def is_zombie(pid: int) -> bool:
+    """Whether `pid` has exited and waits to be reaped (or is gone)."""
+    try:
+        return _stat_fields(pid)[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def reap(pids: Iterable[int]) -> None:
+    """Reap those of these processes (our children) that have exited."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def end(pids: Iterable[int]) -> None:
+    """SIGKILL these processes (our own children) and reap them."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bridge import make_payload
-from bench.peers import install, machine, plot, report
+from bench.peers import install, machine, plot, procs, report
 from bench.peers.figures import Better, Figure
 from bench.peers.flood import flood
 from bench.peers.report import Trial
@@ -83,18 +83,33 @@ async def _trial(
             trial.error += f" (server log ends: {log[-300:]!r})"
     finally:
         await asyncio.to_thread(target.stop)
+        # Whatever the server left behind (sessions it did not end) ends with its trial.
+        orphans = target.orphans()
+        if orphans:
+            trial.details["orphans_ended"] = len(orphans)
+            await asyncio.to_thread(procs.end, orphans)
         shutil.rmtree(directory, ignore_errors=True)
     trial.details = ctx.details
     return trial
+
+
+def workload_peers(workload: Workload) -> list[Peer]:
+    """The peers a workload runs on."""
+    if workload is Workload.FLOOD:
+        return [Peer.EC2_TERMINAL]  # the peers' pages are not driven in Chromium
+    if workload is Workload.STALL:
+        # ttyd drops a socket that misses its pings whatever the client offered; once is enough.
+        return [p for p in Peer if p is not Peer.TTYD_PLAIN]
+    return list(Peer)
 
 
 def _plan(options: Options, available: list[Peer]) -> list[tuple[Workload, int, Peer]]:
     """Every trial in order: per workload, round after round, each round over all peers."""
     plan = []
     for workload in options.workloads:
-        peers = [Peer.EC2_TERMINAL] if workload is Workload.FLOOD else available
+        peers = [p for p in available if p in workload_peers(workload)]
         rounds = options.sizes.slow_rounds if workload.slow else options.sizes.rounds
-        plan += [(workload, r, p) for r in range(rounds) for p in peers if p in available]
+        plan += [(workload, r, p) for r in range(rounds) for p in peers]
     return plan
 
 
@@ -130,12 +145,16 @@ async def run(options: Options, say: Callable[[str], None] = print) -> dict[str,
                 info["version"] = outcome.version
         peers_info[str(peer)] = info
     trials: list[Trial] = []
-    with tempfile.TemporaryDirectory(prefix="ec2-terminal-peers-") as tmp:
+    with (
+        procs.subreaper(),
+        tempfile.TemporaryDirectory(prefix="ec2-terminal-peers-") as tmp,
+    ):
         work = Path(tmp)
         (work / "sshd").mkdir()
         sshd = start_sshd(work / "sshd")
         try:
-            peers_info[str(Peer.SSH)]["version"] = _ssh_version()
+            if str(Peer.SSH) in peers_info:
+                peers_info[str(Peer.SSH)]["version"] = _ssh_version()
             sizes = options.sizes
             largest = max(sizes.payload_mib, sizes.stall_mib, sizes.flood_mib) * MIB
             path = make_payload(work, largest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -76,6 +77,9 @@ class Target:
     #: `ssh -tt` has no server: its cost is that of the clients, tracked per session.
     ssh_pids: set[int] = field(default_factory=set)
     retired_cpu_s: float = 0.0
+    #: The harness's children before this peer started: any child beyond these (and the
+    #: server) is an orphan the server left, adopted by the harness (procs.subreaper).
+    baseline: frozenset[int] = frozenset()
 
     @property
     def origin(self) -> str:
@@ -85,7 +89,20 @@ class Target:
         """The processes between sshd and the reader: the server and its children."""
         if self.process is None:
             return sorted(self.ssh_pids)
-        return procs.tree(self.process.pid)
+        found = procs.tree(self.process.pid)
+        for orphan in self.orphans():
+            found += procs.tree(orphan)
+        return found
+
+    def orphans(self) -> list[int]:
+        """Processes the server started that no longer descend from it (adopted by the harness)."""
+        if self.process is None:
+            return []
+        known = self.baseline | {self.process.pid}
+        adopted = [p for p in procs.children(os.getpid()) if p not in known]
+        # An adopted orphan that has exited is ours to reap; it costs nothing any more.
+        procs.reap(p for p in adopted if procs.is_zombie(p))
+        return [p for p in adopted if not procs.is_zombie(p)]
 
     def usage(self) -> procs.Usage:
         found = procs.usage(self.pids())
@@ -144,7 +161,7 @@ def _spawn(target: Target, argv: list[str], directory: Path) -> float:
 
 def start(peer: Peer, sshd: Sshd, installed: dict[str, Installed], directory: Path) -> Target:
     """Start `peer` against `sshd`, its files in `directory`, and wait until it serves."""
-    target = Target(peer, sshd)
+    target = Target(peer, sshd, baseline=frozenset(procs.children(os.getpid())))
     if peer is Peer.SSH:
         return target
     directory.mkdir(parents=True, exist_ok=True)

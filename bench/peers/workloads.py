@@ -22,6 +22,8 @@ from bench.peers.stream import PROMPT, Between, marker, read_until
 
 #: How long one step may take before the trial counts as failed (not a measurement limit).
 STEP_TIMEOUT = 60.0
+#: A stream of output that delivers nothing for this long has stalled for good.
+SILENCE_S = 30.0
 #: Sessions opened at once by the idle workload (sshd's MaxStartups is 100).
 OPEN_BATCH = 10
 #: Seconds left for memory to settle after the idle workload opened sessions.
@@ -55,6 +57,14 @@ class Payload:
     size: int
     #: sha256 of the first N bytes, by N.
     prefix_sha256: dict[int, str]
+
+
+async def read_between(session: Session, scan: Between) -> None:
+    """Feed output to `scan` until its END marker; TimeoutError after SILENCE_S without a byte."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(SILENCE_S) as deadline:
+        while not scan.feed(await session.read()):
+            deadline.reschedule(loop.time() + SILENCE_S)
 
 
 def prefix_hashes(path: Path, sizes: list[int]) -> dict[int, str]:
@@ -115,14 +125,15 @@ async def throughput(target: Target, ctx: Context) -> list[Figure]:
         client_cpu = time.process_time()
         started = time.perf_counter()
         await session.send(command.encode())
-        async with asyncio.timeout(max(STEP_TIMEOUT, size / MIB)):
-            while not scan.feed(await session.read()):
-                pass
+        await read_between(session, scan)
         elapsed = time.perf_counter() - started
         client_cpu = time.process_time() - client_cpu
         after = target.usage()
     except SessionClosed as exc:
         ctx.details["failure"] = f"session closed after {scan.count} of {size} bytes: {exc}"
+        return [Figure("throughput: runs completed", 0.0, "yes", Better.HIGHER)]
+    except TimeoutError:
+        ctx.details["failure"] = f"output stopped for {SILENCE_S:.0f} s after {scan.count} bytes"
         return [Figure("throughput: runs completed", 0.0, "yes", Better.HIGHER)]
     finally:
         await session.close()
@@ -185,12 +196,13 @@ async def echo(target: Target, ctx: Context) -> list[Figure]:
     ]
 
 
-async def _settled(target: Target, processes: int) -> None:
-    """Wait (10 s at most) until the server is back to `processes` processes: children reaped."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if len(target.pids()) <= processes:
-            return
+async def _settled(target: Target, processes: int, wait_s: float) -> int:
+    """Wait up to `wait_s` for the server to be back to `processes` processes; the excess."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        excess = len(target.pids()) - processes
+        if excess <= 0 or time.monotonic() >= deadline:
+            return max(0, excess)
         await asyncio.sleep(0.05)
 
 
@@ -204,7 +216,9 @@ async def connect(target: Target, ctx: Context) -> list[Figure]:
         session = await ready_session(target)
         times.append(time.perf_counter() - started)
         await session.close()
-        await _settled(target, idle_processes)
+        # Let the server end the session's processes, so their CPU is reaped into its own.
+        await _settled(target, idle_processes, 2.0)
+    left = await _settled(target, idle_processes, 5.0)
     after = target.usage()
     ms = 1000
     return [
@@ -213,6 +227,12 @@ async def connect(target: Target, ctx: Context) -> list[Figure]:
             "connect: server CPU per session",
             (after.cpu_s - before.cpu_s) * ms / len(times),
             "ms",
+            Better.LOWER,
+        ),
+        Figure(
+            "connect: processes left per closed session",
+            left / len(times),
+            "",
             Better.LOWER,
         ),
     ]
@@ -239,14 +259,16 @@ async def stall(target: Target, ctx: Context) -> list[Figure]:
                 {"t": round(elapsed, 2), "pss_kib": now.pss_kib, "rss_kib": now.main_rss_kib}
             )
             await asyncio.sleep(SAMPLE_S)
-        with contextlib.suppress(SessionClosed, TimeoutError):
-            async with asyncio.timeout(STEP_TIMEOUT + size / MIB):
-                while not scan.feed(await session.read()):
-                    pass
+        try:
+            await read_between(session, scan)
             async with asyncio.timeout(STEP_TIMEOUT / 4):
                 await session.send(f"{alive_cmd}\r".encode())
                 await read_until(session, alive)
                 survived = True
+        except SessionClosed as exc:
+            ctx.details["failure"] = f"session closed after {scan.count} of {size} bytes: {exc}"
+        except TimeoutError:
+            ctx.details["failure"] = f"output stopped after {scan.count} of {size} bytes"
         after = target.usage()
         series.append(
             {
@@ -263,6 +285,7 @@ async def stall(target: Target, ctx: Context) -> list[Figure]:
     peak = max(s["pss_kib"] for s in series)
     ctx.details["memory_series"] = series
     ctx.details["received_bytes"] = scan.count
+    ctx.details["reconnects"] = session.reconnects
     return [
         Figure("stall: session kept", float(survived), "yes", Better.HIGHER),
         Figure("stall: every byte delivered", float(complete), "yes", Better.HIGHER),
@@ -270,6 +293,7 @@ async def stall(target: Target, ctx: Context) -> list[Figure]:
             "stall: server memory growth, peak", (peak - before.pss_kib) / KIB, "MiB", Better.LOWER
         ),
         Figure("stall: server CPU", after.cpu_s - before.cpu_s, "s", Better.LOWER),
+        Figure("stall: sockets resumed by the client", float(session.reconnects), "", Better.NONE),
     ]
 
 
