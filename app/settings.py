@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -36,6 +37,15 @@ class HostKeyPolicy(StrEnum):
     FINGERPRINT = "fingerprint"
     CONSOLE_OUTPUT = "console-output"
     ACCEPT_NEW = "accept-new"
+
+
+class LogLevel(StrEnum):
+    """How much the server logs (never credentials or terminal bytes, at any level)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
 
 
 class AddressKind(StrEnum):
@@ -97,9 +107,19 @@ class Settings:
     login_ttl: float = 28800.0
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    # Proxies whose X-Forwarded-Proto/For are believed: addresses, networks, or "*".
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     recordings_dir: Path | None = None
+    log_level: LogLevel = LogLevel.INFO
+    # Set by the operator on session pods: who the pod is, and the Lease it reports activity on
+    # (holder: the pod's uid, so the operator ignores what an earlier pod of the session left).
     pod_name: str | None = None
     pod_namespace: str | None = None
+    pod_uid: str | None = None
+    activity_lease: str | None = None
+    activity_interval: float = 10.0
+    # The mounted ServiceAccount (token, ca.crt); None: where Kubernetes mounts it.
+    service_account_dir: Path | None = None
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -122,7 +142,13 @@ class Settings:
             out.append("the replay buffer must be at least as large as the flow-control window")
         if lim.max_sessions < 1:
             out.append("max sessions must be at least 1")
-        for name in ("token_check_interval", "link_ttl", "login_ttl"):
+        out += [
+            f"forwarded-allow-ips entry {ip!r} must be an IP address, a network such as "
+            "10.0.0.0/8, or *"
+            for ip in self.forwarded_allow_ips
+            if not _is_ip_or_network(ip)
+        ]
+        for name in ("token_check_interval", "link_ttl", "login_ttl", "activity_interval"):
             if getattr(self, name) <= 0:
                 out.append(f"--{name.replace('_', '-')} must be positive")
         if lim.max_connections < 1:
@@ -140,7 +166,7 @@ class Settings:
     def ready_problem(self) -> str | None:
         """Why the server cannot serve sessions yet, from the configuration alone, or None."""
         # AWS credentials and region need I/O, so the server adds them for instance targets
-        # (app.ec2.AwsReadiness: once at startup, then at most once per TTL).
+        # (app.ec2.readiness.AwsReadiness: once at startup, then at most once per TTL).
         t = self.target
         if not self.token and self.token_file is None:
             return "no access token configured: set --token-file or EC2_TERMINAL_TOKEN"
@@ -155,6 +181,17 @@ class Settings:
             if not known.is_file():
                 return f"known hosts file {known} is missing"
         return None
+
+
+def _is_ip_or_network(entry: str) -> bool:
+    """Whether uvicorn can match a client address against `entry` (host names never match)."""
+    if entry == "*":
+        return True
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _ec2_problems(t: Target, lim: Limits) -> list[str]:

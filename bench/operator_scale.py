@@ -159,7 +159,11 @@ def sessions_run(kube: Kube, count: int, resync: float, timeout: float) -> dict[
                     {
                         "apiVersion": "v1",
                         "kind": "Secret",
-                        "metadata": {"name": "ssh-key"},
+                        # Opted in: the operator mounts no other Secret.
+                        "metadata": {
+                            "name": "ssh-key",
+                            "labels": {"ec2-terminal.io/usable-by-sessions": "true"},
+                        },
                         "data": {"ssh-privatekey": key},
                     }
                 ],

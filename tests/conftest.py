@@ -8,9 +8,11 @@ pytest_plugins = [
     "tests.fixtures_sshd",
     "tests.fixtures_server",
     "tests.fixtures_kube",
+    "tests.fixtures_realnode",
     "tests.fixtures_moto",
     "tests.fixtures_operator",
     "tests.fixtures_healthcheck",
+    "tests.fixtures_otel",
 ]
 
 

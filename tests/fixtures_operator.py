@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import datetime
+import json
 import os
 import signal
 import subprocess
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -80,6 +83,19 @@ class OperatorProcess:
 
 
 OperatorFactory = Callable[..., OperatorProcess]
+# The operator's settings in cluster tests: a few images and one node label beyond the
+# defaults, so tests can change a session's image or make its pod unschedulable; a session
+# domain, and explicit hosts under example.com.
+TEST_IMAGE_PREFIX = "registry.test/ec2-terminal:"
+SESSION_DOMAIN = "sessions.example.com"
+TEST_POLICY = {
+    "EC2_TERMINAL_OPERATOR_SESSION_IMAGE": "ec2-terminal:test",
+    "EC2_TERMINAL_OPERATOR_SESSION_DOMAIN": SESSION_DOMAIN,
+    "EC2_TERMINAL_OPERATOR_ALLOWED_HOSTS": "*.example.com",
+    "EC2_TERMINAL_OPERATOR_ALLOWED_INGRESS_CLASSES": "nginx",
+    "EC2_TERMINAL_OPERATOR_ALLOWED_IMAGES": TEST_IMAGE_PREFIX + "*",
+    "EC2_TERMINAL_OPERATOR_ALLOWED_NODE_SELECTORS": '{"ec2-terminal.io/none": ["true"]}',
+}
 
 
 @pytest.fixture
@@ -105,7 +121,7 @@ def operator_factory(
             f"--resync-seconds={resync}",
             "--log-format=plain",
         ]
-        full_env = {**kube_cluster.env, "EC2_TERMINAL_OPERATOR_SESSION_IMAGE": "ec2-terminal:test"}
+        full_env = {**kube_cluster.env, **TEST_POLICY}
         if kubeconfig is not None:
             full_env["KUBECONFIG"] = str(kubeconfig)
         full_env.update(env or {})
@@ -172,14 +188,17 @@ def session_manifest(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def key_secret(name: str = "ssh-key") -> dict[str, Any]:
-    """The Secret a session's credentialsSecretRef names."""
+USABLE = {"ec2-terminal.io/usable-by-sessions": "true"}
+
+
+def key_secret(name: str = "ssh-key", key: bytes = FAKE_KEY.encode()) -> dict[str, Any]:
+    """The Secret a session's credentialsSecretRef names, opted in for use by sessions."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": dict(USABLE)},
         "type": "Opaque",
-        "data": {"ssh-privatekey": base64.b64encode(FAKE_KEY.encode()).decode()},
+        "data": {"ssh-privatekey": base64.b64encode(key).decode()},
     }
 
 
@@ -214,6 +233,109 @@ def ready_session(cluster: KubeCluster, namespace: str, name: str, **spec: Any) 
     cluster.apply(key_secret(), namespace=namespace)
     cluster.apply(session_manifest(name, **spec), namespace=namespace)
     return wait_phase(cluster, namespace, name, "Ready")
+
+
+def patch_spec(cluster: KubeCluster, namespace: str, name: str, **spec: Any) -> None:
+    """Merge-patches fields of a TerminalSession's spec, as `kubectl patch --type=merge`."""
+    cluster.kubectl(
+        "patch",
+        "ts",
+        name,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": spec}),
+        namespace=namespace,
+    )
+
+
+def can_i(cluster: KubeCluster, namespace: str, account: str, verb: str, what: str) -> bool:
+    """`kubectl auth can-i` as the ServiceAccount `account` of `namespace`."""
+    answer = cluster.kubectl(
+        "auth",
+        "can-i",
+        verb,
+        what,
+        f"--as=system:serviceaccount:{namespace}:{account}",
+        namespace=namespace,
+        check=False,
+    )
+    return answer.strip() == "yes"
+
+
+def report_activity(
+    cluster: KubeCluster, namespace: str, name: str, connections: int, last: str | None = None
+) -> None:
+    """Writes what the session pod's ActivityReporter would into the session's Lease."""
+    uid = cluster.kubectl_json("get", "pod", name, namespace=namespace)["metadata"]["uid"]
+    annotations = {"ec2-terminal.io/active-connections": str(connections)}
+    if last is not None:
+        annotations["ec2-terminal.io/last-activity"] = last
+    patch = {"metadata": {"annotations": annotations}, "spec": {"holderIdentity": uid}}
+    cluster.kubectl(
+        "patch",
+        "lease",
+        f"{name}-activity",
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+        namespace=namespace,
+    )
+
+
+def write_health_check(
+    cluster: KubeCluster, namespace: str, name: str, result: str, message: str = ""
+) -> None:
+    """Writes status.healthCheck as the health-check worker does."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    hc = {"time": now, "result": result, "latencyMs": 12, "taskId": "t1", "message": message}
+    cluster.kubectl(
+        "patch",
+        "ts",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"healthCheck": hc}}),
+        namespace=namespace,
+    )
+
+
+def passed_since(cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any]:
+    """Waits for a pass that began after this call; returns the session it left.
+
+    It writes a health-check result no earlier pass could have seen and waits until the
+    status reflects it: that pass observed the world as it is now.
+    """
+    marker = f"pass-marker-{uuid.uuid4().hex[:8]}"
+    write_health_check(cluster, namespace, name, "error", marker)
+
+    def seen() -> dict[str, Any]:
+        ts = get_session(cluster, namespace, name)
+        return ts if marker in condition(ts, "TargetReachable").get("message", "") else {}
+
+    return wait_for(seen, message=f"a pass over {namespace}/{name}")
+
+
+def events(cluster: KubeCluster, namespace: str, name: str) -> list[tuple[str, str]]:
+    items = cluster.kubectl_json(
+        "get",
+        "events",
+        f"--field-selector=involvedObject.kind=TerminalSession,involvedObject.name={name}",
+        namespace=namespace,
+    )["items"]
+    return [(e["type"], e["reason"]) for e in items]
+
+
+def wait_events(
+    cluster: KubeCluster, namespace: str, name: str, *wanted: tuple[str, str]
+) -> list[tuple[str, str]]:
+    """Waits until the session has these (type, reason) Events (kopf posts them async)."""
+
+    def seen() -> list[tuple[str, str]]:
+        got = events(cluster, namespace, name)
+        return got if set(wanted) <= set(got) else []
+
+    return wait_for(seen, timeout=30, message=f"events {wanted} on {name}")
 
 
 def exists(cluster: KubeCluster, namespace: str, kind: str, name: str) -> bool:
@@ -261,7 +383,11 @@ def pod_environment(
 ) -> dict[str, str]:
     """The container's environment as the kubelet sets it, with mount paths made local."""
     env: dict[str, str] = {}
-    fields = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": namespace}
+    fields = {
+        "metadata.name": pod["metadata"]["name"],
+        "metadata.namespace": namespace,
+        "metadata.uid": pod["metadata"].get("uid", "pod-uid"),
+    }
     for entry in pod["spec"]["containers"][0]["env"]:
         if "valueFrom" in entry:
             env[entry["name"]] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]

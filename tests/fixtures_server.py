@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app import linktoken
+from app.auth import linktoken
 from tests.fixtures_sshd import Sshd
 from tests.support import CLI, env_without_proxies, free_port, poll, stop
 

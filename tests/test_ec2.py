@@ -9,19 +9,10 @@ import asyncssh
 import boto3
 import pytest
 
-from app.console_keys import ConsoleOutputVerifier
-from app.ec2 import (
-    AwsClientCache,
-    AwsClients,
-    aws_ready_problem,
-    console_host_keys,
-    console_verifier,
-    generate_ephemeral_key,
-    make_clients,
-    push_public_key,
-    resolve_instance,
-)
-from app.ec2_errors import (
+from app.ec2.clients import AwsClientCache, AwsClients, make_clients
+from app.ec2.console import console_host_keys, console_verifier
+from app.ec2.console_keys import ConsoleOutputVerifier
+from app.ec2.errors import (
     AwsAccessDenied,
     AwsCredentialsMissing,
     AwsCredentialsRejected,
@@ -35,9 +26,13 @@ from app.ec2_errors import (
     InstanceNotRunning,
     aws_error,
 )
-from app.errors import HostKeyNotVerifiable, TerminalError
+from app.ec2.instance_connect import generate_ephemeral_key, push_public_key
+from app.ec2.instances import resolve_instance
+from app.ec2.plan import prepare_connection
+from app.ec2.readiness import aws_ready_problem
+from app.errors import TerminalError
 from app.settings import AccessMethod, AddressKind, HostKeyPolicy, Limits, Settings, Target
-from app.target import prepare_connection
+from app.ssh.errors import HostKeyNotVerifiable
 from tests.fixtures_moto import MotoAws
 from tests.support import free_port
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from app.console_keys import (
+from app.ec2.console_keys import (
     ConsoleOutputVerifier,
     console_text,
     parse_console_host_keys,
 )
-from app.errors import HostKeyNotVerifiable
+from app.ssh.errors import HostKeyNotVerifiable
 from tests.fixtures_sshd import fingerprint, keygen
 
 

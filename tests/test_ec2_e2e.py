@@ -9,8 +9,10 @@ from typing import Any
 import asyncssh
 import pytest
 
-from app.ec2 import generate_ephemeral_key, make_clients, push_public_key, resolve_instance
-from app.hostkeys import sha256
+from app.ec2.clients import make_clients
+from app.ec2.instance_connect import generate_ephemeral_key, push_public_key
+from app.ec2.instances import resolve_instance
+from app.ssh.hostkeys import sha256
 from tests.fixtures_moto import KEY_LIFETIME, MotoAws, PushedKey, console_with_host_keys
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd

@@ -10,10 +10,10 @@ from typing import Any
 import boto3
 import pytest
 
-from app.ec2 import generate_ephemeral_key
-from app.ec2_errors import AwsAccessDenied
+from app.ec2.errors import AwsAccessDenied
+from app.ec2.instance_connect import generate_ephemeral_key
+from app.ec2.plan import instance_plan
 from app.settings import AccessMethod, HostKeyPolicy, Target
-from app.target import instance_plan
 from tests.fixtures_moto import MotoAws, console_with_host_keys
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "ec2.md"

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from app.ec2 import NOT_CHECKED, AwsReadiness
-from app.server import create_app
+from app.ec2.readiness import NOT_CHECKED, AwsReadiness
+from app.http.application import create_app
 from app.settings import AccessMethod, HostKeyPolicy, Settings, Target
 from tests.fixtures_moto import ManualClock
 from tests.fixtures_server import ServerFactory

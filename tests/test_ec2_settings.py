@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.cli import build_parser, settings_from_args
+from app.cli.main import build_parser
+from app.cli.serve import settings_from_args
 from app.errors import ConfigurationError
 from app.settings import (
     INSTANCE_CONNECT_MAX_CONNECT_TIMEOUT,

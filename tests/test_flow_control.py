@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.protocol import MAX_CLIENT_FRAME, FrameType, encode
+from app.terminal.protocol import MAX_CLIENT_FRAME, FrameType, encode
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
 from tests.support import rss_bytes

@@ -118,10 +118,18 @@ def test_external_redis_and_disabled_checks(helm_bin: str) -> None:
     assert env["EC2_TERMINAL_REDIS_URL"] == "rediss://cache.example.com:6380/1"
     assert worker["volumes"][1]["secret"]["secretName"] == "cache-auth"
     disabled = objects(helm_bin, "--set=healthCheck.enabled=false")
+    # The operator's objects and the `helm test` hooks (tests/test_chart_install.py) only.
     assert sorted({k[0] for k in disabled}) == [
         "ClusterRole",
         "ClusterRoleBinding",
+        "ConfigMap",
         "Deployment",
+        "Job",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "Service",
         "ServiceAccount",
     ]
     assert not [k for k in disabled if "health" in k[1] or "redis" in k[1]]

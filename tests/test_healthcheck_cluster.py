@@ -29,6 +29,7 @@ from tests.fixtures_healthcheck import (
 )
 from tests.fixtures_kube import KubeCluster, wait_for
 from tests.fixtures_operator import (
+    OperatorFactory,
     OperatorProcess,
     condition,
     get_session,
@@ -36,10 +37,10 @@ from tests.fixtures_operator import (
     pod_command_running,
     pod_environment,
     ready_session,
+    wait_events,
 )
 from tests.fixtures_sshd import SSHD, Sshd
 from tests.support import CLI, free_port, poll, port_open
-from tests.test_operator_cluster import wait_events
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -83,12 +84,30 @@ class Rig:
     redis: RedisServer
     workers: WorkerFactory
     tmp: Path
+    operators: OperatorFactory
+    operator: OperatorProcess | None = None
+    ports: frozenset[int] = frozenset()
+
+    def allow(self, port: int) -> None:
+        """An operator on the namespace whose egress policy lets sessions reach `port`.
+
+        The chart's policy allows SSH to port 22 only, and the test targets listen elsewhere.
+        """
+        if port in self.ports:
+            return
+        if self.operator is not None:
+            self.operator.stop()
+        self.ports |= {port}
+        egress = {"egress": {"ssh": {"ports": sorted(self.ports)}}}
+        env = {"EC2_TERMINAL_OPERATOR_NETWORK_POLICY": json.dumps(egress)}
+        self.operator = self.operators(self.namespace, env=env)
 
     @contextlib.contextmanager
     def session(
         self, name: str, host: str, port: int, env: Mapping[str, str] | None = None
     ) -> Iterator[WorkerProcess]:
         """A Ready session onto host:port, its pod's server running, and a worker reaching it."""
+        self.allow(port)
         ready_session(self.cluster, self.namespace, name, target={"host": host, "port": port})
         with session_pod(self.cluster, self.namespace, name, self.tmp) as pod_port:
             yield self.workers(env=self.worker_env(pod_port) | dict(env or {}))
@@ -134,13 +153,13 @@ class Rig:
 def rig(
     kube_cluster: KubeCluster,
     namespace: str,
-    operator: OperatorProcess,
+    operator_factory: OperatorFactory,
     redis_server: RedisServer,
     worker_factory: WorkerFactory,
     tmp_path: Path,
 ) -> Rig:
-    """The test's namespace, watched by an operator, with Redis and a worker factory."""
-    return Rig(kube_cluster, namespace, redis_server, worker_factory, tmp_path)
+    """The test's namespace with Redis and a worker factory; operators start as sessions need."""
+    return Rig(kube_cluster, namespace, redis_server, worker_factory, tmp_path, operator_factory)
 
 
 def restart_sshd(sshd: Sshd) -> None:
@@ -206,6 +225,7 @@ def test_queued_checks_survive_a_redis_restart_and_the_worker_reconnects(
     rig: Rig, sshd: Sshd
 ) -> None:
     names = ["a", "b", "c"]
+    rig.allow(sshd.port)
     for name in names:
         ready_session(
             rig.cluster, rig.namespace, name, target={"host": sshd.host, "port": sshd.port}

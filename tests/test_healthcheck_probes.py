@@ -20,7 +20,7 @@ import pytest
 from moto.ec2.models.instances import Instance
 from prometheus_client import generate_latest
 
-from app.ec2 import AwsClientCache
+from app.ec2.clients import AwsClientCache
 from app.errors import ConfigurationError
 from app.healthcheck import probes
 from app.healthcheck.check import probe_target

@@ -103,6 +103,30 @@ async def test_everything_moves_under_a_base_path(
             "argument --port: invalid int",
             id="environment-number",
         ),
+        pytest.param(
+            ["--host", "example.test"],
+            {"EC2_TERMINAL_ACTIVITY_INTERVAL": "often"},
+            "argument --activity-interval: invalid float value: 'often'",
+            id="activity-interval-environment",
+        ),
+        pytest.param(
+            ["--host", "example.test", "--activity-interval", "0"],
+            {},
+            "--activity-interval must be positive",
+            id="activity-interval",
+        ),
+        pytest.param(
+            ["--host", "example.test", "--forwarded-allow-ips", "10.0.0.0/8,proxy.local"],
+            {},
+            "forwarded-allow-ips entry 'proxy.local' must be an IP address, a network",
+            id="forwarded-allow-ips",
+        ),
+        pytest.param(
+            ["--host", "example.test"],
+            {"EC2_TERMINAL_LOG_LEVEL": "loud"},
+            "argument --log-level: 'loud' is not one of debug, info, warning, error",
+            id="log-level-environment",
+        ),
     ],
 )
 def test_configuration_errors_are_reported_plainly(
@@ -122,7 +146,8 @@ def test_configuration_errors_are_reported_plainly(
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.cli import build_parser, settings_from_args
+    from app.cli.main import build_parser
+    from app.cli.serve import settings_from_args
 
     monkeypatch.setenv("EC2_TERMINAL_KEEPALIVE_INTERVAL", "7.5")
     settings = settings_from_args(build_parser().parse_args(["serve", "--host", "h"]))
@@ -130,7 +155,8 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_prototype_environment_variables_still_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.cli import build_parser, settings_from_args
+    from app.cli.main import build_parser
+    from app.cli.serve import settings_from_args
 
     monkeypatch.setenv("AWS_HOSTNAME", "ec2-1-2-3-4.compute-1.amazonaws.com")
     monkeypatch.setenv("AWS_USERNAME", "ubuntu")
@@ -142,7 +168,7 @@ def test_prototype_environment_variables_still_work(monkeypatch: pytest.MonkeyPa
 async def test_demo_prints_a_link_that_serves_a_shell(tmp_path: Path) -> None:
     from websockets.asyncio.client import connect
 
-    from app.protocol import SUBPROTOCOL
+    from app.terminal.protocol import SUBPROTOCOL
     from tests.wsclient import ws_url
 
     log = tmp_path / "demo.log"

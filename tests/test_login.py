@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from app.protocol import SUBPROTOCOL
+from app.terminal.protocol import SUBPROTOCOL
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
 from tests.support import CLI, env_without_proxies, poll
@@ -258,8 +258,8 @@ def test_the_link_command_mints_links_the_server_accepts(
 
 
 def test_link_tokens_bind_the_access_token_the_base_path_and_the_time() -> None:
-    from app import linktoken
-    from app.linktoken import LinkProblem, LinkRefused
+    from app.auth import linktoken
+    from app.auth.linktoken import LinkProblem, LinkRefused
 
     now = 1_800_000_000.0
     token = linktoken.mint("K", "/t/ns/a/", 300, now)

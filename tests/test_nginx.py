@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from app.protocol import SUBPROTOCOL
+from app.terminal.protocol import SUBPROTOCOL
 from tests.browser import TerminalPage, chromium
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd

@@ -10,13 +10,18 @@ from typing import Any
 
 import pytest
 import yaml
+from ec2_terminal_operator.config import OperatorConfig
+from ec2_terminal_operator.network import IPBlock
+from ec2_terminal_operator.policy import Toleration
 
 from tests.fixtures_kube import KubeCluster, cluster_env, wait_for
 from tests.fixtures_operator import (
     ROOT,
     OperatorFactory,
     exists,
+    get_session,
     key_secret,
+    patch_spec,
     session_manifest,
     wait_phase,
 )
@@ -71,6 +76,9 @@ def test_chart_renders_as_recorded(helm_bin: str, values: Path) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # The operator accepts the settings the chart gives it (a malformed one stops it).
+    env = {e["name"]: e["value"] for e in container["env"]}
+    OperatorConfig.from_env(env)
     for doc in docs:
         for rule in doc.get("rules") or ():
             if "secrets" in rule["resources"]:
@@ -78,6 +86,39 @@ def test_chart_renders_as_recorded(helm_bin: str, values: Path) -> None:
                 assert not {"list", "watch"} & set(rule["verbs"]), doc["metadata"]["name"]
             assert "*" not in rule["verbs"]
             assert "*" not in rule["resources"]
+
+
+def _operator_config(helm: str, values: str) -> OperatorConfig:
+    docs = documents(render(helm, f"--values={CHART / values}").stdout)
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    return OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]})
+
+
+def test_the_charts_policy_values_reach_the_operator(helm_bin: str) -> None:
+    default = _operator_config(helm_bin, "ci/default-values.yaml")
+    assert default.pod_policy.allowed_images == ()
+    assert default.ingress.session_domain is None
+    assert not default.ingress.allow_shared_origin
+    assert default.network.enabled
+    assert default.network.egress_enabled
+    # The worker's namespace defaults to the release namespace.
+    assert default.network.health_check_namespace_selector == {
+        "matchLabels": {"kubernetes.io/metadata.name": "ec2-terminal"}
+    }
+    hardened = _operator_config(helm_bin, "ci/hardened-values.yaml")
+    assert hardened.ingress.session_domain == "term.example.com"
+    assert hardened.ingress.session_tls
+    assert hardened.ingress.allowed_hosts == ("*.apps.example.com",)
+    assert hardened.ingress.class_name == "nginx"
+    assert hardened.pod_policy.allowed_images == ("registry.example.com/ec2-terminal:*",)
+    assert hardened.pod_policy.allowed_node_selectors == {"node-pool": ("terminals",)}
+    assert hardened.pod_policy.allowed_tolerations == (
+        Toleration(key="dedicated", value="terminals", effect="NoSchedule"),
+    )
+    assert not hardened.pod_policy.trust_ssh_auth_secrets
+    assert hardened.network.ssh.blocks == (IPBlock("10.20.0.0/16"),)
+    assert hardened.network.ssh.ports == (22, 2222)
 
 
 def test_namespaced_values_grant_roles_only_in_watched_namespaces(helm_bin: str) -> None:
@@ -100,6 +141,9 @@ def test_namespaced_values_grant_roles_only_in_watched_namespaces(helm_bin: str)
         ("--set=healthCheck.bannerTimout=3", "additional properties 'bannerTimout' not allowed"),
         ("--set=healthCheck.address=elastic", "address"),
         ("--set=redis.externalUrl=redis://:pw@host:6379", "externalUrl"),
+        ("--set=ingress.allowedHosts={*}", "at '/ingress/allowedHosts/0'"),
+        ("--set=policy.allowedImages={reg.example/x*}", "at '/policy/allowedImages/0'"),
+        ("--set=ingress.sessionDomain=Term.Example", "at '/ingress/sessionDomain'"),
     ],
 )
 def test_schema_refuses_typos(helm_bin: str, flag: str, message: str) -> None:
@@ -119,8 +163,12 @@ def test_every_value_has_a_comment() -> None:
         while stack and stack[-1][0] >= indent:
             stack.pop()
         key = stripped.split(":", 1)[0]
-        # Resource quantities are described by their parent's comment.
-        if "resources" not in {k for _, k in stack}:
+        # Resource quantities, label selectors and address blocks are described by their
+        # parent's comment.
+        parents = {k for _, k in stack}
+        if not parents & {"resources", "cidrs"} and not any(
+            k.endswith("Selector") for k in parents
+        ):
             assert lines[i - 1].strip().startswith("#"), f"values.yaml:{i + 1}: {line}"
         stack.append((indent, key))
 
@@ -193,6 +241,16 @@ def test_chart_installs_and_its_rbac_is_enough_for_the_operator(
         )
         ts = wait_phase(kube_cluster, namespace, "rbac", "Ready")
         assert ts["status"]["ingressName"] == "rbac"
+        assert exists(kube_cluster, namespace, "networkpolicy", "rbac")
+        assert exists(kube_cluster, namespace, "lease", "rbac-activity")
+        # Rotating the token needs patch on Secrets.
+        patch_spec(kube_cluster, namespace, "rbac", tokenRotation="1")
+        wait_for(
+            lambda: (
+                get_session(kube_cluster, namespace, "rbac")["status"].get("tokenRotation") == "1"
+            ),
+            message="token rotated with the chart's RBAC",
+        )
         kube_cluster.kubectl("delete", "ts", "rbac", "--timeout=60s", namespace=namespace)
         wait_for(lambda: not exists(kube_cluster, namespace, "pod", "rbac"), message="pod gone")
     finally:

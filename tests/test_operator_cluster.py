@@ -9,10 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ec2_terminal_operator import resources
+from ec2_terminal_operator.config import OperatorConfig
+from ec2_terminal_operator.spec import parse_session
 
 from tests.fixtures_kube import KubeCluster, KubectlError, wait_for
 from tests.fixtures_operator import (
     ROOT,
+    SESSION_DOMAIN,
+    TEST_IMAGE_PREFIX,
+    TEST_POLICY,
     OperatorFactory,
     OperatorProcess,
     condition,
@@ -20,9 +26,14 @@ from tests.fixtures_operator import (
     get_session,
     key_secret,
     names,
+    passed_since,
+    patch_spec,
     ready_session,
+    report_activity,
     session_manifest,
+    wait_events,
     wait_phase,
+    write_health_check,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -35,33 +46,13 @@ CHILDREN = [
     ("serviceaccount", "{n}-session"),
     ("role", "{n}-session"),
     ("rolebinding", "{n}-session"),
+    ("lease", "{n}-activity"),
+    ("networkpolicy", "{n}"),
 ]
 
 
 def utc(raw: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-
-
-def events(cluster: KubeCluster, namespace: str, name: str) -> list[tuple[str, str]]:
-    items = cluster.kubectl_json(
-        "get",
-        "events",
-        f"--field-selector=involvedObject.kind=TerminalSession,involvedObject.name={name}",
-        namespace=namespace,
-    )["items"]
-    return [(e["type"], e["reason"]) for e in items]
-
-
-def wait_events(
-    cluster: KubeCluster, namespace: str, name: str, *wanted: tuple[str, str]
-) -> list[tuple[str, str]]:
-    """Waits until the session has these (type, reason) Events (kopf posts them async)."""
-
-    def seen() -> list[tuple[str, str]]:
-        got = events(cluster, namespace, name)
-        return got if set(wanted) <= set(got) else []
-
-    return wait_for(seen, timeout=30, message=f"events {wanted} on {name}")
 
 
 def test_valid_session_becomes_ready_with_owned_children(
@@ -111,6 +102,15 @@ def test_valid_session_becomes_ready_with_owned_children(
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["EC2_TERMINAL_BASE_PATH"] == f"/t/{namespace}/web/"
     assert env["EC2_TERMINAL_ALLOWED_ORIGINS"] == "https://term.example.com"
+    assert env["EC2_TERMINAL_ALLOWED_HOSTS"] == ",".join(
+        [
+            "term.example.com",
+            "web",
+            f"web.{namespace}",
+            f"web.{namespace}.svc",
+            f"web.{namespace}.svc.cluster.local",
+        ]
+    )
 
     ingress = kube_cluster.kubectl_json("get", "ingress", "web", namespace=namespace)
     ann = ingress["metadata"]["annotations"]
@@ -187,10 +187,6 @@ INVALID = [
     (_invalid("Upper-Case"), "metadata.name must start with a letter"),
     (_invalid("x" * 51), "metadata.name must be at most 50 characters"),
     (
-        _invalid("tls", exposure={"type": "Ingress", "tls": {"secretName": "t"}}),
-        "exposure.tls needs exposure.host",
-    ),
-    (
         _invalid("prefix", exposure={"pathPrefix": "/t/"}),
         "exposure.pathPrefix must be empty or a path like /t",
     ),
@@ -202,7 +198,41 @@ INVALID = [
                 "annotations": {"nginx.ingress.kubernetes.io/Server-Snippet": "return 200;"},
             },
         ),
-        "exposure.annotations must not set snippet annotations",
+        "exposure.annotations may only set these keys",
+    ),
+    (
+        _invalid(
+            "auth-url",
+            exposure={
+                "type": "Ingress",
+                "annotations": {"nginx.ingress.kubernetes.io/auth-url": "http://evil.example/"},
+            },
+        ),
+        "exposure.annotations may only set these keys",
+    ),
+    (
+        _invalid(
+            "own-timeout",
+            exposure={
+                "type": "Ingress",
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "1"},
+            },
+        ),
+        "proxy-read-timeout and proxy-send-timeout are set by the operator",
+    ),
+    (
+        _invalid(
+            "body-size",
+            exposure={
+                "type": "Ingress",
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "1m; deny all"},
+            },
+        ),
+        "nginx.ingress.kubernetes.io/proxy-buffer-size must be a size such as 8k or 10m",
+    ),
+    (
+        _invalid("class", exposure={"type": "Ingress", "ingressClassName": "Bad Class"}),
+        "exposure.ingressClassName must be a lowercase object name",
     ),
 ]
 
@@ -264,14 +294,7 @@ def test_max_duration_expires_and_keeps_the_record(
     )
     # Keep it busy so only the maximum duration can end it.
     ready = wait_phase(kube_cluster, namespace, "brief", "Ready")
-    kube_cluster.kubectl(
-        "annotate",
-        "pod",
-        "brief",
-        "--overwrite",
-        "ec2-terminal.io/active-connections=1",
-        namespace=namespace,
-    )
+    report_activity(kube_cluster, namespace, "brief", 1)
     ts = wait_phase(kube_cluster, namespace, "brief", "Expired", timeout=40)
     expired = condition(ts, "Expired")
     assert expired["status"] == "True"
@@ -295,14 +318,7 @@ def test_idle_timeout_counts_from_reported_activity(
     )
     wait_phase(kube_cluster, namespace, "idle", "Ready")
     # What the session pod's ActivityReporter writes: a connection, then none since `last`.
-    kube_cluster.kubectl(
-        "annotate",
-        "pod",
-        "idle",
-        "--overwrite",
-        "ec2-terminal.io/active-connections=1",
-        namespace=namespace,
-    )
+    report_activity(kube_cluster, namespace, "idle", 1)
     wait_for(
         lambda: (
             get_session(kube_cluster, namespace, "idle")["status"].get("activeConnections") == 1
@@ -310,15 +326,7 @@ def test_idle_timeout_counts_from_reported_activity(
         message="activeConnections reported",
     )
     last = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-    kube_cluster.kubectl(
-        "annotate",
-        "pod",
-        "idle",
-        "--overwrite",
-        "ec2-terminal.io/active-connections=0",
-        f"ec2-terminal.io/last-activity={last.strftime('%Y-%m-%dT%H:%M:%SZ')}",
-        namespace=namespace,
-    )
+    report_activity(kube_cluster, namespace, "idle", 0, last.strftime("%Y-%m-%dT%H:%M:%SZ"))
     ts = wait_phase(kube_cluster, namespace, "idle", "Expired", timeout=40)
     expired = condition(ts, "Expired")
     assert expired["reason"] == "IdleTimeout"
@@ -349,22 +357,12 @@ def test_suspend_removes_only_the_pod(
 ) -> None:
     ready_session(kube_cluster, namespace, "nap")
     token_before = kube_cluster.kubectl_json("get", "secret", "nap-token", namespace=namespace)
-    kube_cluster.kubectl(
-        "patch", "ts", "nap", "--type=merge", "-p", '{"spec":{"suspend":true}}', namespace=namespace
-    )
+    patch_spec(kube_cluster, namespace, "nap", suspend=True)
     ts = wait_phase(kube_cluster, namespace, "nap", "Suspended")
     assert condition(ts, "Ready")["reason"] == "Suspended"
     wait_for(lambda: not exists(kube_cluster, namespace, "pod", "nap"), message="pod removed")
     assert exists(kube_cluster, namespace, "service", "nap")
-    kube_cluster.kubectl(
-        "patch",
-        "ts",
-        "nap",
-        "--type=merge",
-        "-p",
-        '{"spec":{"suspend":false}}',
-        namespace=namespace,
-    )
+    patch_spec(kube_cluster, namespace, "nap", suspend=False)
     wait_phase(kube_cluster, namespace, "nap", "Ready")
     token_after = kube_cluster.kubectl_json("get", "secret", "nap-token", namespace=namespace)
     assert token_after["data"] == token_before["data"]
@@ -406,29 +404,14 @@ def test_health_check_status_becomes_target_reachable(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
     ready_session(kube_cluster, namespace, "probe")
-
-    def write(result: str, message: str) -> None:
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        hc = {"time": now, "result": result, "latencyMs": 12, "taskId": "t1", "message": message}
-        kube_cluster.kubectl(
-            "patch",
-            "ts",
-            "probe",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": {"healthCheck": hc}}),
-            namespace=namespace,
-        )
-
-    write("ok", "")
+    write_health_check(kube_cluster, namespace, "probe", "ok")
     wait_for(
         lambda: (
             condition(get_session(kube_cluster, namespace, "probe"), "TargetReachable")["status"]
             == "True"
         )
     )
-    write("error", "connection refused")
+    write_health_check(kube_cluster, namespace, "probe", "error", "connection refused")
     ts = wait_for(
         lambda: (
             (t := get_session(kube_cluster, namespace, "probe"))
@@ -456,6 +439,9 @@ def test_deleting_the_session_removes_everything_it_owned(
     wait_for(all_gone, message="every child of bye deleted")
     # The user's own Secret is not the session's to delete.
     assert exists(kube_cluster, namespace, "secret", "ssh-key")
+    # The last status went through the same writer as every other: conditions, and their
+    # Events, say why the session stopped being Ready.
+    wait_events(kube_cluster, namespace, "bye", ("Normal", "Terminating"))
 
 
 def test_killed_operator_restarts_without_duplicates(
@@ -505,19 +491,11 @@ def test_spec_change_replaces_the_pod(
     kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
 ) -> None:
     ready_session(kube_cluster, namespace, "img")
-    kube_cluster.kubectl(
-        "patch",
-        "ts",
-        "img",
-        "--type=merge",
-        "-p",
-        '{"spec":{"pod":{"image":"other:2"}}}',
-        namespace=namespace,
-    )
+    patch_spec(kube_cluster, namespace, "img", pod={"image": TEST_IMAGE_PREFIX + "2"})
 
     def new_image() -> bool:
         pod = kube_cluster.kubectl_json("get", "pod", "img", namespace=namespace)
-        return bool(pod["spec"]["containers"][0]["image"] == "other:2")
+        return bool(pod["spec"]["containers"][0]["image"] == TEST_IMAGE_PREFIX + "2")
 
     wait_for(new_image, timeout=60, message="pod replaced with the new image")
     ts = wait_phase(kube_cluster, namespace, "img", "Ready")
@@ -617,3 +595,271 @@ def test_the_session_pod_is_admitted_under_restricted_pod_security(
     assert "violates PodSecurity" in info.value.stderr
     ready_session(kube_cluster, namespace, "psa", exposure={"type": "Ingress"})
     assert exists(kube_cluster, namespace, "pod", "psa")
+
+
+def test_the_operator_refuses_what_its_policy_does_not_allow(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.3: creating a session must not let anyone run any image on any node."""
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(
+        [
+            session_manifest("image", pod={"image": "attacker.example/shell:latest"}),
+            session_manifest(
+                "toleration",
+                pod={
+                    "tolerations": [
+                        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}
+                    ]
+                },
+            ),
+        ],
+        namespace=namespace,
+    )
+    for name, reason in (("image", "ImageNotAllowed"), ("toleration", "TolerationNotAllowed")):
+        ts = wait_phase(kube_cluster, namespace, name, "Failed")
+        accepted = condition(ts, "Accepted")
+        assert (accepted["status"], accepted["reason"]) == ("False", reason), accepted
+        assert condition(ts, "Ready")["reason"] == reason
+        wait_events(kube_cluster, namespace, name, ("Warning", reason))
+        assert not exists(kube_cluster, namespace, "pod", name)
+    # An allowed change brings the session up.
+    patch_spec(kube_cluster, namespace, "image", pod={"image": TEST_IMAGE_PREFIX + "3"})
+    ts = wait_phase(kube_cluster, namespace, "image", "Ready")
+    assert condition(ts, "Accepted")["status"] == "True"
+    # Refused again: the pod it has goes.
+    patch_spec(kube_cluster, namespace, "image", pod={"image": "attacker.example/shell:2"})
+    wait_phase(kube_cluster, namespace, "image", "Failed")
+    wait_for(lambda: not exists(kube_cluster, namespace, "pod", "image"), message="pod removed")
+    wait_events(kube_cluster, namespace, "image", ("Normal", "PodDeleted"))
+
+
+def test_a_secret_is_mounted_only_if_it_opted_in(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.3: a session must not mount any Secret of its namespace by naming it."""
+    unlabelled = key_secret("db-password")
+    del unlabelled["metadata"]["labels"]
+    kube_cluster.apply(unlabelled, namespace=namespace)
+    kube_cluster.apply(
+        session_manifest("steal", credentialsSecretRef={"name": "db-password"}),
+        namespace=namespace,
+    )
+    ts = wait_phase(kube_cluster, namespace, "steal", "Pending")
+    creds = condition(ts, "CredentialsReady")
+    assert creds["reason"] == "SecretNotUsable", creds
+    assert "ec2-terminal.io/usable-by-sessions=true" in creds["message"]
+    wait_events(kube_cluster, namespace, "steal", ("Warning", "SecretNotUsable"))
+    assert not exists(kube_cluster, namespace, "pod", "steal")
+    # A Secret of the dedicated type needs no label.
+    ssh_auth = key_secret("deploy-key")
+    del ssh_auth["metadata"]["labels"]
+    ssh_auth["type"] = "kubernetes.io/ssh-auth"
+    kube_cluster.apply(ssh_auth, namespace=namespace)
+    kube_cluster.apply(
+        session_manifest("typed", credentialsSecretRef={"name": "deploy-key"}),
+        namespace=namespace,
+    )
+    wait_phase(kube_cluster, namespace, "typed", "Ready")
+
+
+def _ingresses(cluster: KubeCluster, namespace: str) -> list[str]:
+    return names(cluster, namespace, "ingress")
+
+
+def test_each_session_gets_an_origin_of_its_own(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.2: sessions on one origin can script each other; a host each, served at /."""
+    ts = ready_session(kube_cluster, namespace, "mine", exposure={"type": "Ingress"})
+    host = f"mine-{namespace}.{SESSION_DOMAIN}"
+    assert ts["status"]["url"] == f"http://{host}/"
+    ingress = kube_cluster.kubectl_json("get", "ingress", "mine", namespace=namespace)
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == host
+    assert rule["http"]["paths"][0]["path"] == "/"
+    pod = kube_cluster.kubectl_json("get", "pod", "mine", namespace=namespace)
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["EC2_TERMINAL_BASE_PATH"] == "/"
+    assert env["EC2_TERMINAL_ALLOWED_ORIGINS"] == f"http://{host}"
+    assert env["EC2_TERMINAL_ALLOWED_HOSTS"].split(",")[0] == host
+
+
+def test_one_host_serves_one_session(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.2: a second session on a host another session serves is refused."""
+    exposure = {"type": "Ingress", "host": "one.example.com"}
+    ready_session(kube_cluster, namespace, "first", exposure=exposure)
+    kube_cluster.apply(session_manifest("second", exposure=exposure), namespace=namespace)
+    ts = wait_phase(kube_cluster, namespace, "second", "Failed")
+    accepted = condition(ts, "Accepted")
+    assert accepted["reason"] == "HostInUse", accepted
+    assert f"{namespace}/first" in accepted["message"]
+    wait_events(kube_cluster, namespace, "second", ("Warning", "HostInUse"))
+    assert _ingresses(kube_cluster, namespace) == ["first"]
+    assert not exists(kube_cluster, namespace, "pod", "second")
+    # The host is free once the first session is gone.
+    kube_cluster.kubectl(
+        "delete", "ts", "first", "--wait=true", "--timeout=60s", namespace=namespace
+    )
+    wait_phase(kube_cluster, namespace, "second", "Ready")
+    assert _ingresses(kube_cluster, namespace) == ["second"]
+
+
+def test_hosts_outside_the_policy_are_refused(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.7: exposure.host and ingressClassName only as the chart's values permit."""
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(
+        [
+            session_manifest("evil", exposure={"type": "Ingress", "host": "bank.example.org"}),
+            session_manifest(
+                "squat",
+                exposure={"type": "Ingress", "host": f"victim-{namespace}.{SESSION_DOMAIN}"},
+            ),
+            session_manifest("cls", exposure={"type": "Ingress", "ingressClassName": "admin"}),
+        ],
+        namespace=namespace,
+    )
+    for name, reason in (
+        ("evil", "HostNotAllowed"),
+        ("squat", "HostNotAllowed"),
+        ("cls", "IngressClassNotAllowed"),
+    ):
+        ts = wait_phase(kube_cluster, namespace, name, "Failed")
+        assert condition(ts, "Accepted")["reason"] == reason, name
+    assert _ingresses(kube_cluster, namespace) == []
+
+
+def test_a_shared_origin_is_refused_unless_allowed(
+    kube_cluster: KubeCluster, namespace: str, operator_factory: OperatorFactory
+) -> None:
+    """Issue 9.2: without a session domain, a host-less Ingress would share one origin."""
+    no_domain = operator_factory(namespace, env={"EC2_TERMINAL_OPERATOR_SESSION_DOMAIN": ""})
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(session_manifest("a", exposure={"type": "Ingress"}), namespace=namespace)
+    ts = wait_phase(kube_cluster, namespace, "a", "Failed")
+    accepted = condition(ts, "Accepted")
+    assert accepted["reason"] == "SharedOriginRefused", accepted
+    assert _ingresses(kube_cluster, namespace) == []
+    # An administrator who accepts the risk: then no path may nest in another's.
+    no_domain.stop()
+    operator_factory(
+        namespace,
+        env={
+            "EC2_TERMINAL_OPERATOR_SESSION_DOMAIN": "",
+            "EC2_TERMINAL_OPERATOR_ALLOW_SHARED_ORIGIN": "true",
+        },
+    )
+    wait_phase(kube_cluster, namespace, "a", "Ready")
+    nested = {"type": "Ingress", "pathPrefix": f"/t/{namespace}/a"}
+    kube_cluster.apply(session_manifest("b", exposure=nested), namespace=namespace)
+    ts = wait_phase(kube_cluster, namespace, "b", "Failed")
+    assert condition(ts, "Accepted")["reason"] == "PathNested"
+    assert _ingresses(kube_cluster, namespace) == ["a"]
+
+
+def _network_policy(cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any]:
+    policy: dict[str, Any] = cluster.kubectl_json("get", "networkpolicy", name, namespace=namespace)
+    return policy
+
+
+def test_each_session_pod_is_fenced_by_its_own_network_policy(
+    kube_cluster: KubeCluster, namespace: str, operator_factory: OperatorFactory
+) -> None:
+    """Issue 9.4, 9.10: the pod is reached by the ingress controller and health checker only."""
+    # And it reaches SSH on the target's port, HTTPS and DNS, and no link-local address.
+    first = operator_factory(namespace)
+    ts = ready_session(kube_cluster, namespace, "fenced")
+    policy = _network_policy(kube_cluster, namespace, "fenced")
+    refs = policy["metadata"]["ownerReferences"]
+    assert [(r["kind"], r["uid"], r.get("controller")) for r in refs] == [
+        ("TerminalSession", ts["metadata"]["uid"], True)
+    ]
+    expected = resources.build_network_policy(
+        parse_session(ts), OperatorConfig.from_env(TEST_POLICY)
+    )
+    assert policy["spec"] == expected["spec"]
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"ec2-terminal.io/session": "fenced"}}
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
+    ssh = spec["egress"][0]
+    assert ssh["ports"] == [{"protocol": "TCP", "port": 22}]
+    assert {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]} in [t["ipBlock"] for t in ssh["to"]]
+    # New settings reach existing sessions: egress off, a bastion namespace let in.
+    first.stop()
+    bastion = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "bastion"}}}
+    settings = {"extraIngressFrom": [bastion], "egress": {"enabled": False}}
+    operator_factory(namespace, env={"EC2_TERMINAL_OPERATOR_NETWORK_POLICY": json.dumps(settings)})
+
+    def updated() -> dict[str, Any]:
+        spec = _network_policy(kube_cluster, namespace, "fenced")["spec"]
+        return spec if spec["policyTypes"] == ["Ingress"] else {}
+
+    spec = wait_for(updated, timeout=60, message="NetworkPolicy updated")
+    assert "egress" not in spec
+    assert spec["ingress"][0]["from"][-1] == bastion
+
+
+def test_a_target_the_egress_policy_blocks_is_refused(
+    kube_cluster: KubeCluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 9.10: target.host must not reach the instance metadata service (or other ports)."""
+    kube_cluster.apply(key_secret(), namespace=namespace)
+    kube_cluster.apply(
+        [
+            session_manifest("imds", target={"host": "169.254.169.254", "port": 22}),
+            session_manifest("kubelet", target={"host": "10.0.0.5", "port": 10250}),
+        ],
+        namespace=namespace,
+    )
+    for name in ("imds", "kubelet"):
+        ts = wait_phase(kube_cluster, namespace, name, "Failed")
+        accepted = condition(ts, "Accepted")
+        assert accepted["reason"] == "TargetNotAllowed", accepted
+        assert not exists(kube_cluster, namespace, "pod", name)
+
+
+def test_token_rotation_writes_a_fresh_token_and_keeps_the_pod(
+    kube_cluster: KubeCluster, namespace: str, operator_factory: OperatorFactory
+) -> None:
+    """Issue 9.6: a leaked token can be revoked without recreating the session."""
+    first = operator_factory(namespace)
+    ready_session(kube_cluster, namespace, "rot")
+    before = kube_cluster.kubectl_json("get", "secret", "rot-token", namespace=namespace)
+    pod_uid = kube_cluster.kubectl_json("get", "pod", "rot", namespace=namespace)["metadata"]["uid"]
+    patch_spec(kube_cluster, namespace, "rot", tokenRotation="2026-01-01T13:00:00Z")
+
+    def rotated() -> dict[str, Any]:
+        ts = get_session(kube_cluster, namespace, "rot")
+        return ts if ts["status"].get("tokenRotation") == "2026-01-01T13:00:00Z" else {}
+
+    wait_for(rotated, message="status.tokenRotation")
+    after = kube_cluster.kubectl_json("get", "secret", "rot-token", namespace=namespace)
+    assert after["data"]["token"] != before["data"]["token"]
+    assert len(base64.b64decode(after["data"]["token"])) >= 32
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    wait_events(kube_cluster, namespace, "rot", ("Normal", "TokenRotated"))
+    pod = kube_cluster.kubectl_json("get", "pod", "rot", namespace=namespace)
+    assert pod["metadata"]["uid"] == pod_uid
+    assert wait_phase(kube_cluster, namespace, "rot", "Ready")
+    # The value is opaque, but not free text.
+    with pytest.raises(KubectlError, match="tokenRotation must be letters, digits"):
+        patch_spec(kube_cluster, namespace, "rot", tokenRotation="now; rm -rf")
+    # Each value is handled once, also by an operator that restarted.
+    first.stop()
+    operator_factory(namespace)
+    passed_since(kube_cluster, namespace, "rot")
+    again = kube_cluster.kubectl_json("get", "secret", "rot-token", namespace=namespace)
+    assert again["data"]["token"] == after["data"]["token"]
+    patch_spec(kube_cluster, namespace, "rot", tokenRotation="2")
+
+    def rotated_again() -> dict[str, Any]:
+        secret = kube_cluster.kubectl_json("get", "secret", "rot-token", namespace=namespace)
+        return secret if secret["data"]["token"] != after["data"]["token"] else {}
+
+    third = wait_for(rotated_again, message="a new value rotates again")
+    assert third["data"]["token"] != before["data"]["token"]

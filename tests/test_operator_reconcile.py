@@ -1,445 +1,235 @@
-"""reconcile.py against an in-memory API (beside, not instead of, the real-cluster tests)."""
+"""The decisions a pass makes, as pure functions.
+
+Their API calls are tested on the real API server only (test_operator_cluster.py,
+test_operator_children.py): no fake stands in for how it applies a write.
+"""
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import datetime
-import json
-import types
-from collections.abc import Callable
+import importlib.util
+from pathlib import Path
 from typing import Any
 
-from ec2_terminal_operator import reconcile
+import pytest
+from ec2_terminal_operator import children, kube, reconcile, resources
+from ec2_terminal_operator.checks import credentials_verdict_stands, prior_check, route_check
 from ec2_terminal_operator.config import OperatorConfig
-from ec2_terminal_operator.observed import PodView, pod_view
-from ec2_terminal_operator.spec import parse_session
-from kubernetes.client.exceptions import ApiException
-
-from tests.fixtures_operator import condition
+from ec2_terminal_operator.observed import Check, PodView
+from ec2_terminal_operator.policy import IngressPolicy
+from ec2_terminal_operator.spec import Session, parse_session
+from ec2_terminal_operator.status import ConditionType
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
+CONFIG = OperatorConfig(ingress=IngressPolicy(session_domain="term.example.com"))
+OK = Check(True, "ServiceReady", "ok")
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge key by key, null removes a key, anything else replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-class FakeApi:
-    """Stores objects by (kind, namespace, name); answers 409/404 like the API server."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.calls: list[str] = []
-
-    def _creator(self, kind: str) -> Callable[..., Any]:
-        def create(namespace: str, body: dict[str, Any], **_: Any) -> None:
-            self.calls.append(f"create {kind}")
-            key = (kind, namespace, body["metadata"]["name"])
-            if key in self.objects:
-                raise ApiException(status=409)
-            body.setdefault("metadata", {}).setdefault("uid", f"uid-{kind}-{len(self.calls)}")
-            self.objects[key] = body
-
-        return create
-
-    def _patcher(self, kind: str) -> Callable[..., Any]:
-        def patch(name: str, namespace: str, body: dict[str, Any], **_: Any) -> None:
-            self.calls.append(f"patch {kind}")
-            key = (kind, namespace, name)
-            self.objects[key] = merge_patch(self.objects[key], body)
-
-        return patch
-
-    def _deleter(self, kind: str) -> Callable[..., Any]:
-        def delete(name: str, namespace: str, body: Any = None, **_: Any) -> None:
-            self.calls.append(f"delete {kind}")
-            obj = self.objects.get((kind, namespace, name))
-            if obj is None:
-                raise ApiException(status=404)
-            wanted = ((body or {}).get("preconditions") or {}).get("uid")
-            if wanted is not None and wanted != obj.get("metadata", {}).get("uid"):
-                raise ApiException(status=409)
-            del self.objects[(kind, namespace, name)]
-
-        return delete
-
-    def __getattr__(self, attr: str) -> Callable[..., Any]:
-        verb, _, rest = attr.partition("_namespaced_")
-        kind = rest
-        if verb == "create":
-            return self._creator(kind)
-        if verb == "patch":
-            return self._patcher(kind)
-        if verb == "delete":
-            return self._deleter(kind)
-        if verb == "read":
-
-            def read(name: str, namespace: str, **_: Any) -> Any:
-                self.calls.append(f"read {kind}")
-                obj = self.objects.get((kind, namespace, name))
-                if obj is None:
-                    raise ApiException(status=404)
-                return types.SimpleNamespace(data=json.dumps(obj).encode())
-
-            return read
-        raise AttributeError(attr)
-
-
-def owner(**spec: Any) -> dict[str, Any]:
+def session(**spec: Any) -> Session:
     base: dict[str, Any] = {
         "target": {"host": "10.0.0.5"},
         "credentialsSecretRef": {"name": "ssh-key"},
         "hostKey": {"policy": "Fingerprint", "fingerprint": "SHA256:" + "A" * 43},
     }
     base.update(spec)
-    return {
-        "apiVersion": "ec2-terminal.io/v1alpha1",
-        "kind": "TerminalSession",
-        "metadata": {"name": "demo", "namespace": "ns", "uid": "uid-1", "generation": 1},
-        "spec": base,
-    }
-
-
-class World:
-    """A fake API plus the operator-side state a pass carries between runs."""
-
-    def __init__(self) -> None:
-        self.api = FakeApi()
-        self.clients = reconcile.Clients(
-            core=self.api,  # type: ignore[arg-type]
-            networking=self.api,  # type: ignore[arg-type]
-            rbac=self.api,  # type: ignore[arg-type]
-            custom=self.api,  # type: ignore[arg-type]
-        )
-        self.memo: dict[str, Any] = {}
-        self.config = OperatorConfig()
-        self.events: list[tuple[str, str]] = []
-        # The pod's status as the kubelet would report it (default: running and ready).
-        self.pod_status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True"}]}
-
-    def add_key_secret(self) -> None:
-        data = {"ssh-privatekey": base64.b64encode(b"k").decode()}
-        self.api.objects[("secret", "ns", "ssh-key")] = {"data": data}
-
-    def pods(self) -> list[PodView]:
-        pod = self.api.objects.get(("pod", "ns", "demo"))
-        if pod is None:
-            return []
-        body = {**pod, "status": self.pod_status}
-        return [pod_view(body)]
-
-    def run(self, body: dict[str, Any], now: datetime.datetime = T0) -> dict[str, Any]:
-        services = [1] if ("service", "ns", "demo") in self.api.objects else []
-        ingresses = [1] if ("ingress", "ns", "demo") in self.api.objects else []
-        changes = reconcile.reconcile(
-            reconcile.Pass(
-                clients=self.clients,
-                config=self.config,
-                body=body,
-                session=parse_session(body),
-                pods=self.pods(),
-                services=services,
-                ingresses=ingresses,
-                memo=self.memo,
-                clock=lambda: now,
-                emit=lambda _b, t, reason, _m: self.events.append((t, reason)),
-            )
-        )
-        body["status"] = merge_patch(body.get("status") or {}, changes)
-        return changes
-
-
-def test_first_pass_creates_everything_once_with_owner_references() -> None:
-    world = World()
-    world.add_key_secret()
-    body = owner()
-    world.run(body)
-    kinds = sorted(k for k, _, _ in world.api.objects)
-    assert kinds == sorted(
-        ["secret", "secret", "service_account", "role", "role_binding", "service", "pod"]
-    )
-    pod = world.api.objects[("pod", "ns", "demo")]
-    assert pod["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    assert pod["metadata"]["ownerReferences"][0]["controller"] is True
-    assert body["status"]["phase"] == "Provisioning"
-    # Second pass: the pod is ready; nothing is created again.
-    world.api.calls.clear()
-    world.run(body, T0 + datetime.timedelta(seconds=1))
-    assert not [c for c in world.api.calls if c.startswith("create")]
-    assert body["status"]["phase"] == "Ready"
-
-
-def test_restart_keeps_the_token() -> None:
-    world = World()
-    world.add_key_secret()
-    body = owner()
-    world.run(body)
-    token = world.api.objects[("secret", "ns", "demo-token")]["data"]
-    world.memo.clear()  # a restarted operator remembers nothing
-    world.run(body)
-    assert world.api.objects[("secret", "ns", "demo-token")]["data"] == token
-    assert ("Normal", "SecretCreated") in world.events
-
-
-def test_no_pod_without_credentials() -> None:
-    world = World()
-    body = owner()
-    world.run(body)
-    assert ("pod", "ns", "demo") not in world.api.objects
-    assert body["status"]["phase"] == "Pending"
-    assert ("Warning", "SecretNotFound") in world.events
-    world.add_key_secret()
-    world.run(body)
-    assert ("pod", "ns", "demo") in world.api.objects
-
-
-def test_suspend_deletes_the_pod_and_a_spec_change_replaces_it() -> None:
-    world = World()
-    world.add_key_secret()
-    body = owner()
-    world.run(body)
-    body["spec"]["suspend"] = True
-    world.run(body)
-    assert ("pod", "ns", "demo") not in world.api.objects
-    assert body["status"]["phase"] == "Suspended"
-    assert ("service", "ns", "demo") in world.api.objects
-    body["spec"]["suspend"] = False
-    world.run(body)
-    assert ("pod", "ns", "demo") in world.api.objects
-    body["spec"]["pod"] = {"image": "other:1"}
-    body["metadata"]["generation"] = 2
-    world.run(body)
-    assert ("Normal", "PodReplaced") in world.events
-
-
-def test_ingress_follows_exposure_and_expiry_removes_the_pod() -> None:
-    world = World()
-    world.add_key_secret()
-    body = owner(exposure={"type": "Ingress"}, lifetime={"maxDurationSeconds": 60})
-    world.run(body)
-    assert ("ingress", "ns", "demo") in world.api.objects
-    world.run(body, T0 + datetime.timedelta(seconds=61))
-    assert body["status"]["phase"] == "Expired"
-    assert ("pod", "ns", "demo") not in world.api.objects
-    assert ("Normal", "MaxDurationExceeded") in world.events
-
-
-def test_leaving_ingress_exposure_removes_the_ingress_but_never_a_foreign_one() -> None:
-    world = World()
-    world.add_key_secret()
-    body = owner(exposure={"type": "Ingress"})
-    world.run(body)
-    assert ("ingress", "ns", "demo") in world.api.objects
-    body["spec"]["exposure"] = {"type": "ClusterIP"}
-    body["metadata"]["generation"] = 2
-    world.run(body)
-    assert ("ingress", "ns", "demo") not in world.api.objects
-    assert ("Normal", "IngressDeleted") in world.events
-
-    # An Ingress under the same name that the session does not own is left alone.
-    foreign = {"metadata": {"name": "demo", "uid": "theirs"}, "spec": {}}
-    world.api.objects[("ingress", "ns", "demo")] = foreign
-    world.events.clear()
-    body["metadata"]["generation"] = 3
-    world.run(body)
-    assert world.api.objects[("ingress", "ns", "demo")] is foreign
-    assert ("Normal", "IngressDeleted") not in world.events
-
-
-def test_expiry_policy_delete_deletes_the_session() -> None:
-    world = World()
-    world.add_key_secret()
-    world.api.objects[("custom_object", "ns", "demo")] = {}
-    body = owner(lifetime={"maxDurationSeconds": 60, "onExpiry": "Delete"})
-    world.run(body)
-    world.run(body, T0 + datetime.timedelta(seconds=61))
-    assert "delete custom_object" in world.api.calls
-
-
-def test_cleanup_deletes_every_child() -> None:
-    world = World()
-    world.add_key_secret()
-    body = owner(exposure={"type": "Ingress"})
-    world.run(body)
-    deleted = reconcile.cleanup(world.clients, parse_session(body))
-    assert len(deleted) == 7
-    assert list(world.api.objects) == [("secret", "ns", "ssh-key")]
-
-
-def test_a_foreign_object_with_a_childs_name_is_never_taken_over() -> None:
-    world = World()
-    world.add_key_secret()
-    foreign = {"metadata": {"name": "demo"}, "spec": {"selector": {"app": "theirs"}}}
-    world.api.objects[("service", "ns", "demo")] = foreign
-    body = owner()
-    world.run(body)
-    assert world.api.objects[("service", "ns", "demo")] is foreign
-    assert "patch service" not in world.api.calls
-    assert ("pod", "ns", "demo") not in world.api.objects
-    assert body["status"]["phase"] == "Failed"
-    pod_ready = condition(body, "PodReady")
-    assert pod_ready["reason"] == "NameConflict"
-    assert (
-        "Service 'demo' already exists and does not belong to this session" in pod_ready["message"]
-    )
-    assert ("Warning", "NameConflict") in world.events
-    # Once the foreign Service is gone, the session proceeds.
-    del world.api.objects[("service", "ns", "demo")]
-    world.run(body)
-    assert ("pod", "ns", "demo") in world.api.objects
-
-
-def test_cleanup_keeps_a_foreign_object_with_a_childs_name() -> None:
-    world = World()
-    world.add_key_secret()
-    foreign = {"metadata": {"name": "demo", "uid": "theirs"}, "spec": {}}
-    world.api.objects[("service", "ns", "demo")] = foreign
-    body = owner()
-    world.run(body)
-    assert body["status"]["phase"] == "Failed"
-    world.api.calls.clear()
-    deleted = reconcile.cleanup(world.clients, parse_session(body))
-    assert "Service/demo" not in deleted
-    assert "delete service" not in world.api.calls
-    assert world.api.objects[("service", "ns", "demo")] is foreign
-    # Its own children (created before the conflict) are still removed.
-    assert "Secret/demo-token" in deleted
-
-
-def ready_session() -> tuple[World, dict[str, Any]]:
-    """A world whose session has reached Ready (two passes: pod created, then seen ready)."""
-    world = World()
-    world.add_key_secret()
-    body = owner()
-    world.run(body)
-    world.run(body)
-    assert body["status"]["phase"] == "Ready"
-    return world, body
-
-
-def test_an_evicted_pod_is_replaced() -> None:
-    world, body = ready_session()
-    world.pod_status = {
-        "phase": "Failed",
-        "reason": "Evicted",
-        "message": "The node was low on resource: memory.",
-    }
-    world.run(body)
-    assert ("pod", "ns", "demo") not in world.api.objects
-    assert ("Warning", "PodReplaced") in world.events
-    assert ("Warning", "Evicted") in world.events
-    pod_ready = condition(body, "PodReady")
-    assert pod_ready["reason"] == "Evicted"
-    assert "low on resource" in pod_ready["message"]
-    assert body["status"]["phase"] == "Provisioning"
-    # The next pass creates a new pod.
-    world.pod_status = {"conditions": [{"type": "Ready", "status": "True"}]}
-    world.run(body)
-    assert ("pod", "ns", "demo") in world.api.objects
-
-
-SUPPORT = [
-    ("secret", "ns", "demo-token"),
-    ("service_account", "ns", "demo-session"),
-    ("role", "ns", "demo-session"),
-    ("role_binding", "ns", "demo-session"),
-]
-
-
-def test_deleted_children_come_back_without_a_spec_change() -> None:
-    world, body = ready_session()
-    for key in SUPPORT:
-        del world.api.objects[key]
-    # A ready pod: the children come back within SUPPORT_RECHECK_PASSES passes.
-    for _ in range(reconcile.SUPPORT_RECHECK_PASSES):
-        world.run(body)
-    assert all(key in world.api.objects for key in SUPPORT)
-    world.api.calls.clear()
-    world.run(body)
-    assert not [c for c in world.api.calls if c.startswith("create")]
-    # A pod that is not ready: they come back on the next pass.
-    for key in SUPPORT:
-        del world.api.objects[key]
-    world.pod_status = {"phase": "Pending"}
-    world.run(body)
-    assert all(key in world.api.objects for key in SUPPORT)
-
-
-def test_ingress_fields_dropped_from_the_spec_are_removed() -> None:
-    world = World()
-    world.add_key_secret()
-    body = owner(
-        exposure={
-            "type": "Ingress",
-            "host": "t.example.com",
-            "ingressClassName": "nginx",
-            "tls": {"secretName": "t-tls"},
-            "annotations": {"example.com/team": "a"},
+    return parse_session(
+        {
+            "apiVersion": "ec2-terminal.io/v1alpha1",
+            "kind": "TerminalSession",
+            "metadata": {"name": "demo", "namespace": "ns", "uid": "uid-1", "generation": 3},
+            "spec": base,
         }
     )
-    world.run(body)
-    ingress = world.api.objects[("ingress", "ns", "demo")]
-    assert ingress["spec"]["tls"]
-    assert ingress["spec"]["ingressClassName"] == "nginx"
-    body["spec"]["exposure"] = {"type": "Ingress", "host": "t.example.com"}
-    body["metadata"]["generation"] = 2
-    world.run(body)
-    ingress = world.api.objects[("ingress", "ns", "demo")]
-    assert "tls" not in ingress["spec"]
-    assert "ingressClassName" not in ingress["spec"]
-    assert "example.com/team" not in ingress["metadata"]["annotations"]
-    assert "nginx.ingress.kubernetes.io/proxy-read-timeout" in ingress["metadata"]["annotations"]
-    assert ingress["spec"]["rules"][0]["host"] == "t.example.com"
-    assert ingress["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
 
 
-def test_an_operator_upgrade_replaces_a_pod_only_while_nobody_is_connected() -> None:
-    world = World()
-    world.add_key_secret()
-    body = owner()
-    world.run(body)
-    pod = world.api.objects[("pod", "ns", "demo")]
-    pod["metadata"]["annotations"]["ec2-terminal.io/active-connections"] = "1"
-    world.config = OperatorConfig(session_image="ec2-terminal:9.9.9")
-    world.run(body)
-    assert world.api.objects[("pod", "ns", "demo")] is pod
-    assert not [e for e in world.events if e[1] == "PodReplaced"]
-    # The user disconnects: the pod is brought up to date.
-    pod["metadata"]["annotations"]["ec2-terminal.io/active-connections"] = "0"
-    world.run(body)
-    assert ("pod", "ns", "demo") not in world.api.objects
-    assert ("Normal", "PodReplaced") in world.events
-    world.run(body)
-    assert world.api.objects[("pod", "ns", "demo")]["spec"]["containers"][0]["image"] == (
-        "ec2-terminal:9.9.9"
+def pod(**kw: Any) -> PodView:
+    fields: dict[str, Any] = {
+        "name": "demo",
+        "phase": "Running",
+        "ready": True,
+        "deleting": False,
+        "created": T0,
+        "config_hash": None,
+        "waiting_reason": None,
+        "waiting_message": None,
+        "uid": "pod-uid",
+    }
+    fields.update(kw)
+    return PodView(**fields)
+
+
+def current_pod(s: Session, config: OperatorConfig = CONFIG, **kw: Any) -> PodView:
+    """A pod built from the session as it is now."""
+    annotations = resources.build_pod(s, config)["metadata"]["annotations"]
+    return pod(
+        config_hash=annotations[resources.ANNOTATION_CONFIG_HASH],
+        pod_hash=annotations[resources.ANNOTATION_POD_HASH],
+        **kw,
     )
 
 
-def test_suspended_and_expired_sessions_read_no_secrets() -> None:
-    world = World()
-    world.add_key_secret()
-    body = owner(lifetime={"maxDurationSeconds": 60})
-    world.run(body)
-    body["spec"]["suspend"] = True
-    world.run(body)
-    world.api.calls.clear()
-    world.run(body)
-    assert "read secret" not in world.api.calls
-    assert body["status"]["phase"] == "Suspended"
-    body["spec"]["suspend"] = False
-    world.run(body, T0 + datetime.timedelta(seconds=61))
-    assert body["status"]["phase"] == "Expired"
-    world.api.calls.clear()
-    world.run(body, T0 + datetime.timedelta(seconds=70))
-    assert "read secret" not in world.api.calls
-    creds = condition(body, "CredentialsReady")
-    assert creds["status"] == "True"
+# --- when the support children are brought in line
+
+
+def test_support_runs_on_a_new_generation_then_every_few_passes() -> None:
+    s = session()
+    state = reconcile.SessionState()
+    assert reconcile.support_due(state, s, OK, pod(), no_pod_wanted=False)
+    state.ensured_generation = s.generation
+    due = []
+    for _ in range(2 * reconcile.SUPPORT_RECHECK_PASSES):
+        due.append(reconcile.support_due(state, s, OK, pod(), no_pod_wanted=False))
+        state.passes_since_support = 0 if due[-1] else state.passes_since_support + 1
+    # A ready pod and its route: only the periodic recheck, every SUPPORT_RECHECK_PASSES.
+    assert due.count(True) == 2
+    assert due.index(True) == reconcile.SUPPORT_RECHECK_PASSES - 1
+
+
+def test_support_runs_every_pass_while_the_route_or_a_wanted_pod_is_missing() -> None:
+    s = session()
+    state = reconcile.SessionState(ensured_generation=s.generation)
+    missing = Check(False, "ServiceNotFound", "gone")
+    assert reconcile.support_due(state, s, missing, pod(), no_pod_wanted=False)
+    assert reconcile.support_due(state, s, OK, None, no_pod_wanted=False)
+    assert reconcile.support_due(state, s, OK, pod(ready=False), no_pod_wanted=False)
+    # A suspended session wants no pod: its absence is no reason.
+    assert not reconcile.support_due(state, s, OK, None, no_pod_wanted=True)
+
+
+# --- when the Secrets are read
+
+
+def test_the_credentials_verdict_stands_while_no_pod_is_wanted_or_a_pod_runs() -> None:
+    found = Check(True, "SecretFound", "ok")
+    missing = Check(False, "SecretNotFound", "gone")
+    assert not credentials_verdict_stands(None, pod(), no_pod_wanted=True)  # never checked
+    # Suspended, expired or being deleted: no Secret is read, whatever the last verdict.
+    assert credentials_verdict_stands(found, None, no_pod_wanted=True)
+    assert credentials_verdict_stands(missing, None, no_pod_wanted=True)
+    # A running pod has its key mounted already.
+    assert credentials_verdict_stands(found, pod(), no_pod_wanted=False)
+    # Until then, and after a bad verdict, the Secret is read again.
+    assert not credentials_verdict_stands(found, None, no_pod_wanted=False)
+    assert not credentials_verdict_stands(missing, pod(), no_pod_wanted=False)
+
+
+def test_prior_check_reads_a_condition_back() -> None:
+    cond = {"type": "CredentialsReady", "status": "False", "reason": "SecretNotUsable"}
+    status = {"conditions": [{**cond, "message": "m"}]}
+    assert prior_check(status, ConditionType.CREDENTIALS_READY) == Check(
+        False, "SecretNotUsable", "m"
+    )
+    assert prior_check(status, ConditionType.ROUTE_READY) is None
+
+
+# --- whether a pod is replaced
+
+
+def test_a_pod_matching_the_session_stays() -> None:
+    s = session()
+    assert children.replacement(current_pod(s), resources.build_pod(s, CONFIG), False) is None
+
+
+def test_a_finished_pod_is_replaced_with_a_warning_quoting_why() -> None:
+    s = session()
+    evicted = current_pod(s, phase="Failed", reason="Evicted", message="low on memory")
+    change = children.replacement(evicted, resources.build_pod(s, CONFIG), connected=True)
+    assert change == children.Replacement("Warning", "it failed (Evicted: low on memory)")
+
+
+def test_a_spec_change_replaces_the_pod_even_under_a_live_terminal() -> None:
+    old = current_pod(session())
+    new = resources.build_pod(session(lifetime={"idleTimeoutSeconds": 60}), CONFIG)
+    assert children.replacement(old, new, connected=True) == children.Replacement(
+        "Normal", "its spec changed"
+    )
+
+
+def test_new_operator_settings_replace_a_pod_only_while_nobody_is_connected() -> None:
+    s = session()
+    old = current_pod(s)
+    upgraded = resources.build_pod(s, dataclasses.replace(CONFIG, session_image="ec2-terminal:9"))
+    assert children.replacement(old, upgraded, connected=True) is None
+    change = children.replacement(old, upgraded, connected=False)
+    assert change == children.Replacement(
+        "Normal", "operator settings changed and nobody is connected"
+    )
+
+
+def test_the_live_pod_is_picked_over_one_being_deleted() -> None:
+    going, live = pod(name="old", deleting=True), pod(name="new")
+    assert children.pick_pod([going, live]) == live
+    assert children.pick_pod([going]) == going
+    assert children.pick_pod([]) is None
+
+
+# --- how a pruned child is patched
+
+
+def test_removals_null_what_the_manifest_dropped() -> None:
+    manifest: dict[str, Any] = {
+        "metadata": {"name": "demo", "annotations": {"kept": "1"}},
+        "spec": {"rules": [{"host": "a"}]},
+    }
+    existing = {
+        "metadata": {"annotations": {"kept": "0", "dropped": "x"}},
+        "spec": {"rules": [], "tls": [{"secretName": "s"}], "ingressClassName": "nginx"},
+    }
+    body = kube.removals(manifest, existing)
+    assert body["spec"] == {"rules": [{"host": "a"}], "tls": None, "ingressClassName": None}
+    assert body["metadata"]["annotations"] == {"kept": "1", "dropped": None}
+    assert "tls" not in manifest["spec"], "the manifest itself is not changed"
+
+
+# --- the table of children
+
+
+# The client module behind each field of kube.Clients.
+API_MODULES = {
+    kube.Group.CORE: "core_v1_api",
+    kube.Group.NETWORKING: "networking_v1_api",
+    kube.Group.RBAC: "rbac_authorization_v1_api",
+    kube.Group.COORDINATION: "coordination_v1_api",
+}
+
+
+@pytest.mark.parametrize("child", kube.CHILDREN, ids=lambda c: c.kind)
+def test_every_child_names_real_client_calls(child: kube.Child) -> None:
+    # Read, not imported: importing the client's API modules takes seconds.
+    spec = importlib.util.find_spec(f"kubernetes.client.api.{API_MODULES[child.group]}")
+    assert spec is not None
+    assert spec.origin is not None
+    source = Path(spec.origin).read_text()
+    for verb in kube.Verb:
+        assert f"def {verb.value}_namespaced_{child.resource}(" in source
+
+
+def test_the_table_names_children_as_the_builders_do() -> None:
+    s = session(exposure={"type": "Ingress"})
+    for child in kube.CHILDREN:
+        manifest = child.build(s, CONFIG)
+        assert manifest["kind"] == child.kind
+        assert manifest["metadata"]["name"] == child.name(s)
+    # Created with the NetworkPolicy first and the pod last; deleted the other way.
+    assert kube.CHILDREN[0] is kube.NETWORK_POLICY
+    assert kube.CHILDREN[-1] is kube.POD
+
+
+def test_only_the_ingress_and_network_policy_are_pruned() -> None:
+    pruned = {c.kind for c in kube.CHILDREN if c.update is kube.Update.PRUNE}
+    assert pruned == {"Ingress", "NetworkPolicy"}
+
+
+# --- the route
+
+
+def test_route_needs_the_service_and_an_accepted_ingress() -> None:
+    plain, exposed = session(), session(exposure={"type": "Ingress"})
+    assert route_check(plain, CONFIG, False, [], []).reason == "ServiceNotFound"
+    assert route_check(plain, CONFIG, False, ["demo"], []).reason == "ServiceReady"
+    assert route_check(exposed, CONFIG, False, ["demo"], []).reason == "NotAccepted"
+    assert route_check(exposed, CONFIG, True, ["demo"], []).reason == "IngressNotFound"
+    ready = route_check(exposed, CONFIG, True, ["demo"], ["demo"])
+    assert (ready.ok, ready.reason) == (True, "IngressReady")
+    assert "http://demo-ns.term.example.com/" in ready.message

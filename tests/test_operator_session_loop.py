@@ -3,14 +3,15 @@
 kwok runs the session pod only on paper, so the test runs the pod's real command locally,
 with the pod's environment and Secret files taken from the cluster and the pod's own
 ServiceAccount token, pointed at the test API server as if in-cluster. A browser-like client
-uses the terminal; the server's activity reports reach the operator through the Pod's
-annotations, and the session expires once idle.
+uses the terminal; the server's activity reports reach the operator through the session's
+Lease, and the session expires once idle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +22,10 @@ import pytest
 
 from tests.fixtures_kube import KubeCluster, wait_for
 from tests.fixtures_operator import (
-    OperatorProcess,
+    OperatorFactory,
     condition,
     get_session,
+    key_secret,
     materialize_volumes,
     pod_command_running,
     pod_environment,
@@ -55,20 +57,14 @@ def _service_account_dir(cluster: KubeCluster, namespace: str, sa: str, path: Pa
 async def test_real_server_activity_drives_status_and_idle_expiry(
     kube_cluster: KubeCluster,
     namespace: str,
-    operator: OperatorProcess,
+    operator_factory: OperatorFactory,
     sshd: Sshd,
     tmp_path: Path,
 ) -> None:
-    key = base64.b64encode(sshd.client_key_path.read_bytes()).decode()
-    kube_cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "ssh-key"},
-            "data": {"ssh-privatekey": key},
-        },
-        namespace=namespace,
-    )
+    # The egress policy must let the session reach sshd's port (22 only by default).
+    egress = {"egress": {"ssh": {"ports": [sshd.port]}}}
+    operator_factory(namespace, env={"EC2_TERMINAL_OPERATOR_NETWORK_POLICY": json.dumps(egress)})
+    kube_cluster.apply(key_secret(key=sshd.client_key_path.read_bytes()), namespace=namespace)
     manifest = session_manifest(
         "live",
         target={"host": sshd.host, "port": sshd.port, "user": sshd.user},

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 from typing import Any
 
 import pytest
 from ec2_terminal_operator import lifetime, resources, status
 from ec2_terminal_operator.config import OperatorConfig
-from ec2_terminal_operator.observed import Check, Observed, PodView, pod_view
+from ec2_terminal_operator.observed import (
+    Activity,
+    Check,
+    Observed,
+    PodView,
+    activity_view,
+    pod_view,
+)
 from ec2_terminal_operator.spec import SpecError, parse_session
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
@@ -43,7 +51,7 @@ def test_spec_defaults_and_base_path() -> None:
     assert s.lifetime.max_duration == 28800
     assert s.lifetime.idle_timeout == 1800
     assert s.exposure.path_prefix == "/t"
-    assert s.base_path == "/t/team-a/demo/"
+    assert s.layout_path == "/t/team-a/demo/"
     assert s.target.describe() == "ec2-user@10.0.0.5:2222"
 
 
@@ -188,16 +196,23 @@ def test_cluster_ip_url_and_service() -> None:
     assert svc["spec"]["selector"] == {resources.LABEL_SESSION: "demo"}
 
 
-def test_role_allows_only_its_own_pod() -> None:
-    role = resources.build_role(parse_session(body()))
+def test_role_allows_only_its_own_lease() -> None:
+    session = parse_session(body())
+    role = resources.build_role(session)
     assert role["rules"] == [
         {
-            "apiGroups": [""],
-            "resources": ["pods"],
-            "resourceNames": ["demo"],
-            "verbs": ["get", "patch"],
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["demo-activity"],
+            "verbs": ["get", "update", "patch"],
         }
     ]
+    lease = resources.build_lease(session)
+    assert lease["metadata"]["name"] == "demo-activity"
+    assert lease["metadata"]["labels"][resources.LABEL_SESSION] == "demo"
+    env = env_of(resources.build_pod(session, CONFIG))
+    assert env["EC2_TERMINAL_ACTIVITY_LEASE"] == "demo-activity"
+    assert env["EC2_TERMINAL_POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
 
 
 def test_token_secret_holds_the_token() -> None:
@@ -205,24 +220,38 @@ def test_token_secret_holds_the_token() -> None:
     assert base64.b64decode(secret["data"]["token"]) == b"tok"
 
 
-def test_pod_view_reads_readiness_and_activity() -> None:
+def test_pod_view_reads_readiness() -> None:
     view = pod_view(
         {
-            "metadata": {
-                "name": "demo",
-                "creationTimestamp": "2026-01-01T12:00:00Z",
-                "annotations": {
-                    resources.ANNOTATION_LAST_ACTIVITY: "2026-01-01T12:05:00Z",
-                    resources.ANNOTATION_ACTIVE_CONNECTIONS: "2",
-                },
-            },
+            "metadata": {"name": "demo", "uid": "u", "creationTimestamp": "2026-01-01T12:00:00Z"},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
         }
     )
     assert view.ready
+    assert view.uid == "u"
+    assert view.created == T0
+
+
+def test_activity_view_reads_the_lease_of_the_current_pod_only() -> None:
+    lease = {
+        "metadata": {
+            "annotations": {
+                resources.ANNOTATION_LAST_ACTIVITY: "2026-01-01T12:05:00Z",
+                resources.ANNOTATION_ACTIVE_CONNECTIONS: "2",
+            }
+        },
+        "spec": {"holderIdentity": "pod-uid-1"},
+    }
+    view = activity_view(lease)
     assert view.active_connections == 2
     assert view.last_activity == T0 + datetime.timedelta(minutes=5)
-    bad = pod_view({"metadata": {"annotations": {resources.ANNOTATION_ACTIVE_CONNECTIONS: "x"}}})
+    assert view.of(pod(uid="pod-uid-1")) is view
+    assert view.of(pod(uid="pod-uid-2")) is None
+    assert view.of(pod(uid="pod-uid-1", deleting=True)) is None
+    assert view.of(None) is None
+    bad = activity_view(
+        {"metadata": {"annotations": {resources.ANNOTATION_ACTIVE_CONNECTIONS: "x"}}}
+    )
     assert bad.active_connections is None
 
 
@@ -259,8 +288,7 @@ def pod(ready: bool = True, **kw: Any) -> PodView:
         "config_hash": "x",
         "waiting_reason": None,
         "waiting_message": None,
-        "last_activity": None,
-        "active_connections": None,
+        "uid": "pod-uid",
     }
     fields.update(kw)
     return PodView(**fields)
@@ -279,10 +307,14 @@ def observe(pod_: PodView | None, creds: bool = True, hc: dict[str, Any] | None 
 
 
 def run(
-    raw: dict[str, Any], obs: Observed, prior: dict[str, Any], now: datetime.datetime
+    raw: dict[str, Any],
+    obs: Observed,
+    prior: dict[str, Any],
+    now: datetime.datetime,
+    activity: Activity | None = None,
 ) -> status.Verdict:
     s = parse_session(raw)
-    life = lifetime.evaluate(s, prior, obs.pod, now)
+    life = lifetime.evaluate(s, prior, obs.pod, now, activity)
     return status.compute(s, obs, life, prior, CONFIG, now)
 
 
@@ -364,15 +396,15 @@ def test_max_duration_expires() -> None:
 def test_idle_timeout_counts_from_last_activity_and_not_while_connected() -> None:
     raw = body(lifetime={"idleTimeoutSeconds": 30})
     v1 = run(raw, observe(pod()), {}, T0)
-    active = pod(last_activity=T0 + datetime.timedelta(seconds=20), active_connections=1)
-    v2 = run(raw, observe(active), v1.status, T0 + datetime.timedelta(seconds=100))
+    active = Activity("pod-uid", 1, T0 + datetime.timedelta(seconds=20))
+    v2 = run(raw, observe(pod()), v1.status, T0 + datetime.timedelta(seconds=100), active)
     assert v2.phase is status.Phase.READY
     assert v2.status["activeConnections"] == 1
     assert v2.status["lastActivityTime"] == "2026-01-01T12:00:20Z"
-    quiet = pod(last_activity=T0 + datetime.timedelta(seconds=20), active_connections=0)
-    v3 = run(raw, observe(quiet), v2.status, T0 + datetime.timedelta(seconds=49))
+    quiet = Activity("pod-uid", 0, T0 + datetime.timedelta(seconds=20))
+    v3 = run(raw, observe(pod()), v2.status, T0 + datetime.timedelta(seconds=49), quiet)
     assert v3.phase is status.Phase.READY
-    v4 = run(raw, observe(quiet), v3.status, T0 + datetime.timedelta(seconds=50))
+    v4 = run(raw, observe(pod()), v3.status, T0 + datetime.timedelta(seconds=50), quiet)
     assert v4.phase is status.Phase.EXPIRED
     assert conds(v4)["Expired"]["reason"] == "IdleTimeout"
     assert v4.status["activeConnections"] == 0
@@ -383,6 +415,29 @@ def test_suspend_is_its_own_phase_without_a_pod() -> None:
     assert v.phase is status.Phase.SUSPENDED
     assert conds(v)["PodReady"]["reason"] == "Suspended"
     assert v.status["podName"] is None
+
+
+def test_a_deleted_session_is_terminating_in_its_phase_and_conditions() -> None:
+    ready = run(body(), observe(pod()), {}, T0)
+    deleting = dataclasses.replace(observe(pod()), deleting=True)
+    v = run(body(), deleting, ready.status, T0 + datetime.timedelta(seconds=1))
+    assert v.phase is status.Phase.TERMINATING
+    c = conds(v)
+    assert (c["PodReady"]["status"], c["PodReady"]["reason"]) == ("False", "Terminating")
+    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "Terminating")
+    # The transitions are expected ones: Normal Events, no Warning.
+    assert {(e.type, e.reason) for e in v.events} == {("Normal", "Terminating")}
+
+
+def test_an_evicted_pod_reports_its_own_reason_while_it_is_replaced() -> None:
+    ready = run(body(), observe(pod()), {}, T0)
+    evicted = pod(ready=False, phase="Failed", reason="Evicted", message="low on memory")
+    v = run(body(), observe(evicted), ready.status, T0 + datetime.timedelta(seconds=1))
+    pod_ready = conds(v)["PodReady"]
+    assert pod_ready["reason"] == "Evicted"
+    assert pod_ready["message"] == "pod demo failed (Evicted: low on memory); replacing it"
+    assert v.phase is status.Phase.PROVISIONING
+    assert ("Warning", "Evicted") in {(e.type, e.reason) for e in v.events}
 
 
 def test_idle_time_does_not_accrue_while_suspended() -> None:

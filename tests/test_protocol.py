@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from app.errors import FrameTooLarge, OutputLost, ProtocolViolation
-from app.protocol import (
+from app.terminal.protocol import (
     MAX_CLIENT_FRAME,
     FrameType,
     Resume,
-    Size,
     decode,
     decode_output,
     encode,
@@ -20,7 +19,8 @@ from app.protocol import (
     parse_hello,
     parse_resize,
 )
-from app.replay import ReplayBuffer
+from app.terminal.replay import ReplayBuffer
+from app.terminal.types import Size
 
 
 def test_round_trips() -> None:

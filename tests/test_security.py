@@ -7,7 +7,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from app.protocol import SUBPROTOCOL, FrameType, encode, encode_ack
+from app.terminal.protocol import SUBPROTOCOL, FrameType, encode, encode_ack
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
 from tests.wsclient import connected, connected_with_cookie, open_client, ws_url

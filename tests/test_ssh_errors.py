@@ -123,9 +123,9 @@ async def test_unknown_host_name(server_factory: ServerFactory, sshd: Sshd) -> N
 
 def test_a_host_whose_every_address_refuses_is_refused() -> None:
     # What asyncio raises when a name resolves to several addresses and each one refuses.
-    from app.errors import ConnectionRefused, SSHError
-    from app.ssh import _user_error
-    from app.target import ConnectPlan
+    from app.ssh.connector import _user_error
+    from app.ssh.errors import ConnectionRefused, SSHError
+    from app.ssh.plan import ConnectPlan
 
     plan = ConnectPlan(host="localhost", port=2, user="u", client_keys=[], verifier=None)  # type: ignore[arg-type]
     both = OSError(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 import stat
 
 import httpx
@@ -46,7 +48,7 @@ async def test_initial_size_comes_from_hello(server: RunningServer) -> None:
 
 
 async def test_ping_is_answered_with_the_same_bytes(server: RunningServer) -> None:
-    from app.protocol import FrameType, encode
+    from app.terminal.protocol import FrameType, encode
 
     client = await connected(server)
     await client.ws.send(encode(FrameType.PING, b"\x01probe"))
@@ -65,14 +67,30 @@ async def test_metrics_count_sessions_and_bytes(server: RunningServer) -> None:
     await client.ws.close()
 
 
-async def test_recordings_keep_output_as_asciicast(
+async def test_recordings_keep_output_and_resizes_never_input(
     server_factory: ServerFactory, sshd: Sshd, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     recordings = tmp_path_factory.mktemp("recordings") / "casts"
     server = server_factory(sshd, recordings_dir=str(recordings))
-    client = await connected(server)
+    client = await connected(server, cols=80, rows=24)
     await client.send_input("echo recorded-$((40+2))\r")
     await client.until_text("recorded-42")
+    await client.resize(100, 30)
+    await client.send_input("stty size\r")
+    await client.until_text("30 100")
+    # Keystrokes the terminal does not echo must not reach the recording either: with echo
+    # off, the marker is input only, and the shell says it arrived by printing its length.
+    marker = f"unrecorded-{secrets.token_hex(8)}"
+    await client.send_input("stty -echo; echo echo-off-$((1+1))\r")
+    await client.until_text("echo-off-2")
+    await client.send_input(
+        'read -r -p "ready-$((2+3)): " line; stty echo; echo "got-${#line}-bytes"\r'
+    )
+    # Typed only once `read` waits: typed ahead, it would reach readline's raw mode instead.
+    await client.until_text("ready-5: ")
+    await client.send_input(marker + "\r")
+    await client.until_text(f"got-{len(marker)}-bytes")
+    assert marker not in client.text
     await client.send_input("exit\r")
     await client.until(lambda c: c.exit is not None)
 
@@ -87,7 +105,17 @@ async def test_recordings_keep_output_as_asciicast(
     assert stat.S_IMODE(recordings.stat().st_mode) == 0o700
     assert stat.S_IMODE((recordings / entry["name"]).stat().st_mode) == 0o600
     cast = httpx.get(f"{server.base_url}recordings/{entry['name']}", headers=auth).text
-    header, *events = cast.splitlines()
-    assert '"version": 2' in header
-    assert "recorded-42" in "".join(events)
+    header_line, *event_lines = cast.splitlines()
+    header = json.loads(header_line)
+    assert (header["version"], header["width"], header["height"]) == (2, 80, 24)
+    events = [json.loads(line) for line in event_lines]
+    times = [event[0] for event in events]
+    assert times == sorted(times), "event times go backwards"
+    # asciicast has "i" events for input: this server never writes one.
+    assert {event[1] for event in events} == {"o", "r"}
+    assert [event[2] for event in events if event[1] == "r"] == ["100x30"]
+    output = "".join(event[2] for event in events if event[1] == "o")
+    assert "recorded-42" in output
+    assert f"got-{len(marker)}-bytes" in output
+    assert marker not in cast
     assert httpx.get(f"{server.base_url}recordings/..%2Ftoken", headers=auth).status_code == 404

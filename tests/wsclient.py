@@ -16,16 +16,16 @@ from websockets.exceptions import ConnectionClosed
 if TYPE_CHECKING:
     from tests.fixtures_server import RunningServer
 
-from app.protocol import (
+from app.terminal.protocol import (
     SUBPROTOCOL,
     FrameType,
-    Size,
     decode_output,
     encode,
     encode_ack,
     encode_json,
     encode_resize,
 )
+from app.terminal.types import Size
 
 
 @dataclass

@@ -11,7 +11,7 @@ import redis
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.ec2 import AwsClientCache
+from app.ec2.clients import AwsClientCache
 from app.healthcheck import check
 from app.healthcheck.check import CheckContext, CheckReport, ProbeRuntime
 from app.healthcheck.lock import SessionLocks

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from app.ec2 import AwsClientCache
+from app.ec2.clients import AwsClientCache
 from app.errors import TerminalError
 from app.healthcheck import probes, sessions
 from app.healthcheck.lock import SessionLocks

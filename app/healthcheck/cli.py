@@ -10,10 +10,11 @@ from typing import Any
 
 from app.errors import ConfigurationError
 from app.healthcheck.settings import HealthCheckSettings
+from app.settings import LogLevel
 
 log = logging.getLogger(__name__)
 
-LOG_LEVELS = ["debug", "info", "warning", "error"]
+LOG_LEVELS = [level.value for level in LogLevel]
 
 
 def health_check(args: argparse.Namespace) -> int:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.ec2 import resolve_instance
-from app.ec2_errors import InstanceNotFound, InstanceNotRunning, aws_error, state_advice
+from app.ec2.errors import InstanceNotFound, InstanceNotRunning, aws_error, state_advice
+from app.ec2.instances import resolve_instance
 from app.errors import TerminalError
 from app.healthcheck.results import CheckResult, Outcome
 from app.settings import AddressKind

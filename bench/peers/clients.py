@@ -22,7 +22,14 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.typing import Subprotocol
 
-from app.protocol import SUBPROTOCOL, FrameType, decode_output, encode, encode_ack, encode_json
+from app.terminal.protocol import (
+    SUBPROTOCOL,
+    FrameType,
+    decode_output,
+    encode,
+    encode_ack,
+    encode_json,
+)
 from bench.bridge import ssh_argv
 from bench.peers.servers import Peer, Target
 

@@ -1,4 +1,4 @@
-"""kopf registration only: each handler hands over to a function in reconcile.py."""
+"""kopf registration only: each handler hands over to a function in runner.py or loop.py."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from kubernetes import client, config
 
-from ec2_terminal_operator import loop, observed, reconcile, resources
+from ec2_terminal_operator import kube, loop, observed, origin, resources, runner
 from ec2_terminal_operator.config import OperatorConfig
-from ec2_terminal_operator.spec import GROUP, PLURAL, VERSION, parse_session
+from ec2_terminal_operator.spec import GROUP, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -24,18 +23,6 @@ class QuietWakeups(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Handler 'wake_on_")
-
-
-def load_clients(pool_size: int) -> reconcile.Clients:
-    """Kubernetes clients from the in-cluster account, else from KUBECONFIG."""
-    configuration = client.Configuration()
-    # One connection per executor thread, not urllib3's default 10.
-    configuration.connection_pool_maxsize = pool_size
-    try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return reconcile.Clients.from_api_client(client.ApiClient(configuration))
 
 
 def _key(namespace: str | None, session: str) -> tuple[str, str]:
@@ -64,11 +51,13 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
         # A watch that silently stalls would freeze every session; reconnect regularly.
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
-        if "clients" not in memo:
-            memo["clients"] = load_clients(cfg.workers)
-        memo["wakeups"] = loop.Wakeups()
-        memo["executor"] = settings.execution.executor  # the pool sync handlers run in
-        memo["config"] = cfg
+        memo["runtime"] = runner.Runtime(
+            clients=kube.load_clients(cfg.workers),
+            config=cfg,
+            wakeups=loop.Wakeups(),
+            locks=loop.PassLocks(),
+            executor=settings.execution.executor,
+        )
 
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -101,11 +90,37 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
     ) -> Any:
         return {_key(namespace, labels[resources.LABEL_SESSION]): name}
 
+    @kopf.index(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        labels=SESSION_SELECTOR,
+        id="session_leases",
+        registry=registry,
+    )
+    def session_leases(
+        namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+    ) -> Any:
+        return {_key(namespace, labels[resources.LABEL_SESSION]): observed.activity_view(body)}
+
+    @kopf.index(GROUP, VERSION, PLURAL, id="session_origins", registry=registry)
+    def session_origins(body: kopf.Body, **_: Any) -> Any:
+        # Every session's host (or the shared origin), so a pass sees who else wants it.
+        return origin.claim_of(body, cfg.ingress)
+
     @kopf.on.event("pods", labels=SESSION_SELECTOR, id="wake_on_pod", registry=registry)
     @kopf.on.event("services", labels=SESSION_SELECTOR, id="wake_on_service", registry=registry)
+    @kopf.on.event(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        labels=SESSION_SELECTOR,
+        id="wake_on_lease",
+        registry=registry,
+    )
     async def wake(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
         # kopf updates the indexes before it calls event handlers: the pass sees this change.
-        memo["wakeups"].wake(_key(namespace, labels[resources.LABEL_SESSION]))
+        memo["runtime"].wakeups.wake(_key(namespace, labels[resources.LABEL_SESSION]))
 
     @kopf.on.event(GROUP, VERSION, PLURAL, id="wake_on_change", registry=registry)
     async def wake_on_change(
@@ -114,45 +129,15 @@ def register(registry: kopf.OperatorRegistry, cfg: OperatorConfig) -> None:
         # A spec edit (suspend, lifetime, exposure) takes effect now, not at the next resync;
         # the operator's own status patches (generation already observed) wake nobody.
         if body.status.get("observedGeneration") != body.metadata.get("generation"):
-            memo["wakeups"].wake(_key(namespace, name))
+            memo["runtime"].wakeups.wake(_key(namespace, name))
 
     @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, id="reconcile", cancellation_timeout=60)
     async def session_loop(
-        body: kopf.Body,
-        memo: Any,
-        stopped: kopf.DaemonStopped,
-        **kwargs: Any,
+        body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, **kwargs: Any
     ) -> None:
         # kopf passes each index by its id; indexes and the body are live views.
-        pods: kopf.Index[tuple[str, str], observed.PodView] = kwargs["session_pods"]
-        services: kopf.Index[tuple[str, str], str] = kwargs["session_services"]
-        ingresses: kopf.Index[tuple[str, str], str] = kwargs["session_ingresses"]
-        owned = loop.OwnedStatus()
-        key = _key(body.metadata.namespace, str(body.metadata.name))
-
-        def one_pass() -> None:
-            current = {**body, "status": owned.view(body.get("status") or {})}
-            session = parse_session(current)
-            changes = reconcile.reconcile(
-                reconcile.Pass(
-                    clients=memo["clients"],
-                    config=memo["config"],
-                    body=current,
-                    session=session,
-                    pods=pods.get(key, []),
-                    services=services.get(key, []),
-                    ingresses=ingresses.get(key, []),
-                    memo=memo,
-                )
-            )
-            if changes and loop.patch_status(memo["clients"], *key, changes):
-                owned.record(changes)
-
-        await loop.run(
-            key, one_pass, stopped, memo["wakeups"], memo["executor"], cfg.resync_seconds
-        )
+        await runner.session_loop(memo["runtime"], body, runner.Indexes.of(kwargs), stopped)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cleanup")
-    def cleanup(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) -> None:
-        patch.status["phase"] = "Terminating"
-        reconcile.cleanup(memo["clients"], parse_session(body))
+    def cleanup(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+        runner.terminate(memo["runtime"], body, runner.Indexes.of(kwargs))

@@ -8,7 +8,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from ec2_terminal_operator.observed import PodView, parse_time
+from ec2_terminal_operator.observed import Activity, PodView, parse_time
 from ec2_terminal_operator.spec import Session
 
 
@@ -47,8 +47,12 @@ def evaluate(
     prior_status: Mapping[str, Any],
     pod: PodView | None,
     now: datetime.datetime,
+    activity: Activity | None = None,
 ) -> LifetimeState:
-    """Works out the session's times and whether it is (or already was) expired."""
+    """Works out the session's times and whether it is (or already was) expired.
+
+    `activity` is what the current pod reported (see `Activity.of`), if anything.
+    """
     start = parse_time(prior_status.get("startTime")) or now
     ready_time = parse_time(prior_status.get("readyTime"))
     if session.suspend:
@@ -58,12 +62,12 @@ def evaluate(
     elif ready_time is None and pod is not None and pod.ready and not pod.deleting:
         ready_time = now
     last_activity = parse_time(prior_status.get("lastActivityTime"))
-    reported = pod.last_activity if pod is not None else None
+    reported = activity.last_activity if activity is not None else None
     if reported is not None and (last_activity is None or reported > last_activity):
         last_activity = reported
     active = 0
-    if pod is not None and not pod.deleting and pod.active_connections is not None:
-        active = pod.active_connections
+    if activity is not None and activity.active_connections is not None:
+        active = activity.active_connections
     elif pod is not None and not pod.deleting:
         active = int(prior_status.get("activeConnections") or 0)
     expires_at = start + datetime.timedelta(seconds=session.lifetime.max_duration)

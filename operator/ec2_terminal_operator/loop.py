@@ -1,23 +1,21 @@
-"""Each session's reconcile loop: a pass now, then at once when its pod or Service changes,
-else every resync interval.
+"""Each session's loop: a pass now, then at once when a watch wakes it, else every resync
+interval; after a failing pass, a growing delay.
 
 A timer alone would report a pod's readiness (or a user's activity) only at its next tick; the
-loop instead sleeps on a wake-up that the pod and Service watches set.
+loop instead sleeps on a wake-up that the watches of the session and its children set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
-from typing import Any
-
-from kubernetes.client.exceptions import ApiException
-
-from ec2_terminal_operator.reconcile import Clients
-from ec2_terminal_operator.spec import GROUP, PLURAL, VERSION
+from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -26,18 +24,32 @@ Key = tuple[str, str]  # (namespace, session name)
 MAX_BACKOFF_SECONDS = 60.0
 
 
+class Stopped(Protocol):
+    """kopf's DaemonStopped, as the loop uses it: truthy once set, and awaitable."""
+
+    def __bool__(self) -> bool: ...
+
+    def wait(self) -> Awaitable[Any]: ...
+
+
+# Waits `delay` seconds, or less if the wake-up or the stop comes first.
+Sleep = Callable[[float, asyncio.Event, Stopped], Awaitable[None]]
+
+
 class Wakeups:
-    """One event per running session loop; watches on its children set it."""
+    """One event per running session loop; watches on the session and its children set it."""
 
     def __init__(self) -> None:
         self._events: dict[Key, asyncio.Event] = {}
 
     def register(self, key: Key) -> asyncio.Event:
+        """A new wake-up for the session's loop."""
         event = asyncio.Event()
         self._events[key] = event
         return event
 
     def unregister(self, key: Key, event: asyncio.Event) -> None:
+        """Forgets the loop's wake-up (unless a newer loop of the session registered since)."""
         if self._events.get(key) is event:
             del self._events[key]
 
@@ -48,52 +60,68 @@ class Wakeups:
             event.set()
 
 
-class OwnedStatus:
-    """The operator's own status keys as last written, laid over a possibly older body.
+@dataclasses.dataclass
+class _Held:
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    users: int = 0
 
-    A loop's next pass can start before the watch has delivered its previous status patch;
-    reading that stale status would repeat transitions and their Events. The operator is the
-    only writer of these keys, so what it wrote last is the truth for them.
+
+class PassLocks:
+    """One lock per session, held by each of its passes (they run in worker threads).
+
+    A session's loop runs one pass at a time; the delete handler's last pass comes from
+    elsewhere and may start while a pass of the loop is in flight (kopf stops the loop and
+    calls the handler at once), so both take the session's lock.
     """
 
     def __init__(self) -> None:
-        self._written: dict[str, Any] = {}
+        self._guard = threading.Lock()
+        self._held: dict[Key, _Held] = {}
 
-    def view(self, status: Mapping[str, Any]) -> dict[str, Any]:
-        merged = dict(status)
-        for key, value in self._written.items():
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = value
-        return merged
+    @contextlib.contextmanager
+    def holding(self, key: Key) -> Iterator[None]:
+        """Holds the session's lock; it is forgotten once nobody holds or waits for it."""
+        with self._guard:
+            held = self._held.setdefault(key, _Held())
+            held.users += 1
+        try:
+            with held.lock:
+                yield
+        finally:
+            with self._guard:
+                held.users -= 1
+                if not held.users:
+                    del self._held[key]
 
-    def record(self, patch: Mapping[str, Any]) -> None:
-        self._written.update(patch)
+    def users(self, key: Key) -> int:
+        """How many passes of the session hold or wait for its lock."""
+        with self._guard:
+            held = self._held.get(key)
+            return held.users if held is not None else 0
 
 
-def patch_status(clients: Clients, namespace: str, name: str, changes: Mapping[str, Any]) -> bool:
-    """Merge-patches the session's status; False if the session is gone."""
-    try:
-        clients.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": changes}, _preload_content=False
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+def next_delay(failures: int, resync_seconds: float) -> float:
+    """Seconds to the next pass after `failures` failing passes in a row (0: all is well).
+
+    Doubling from twice the resync interval, capped at MAX_BACKOFF_SECONDS: an API server
+    that refuses every call is not hammered, and a passing fault costs at most a minute.
+    """
+    if failures == 0:
+        return resync_seconds
+    return min(MAX_BACKOFF_SECONDS, resync_seconds * 2.0**failures)
 
 
 async def run(
     key: Key,
     one_pass: Callable[[], None],
-    stopped: Any,
+    stopped: Stopped,
     wakeups: Wakeups,
     executor: Executor | None,
     resync_seconds: float,
+    sleep: Sleep | None = None,
 ) -> None:
-    """Runs `one_pass` in `executor` until `stopped` is set: after each wake-up or resync."""
+    """Runs `one_pass` in `executor` until `stopped` is set: after each wake-up or delay."""
+    sleep = sleep or wait_or_wake
     wakeup = wakeups.register(key)
     failures = 0
     loop = asyncio.get_running_loop()
@@ -103,19 +131,22 @@ async def run(
             try:
                 # kopf.event() from the worker thread finds kopf's queue in the copied context.
                 await loop.run_in_executor(executor, contextvars.copy_context().run, one_pass)
-                failures, delay = 0, resync_seconds
+                failures = 0
             except Exception:
                 failures += 1
-                delay = min(MAX_BACKOFF_SECONDS, resync_seconds * 2**failures)
-                logger.exception("session %s/%s: pass failed; next in %.0f s", *key, delay)
-            await _sleep(delay, wakeup.wait(), stopped.wait())
+                logger.exception(
+                    "session %s/%s: pass failed; next in %.0f s",
+                    *key,
+                    next_delay(failures, resync_seconds),
+                )
+            await sleep(next_delay(failures, resync_seconds), wakeup, stopped)
     finally:
         wakeups.unregister(key, wakeup)
 
 
-async def _sleep(delay: float, *ends: Awaitable[Any]) -> None:
-    """Waits `delay` seconds, or less if one of `ends` completes."""
-    tasks = [asyncio.ensure_future(end) for end in ends]
+async def wait_or_wake(delay: float, wakeup: asyncio.Event, stopped: Stopped) -> None:
+    """The default Sleep: `delay` seconds, ended early by the wake-up or the stop."""
+    tasks = [asyncio.ensure_future(end) for end in (wakeup.wait(), stopped.wait())]
     try:
         await asyncio.wait(tasks, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
     finally:

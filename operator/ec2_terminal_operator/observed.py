@@ -1,4 +1,4 @@
-"""What the operator saw of a session's world: its pod, its Secrets, its route."""
+"""What the operator saw of a session's world: its pod, its activity, its Secrets, its route."""
 
 from __future__ import annotations
 
@@ -49,8 +49,7 @@ class PodView:
     config_hash: str | None
     waiting_reason: str | None
     waiting_message: str | None
-    last_activity: datetime.datetime | None
-    active_connections: int | None
+    uid: str = ""
     pod_hash: str | None = None
     # status.reason and status.message of the pod itself (e.g. Evicted), set when it failed.
     reason: str | None = None
@@ -69,7 +68,7 @@ class PodView:
 
 
 def pod_view(body: Mapping[str, Any]) -> PodView:
-    """Builds a PodView from a Pod body; bad activity annotations are ignored, not fatal."""
+    """Builds a PodView from a Pod body."""
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     annotations = meta.get("annotations") or {}
@@ -92,13 +91,6 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
             if c.get("type") == "PodScheduled" and c.get("status") == "False":
                 waiting_reason = c.get("reason")
                 waiting_message = c.get("message")
-    active: int | None = None
-    raw_active = annotations.get(ANNOTATION_ACTIVE_CONNECTIONS)
-    if raw_active is not None:
-        try:
-            active = max(0, int(raw_active))
-        except ValueError:
-            logger.warning("pod %s: ignoring bad %s annotation", meta.get("name"), raw_active)
     return PodView(
         name=str(meta.get("name", "")),
         phase=str(status.get("phase") or "Pending"),
@@ -108,11 +100,43 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
         config_hash=annotations.get(ANNOTATION_CONFIG_HASH),
         waiting_reason=waiting_reason,
         waiting_message=waiting_message,
-        last_activity=parse_time(annotations.get(ANNOTATION_LAST_ACTIVITY)),
-        active_connections=active,
+        uid=str(meta.get("uid") or ""),
         pod_hash=annotations.get(ANNOTATION_POD_HASH),
         reason=status.get("reason"),
         message=status.get("message"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Activity:
+    """What a session pod reported on its Lease: attached browsers and the last input."""
+
+    holder: str
+    active_connections: int | None
+    last_activity: datetime.datetime | None
+
+    def of(self, pod: PodView | None) -> Activity | None:
+        """This report if the pod made it; what an earlier pod left behind is void."""
+        if pod is None or pod.deleting or not pod.uid or self.holder != pod.uid:
+            return None
+        return self
+
+
+def activity_view(body: Mapping[str, Any]) -> Activity:
+    """Reads a session Lease; bad annotations are ignored, not fatal."""
+    meta = body.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    active: int | None = None
+    raw_active = annotations.get(ANNOTATION_ACTIVE_CONNECTIONS)
+    if raw_active is not None:
+        try:
+            active = max(0, int(raw_active))
+        except ValueError:
+            logger.warning("lease %s: ignoring bad %s annotation", meta.get("name"), raw_active)
+    return Activity(
+        holder=str((body.get("spec") or {}).get("holderIdentity") or ""),
+        active_connections=active,
+        last_activity=parse_time(annotations.get(ANNOTATION_LAST_ACTIVITY)),
     )
 
 
@@ -123,6 +147,9 @@ class Check:
     ok: bool
     reason: str
     message: str
+
+
+ACCEPTED = Check(True, "Accepted", "the session complies with the operator's policy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,3 +163,7 @@ class Observed:
     health_check: Mapping[str, Any]
     # A child's name taken by an object the session does not own: nothing can proceed.
     conflict: Check | None = None
+    # The operator's policy on what the session asks for (admission.py).
+    accepted: Check = ACCEPTED
+    # The last spec.tokenRotation the operator acted on.
+    token_rotation: str | None = None

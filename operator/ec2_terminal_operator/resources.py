@@ -7,13 +7,16 @@ import dataclasses
 import enum
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from ec2_terminal_operator import ingress_annotations, origin
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import (
     AccessMethod,
     ExposureType,
     HostKeyPolicy,
+    SecretKeyRef,
     Session,
 )
 
@@ -61,6 +64,11 @@ def ingress_name(session: Session) -> str:
     return session.name
 
 
+def lease_name(session: Session) -> str:
+    """Name of the Lease the session pod reports its activity on."""
+    return f"{session.name}-activity"
+
+
 def rbac_name(session: Session) -> str:
     """Name of the session's ServiceAccount, Role and RoleBinding."""
     return f"{session.name}-session"
@@ -76,17 +84,22 @@ def labels(session: Session) -> dict[str, str]:
     }
 
 
+def base_path(session: Session, config: OperatorConfig) -> str:
+    """The URL path the session is served under, with a trailing slash."""
+    route = origin.plan(session, config.ingress)
+    return route.base_path if route is not None else session.layout_path
+
+
 def session_url(session: Session, config: OperatorConfig) -> str:
     """The address a person opens (without the token)."""
-    exposure = session.exposure
-    if exposure.type is ExposureType.INGRESS:
-        if exposure.host:
-            scheme = "https" if exposure.tls_secret_name else "http"
-            return f"{scheme}://{exposure.host}{session.base_path}"
-        return session.base_path
+    route = origin.plan(session, config.ingress)
+    if route is not None:
+        if route.host is None:
+            return route.base_path
+        return f"{'https' if route.https else 'http'}://{route.host}{route.base_path}"
     port = "" if config.service_port == 80 else f":{config.service_port}"
     host = f"{service_name(session)}.{session.namespace}.svc"
-    return f"http://{host}{port}{session.base_path}"
+    return f"http://{host}{port}{session.layout_path}"
 
 
 def build_token_secret(session: Session, token: str) -> dict[str, Any]:
@@ -100,8 +113,18 @@ def build_token_secret(session: Session, token: str) -> dict[str, Any]:
     }
 
 
+def build_lease(session: Session) -> dict[str, Any]:
+    """The Lease the session pod writes its activity into (annotations, holder, renewTime)."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": lease_name(session), "labels": labels(session)},
+        "spec": {},
+    }
+
+
 def build_service_account(session: Session) -> dict[str, Any]:
-    """The pod's own identity, used only to report activity on its own Pod object."""
+    """The pod's own identity, used only to report activity on the session's Lease."""
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -111,17 +134,17 @@ def build_service_account(session: Session) -> dict[str, Any]:
 
 
 def build_role(session: Session) -> dict[str, Any]:
-    """Least privilege: get and patch this session's pod, nothing else."""
+    """Least privilege: write this session's Lease, nothing else (not even its own Pod)."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": {"name": rbac_name(session), "labels": labels(session)},
         "rules": [
             {
-                "apiGroups": [""],
-                "resources": ["pods"],
-                "resourceNames": [pod_name(session)],
-                "verbs": ["get", "patch"],
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "resourceNames": [lease_name(session)],
+                "verbs": ["get", "update", "patch"],
             }
         ],
     }
@@ -148,13 +171,40 @@ def build_role_binding(session: Session) -> dict[str, Any]:
     }
 
 
-def allowed_origins(session: Session) -> list[str]:
+def allowed_origins(session: Session, config: OperatorConfig) -> list[str]:
     """Browser origins the server accepts besides its own Host."""
-    host = session.exposure.host
-    if session.exposure.type is not ExposureType.INGRESS or not host:
+    route = origin.plan(session, config.ingress)
+    if route is None or route.host is None:
         return []
-    scheme = "https" if session.exposure.tls_secret_name else "http"
-    return [f"{scheme}://{host}"]
+    return [f"{'https' if route.https else 'http'}://{route.host}"]
+
+
+def allowed_hosts(session: Session, config: OperatorConfig) -> list[str] | None:
+    """Host headers the server answers (DNS rebinding); None: any, on the shared origin.
+
+    The Ingress host, and the Service's in-cluster names. Requests to an IP address (the
+    kubelet's probes) are always allowed by the server.
+    """
+    route = origin.plan(session, config.ingress)
+    if route is not None and route.host is None:
+        return None  # host-less Ingress: whatever host the controller serves
+    svc, ns = service_name(session), session.namespace
+    names = [svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.{config.cluster_domain}"]
+    return ([route.host] if route is not None and route.host else []) + names
+
+
+def mounted_key(session: Session) -> SecretKeyRef | None:
+    """The private key Secret the pod mounts (SSHKey access only)."""
+    if session.target.access_method is AccessMethod.SSH_KEY:
+        return session.credentials
+    return None
+
+
+def mounted_known_hosts(session: Session) -> SecretKeyRef | None:
+    """The known_hosts Secret the pod mounts (KnownHostsSecret policy only)."""
+    if session.host_key.policy is HostKeyPolicy.KNOWN_HOSTS_SECRET:
+        return session.host_key.known_hosts
+    return None
 
 
 def build_env(session: Session, config: OperatorConfig) -> list[dict[str, Any]]:
@@ -170,23 +220,28 @@ def build_env(session: Session, config: OperatorConfig) -> list[dict[str, Any]]:
     plain["EC2_TERMINAL_PORT"] = str(target.port)
     plain["EC2_TERMINAL_USER"] = target.user
     plain["EC2_TERMINAL_ACCESS_METHOD"] = _ACCESS_METHODS[target.access_method]
-    if session.credentials is not None:
-        plain["EC2_TERMINAL_KEY_FILE"] = f"{KEY_DIR}/{session.credentials.key}"
+    key = mounted_key(session)
+    if key is not None:
+        plain["EC2_TERMINAL_KEY_FILE"] = f"{KEY_DIR}/{key.key}"
     host_key = session.host_key
     plain["EC2_TERMINAL_HOST_KEY_POLICY"] = _HOST_KEY_POLICIES[host_key.policy]
     if host_key.policy is HostKeyPolicy.FINGERPRINT and host_key.fingerprint:
         plain["EC2_TERMINAL_HOST_KEY_FINGERPRINT"] = host_key.fingerprint
-    if host_key.policy is HostKeyPolicy.KNOWN_HOSTS_SECRET and host_key.known_hosts:
-        plain["EC2_TERMINAL_KNOWN_HOSTS"] = f"{KNOWN_HOSTS_DIR}/{host_key.known_hosts.key}"
-    plain["EC2_TERMINAL_BASE_PATH"] = session.base_path
+    known_hosts = mounted_known_hosts(session)
+    if known_hosts is not None:
+        plain["EC2_TERMINAL_KNOWN_HOSTS"] = f"{KNOWN_HOSTS_DIR}/{known_hosts.key}"
+    plain["EC2_TERMINAL_BASE_PATH"] = base_path(session, config)
     plain["EC2_TERMINAL_TOKEN_FILE"] = f"{TOKEN_DIR}/{TOKEN_KEY}"
     plain["EC2_TERMINAL_LISTEN_HOST"] = "0.0.0.0"
     plain["EC2_TERMINAL_LISTEN_PORT"] = str(config.listen_port)
     plain["EC2_TERMINAL_IDLE_TIMEOUT"] = str(session.lifetime.idle_timeout)
     plain["EC2_TERMINAL_MAX_DURATION"] = str(session.lifetime.max_duration)
-    origins = allowed_origins(session)
+    origins = allowed_origins(session, config)
     if origins:
         plain["EC2_TERMINAL_ALLOWED_ORIGINS"] = ",".join(origins)
+    hosts = allowed_hosts(session, config)
+    if hosts is not None:
+        plain["EC2_TERMINAL_ALLOWED_HOSTS"] = ",".join(hosts)
     if session.exposure.type is ExposureType.INGRESS:
         # Behind an Ingress the browser's scheme arrives only as X-Forwarded-Proto, and the
         # server marks its cookie Secure only if it sees https. The pod is reached only
@@ -195,11 +250,17 @@ def build_env(session: Session, config: OperatorConfig) -> list[dict[str, Any]]:
         # default (loopback only) stays.
         plain["EC2_TERMINAL_FORWARDED_ALLOW_IPS"] = "*"
     plain["EC2_TERMINAL_RECORDINGS_DIR"] = RECORDINGS_DIR
+    plain["EC2_TERMINAL_ACTIVITY_LEASE"] = lease_name(session)
     # The root filesystem is read-only; anything that wants a home writes to the tmp volume.
     plain["HOME"] = "/tmp"
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items()]
     env.append(_field_env("EC2_TERMINAL_POD_NAME", "metadata.name"))
     env.append(_field_env("EC2_TERMINAL_POD_NAMESPACE", "metadata.namespace"))
+    # The Lease's holder: the operator ignores activity an earlier pod left on the Lease.
+    env.append(_field_env("EC2_TERMINAL_POD_UID", "metadata.uid"))
+    # The administrator's additions (the OTLP endpoint...), last so that they may refer to the
+    # variables above as $(NAME); config refuses the names the operator sets.
+    env.extend({"name": k, "value": v} for k, v in config.session_env.items())
     return env
 
 
@@ -220,14 +281,18 @@ def _secret_volume(name: str, secret: str, key: str) -> dict[str, Any]:
 
 
 def build_volumes(session: Session) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The pod's volumes and the container's mounts (secrets read-only, scratch in emptyDirs)."""
+    """The pod's volumes and the container's mounts (secrets read-only, scratch in emptyDirs).
+
+    Only Secrets that check_credentials vetted are mounted (mounted_key, mounted_known_hosts).
+    """
     volumes = [_secret_volume("token", token_secret_name(session), TOKEN_KEY)]
     mounts = [{"name": "token", "mountPath": TOKEN_DIR, "readOnly": True}]
-    if session.credentials is not None:
-        volumes.append(_secret_volume("ssh-key", session.credentials.name, session.credentials.key))
+    key = mounted_key(session)
+    if key is not None:
+        volumes.append(_secret_volume("ssh-key", key.name, key.key))
         mounts.append({"name": "ssh-key", "mountPath": KEY_DIR, "readOnly": True})
-    known_hosts = session.host_key.known_hosts
-    if session.host_key.policy is HostKeyPolicy.KNOWN_HOSTS_SECRET and known_hosts:
+    known_hosts = mounted_known_hosts(session)
+    if known_hosts is not None:
         volumes.append(_secret_volume("known-hosts", known_hosts.name, known_hosts.key))
         mounts.append({"name": "known-hosts", "mountPath": KNOWN_HOSTS_DIR, "readOnly": True})
     volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}})
@@ -273,7 +338,7 @@ def build_pod(session: Session, config: OperatorConfig) -> dict[str, Any]:
     }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": rbac_name(session),
-        # Mounted so the server can patch activity annotations onto its own Pod, the one
+        # Mounted so the server can write its activity into the session's Lease, the one
         # thing its Role allows.
         "automountServiceAccountToken": True,
         "enableServiceLinks": False,
@@ -300,8 +365,9 @@ def build_pod(session: Session, config: OperatorConfig) -> dict[str, Any]:
             "name": pod_name(session),
             "labels": labels(session),
             "annotations": {
-                ANNOTATION_CONFIG_HASH: config_hash(session),
-                ANNOTATION_POD_HASH: pod_hash(pod_spec),
+                **config.session_pod_annotations,
+                ANNOTATION_CONFIG_HASH: config_hash(session, config),
+                ANNOTATION_POD_HASH: pod_hash(pod_spec, config.session_pod_annotations),
             },
         },
         "spec": pod_spec,
@@ -316,12 +382,15 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def config_hash(session: Session) -> str:
+def config_hash(session: Session, config: OperatorConfig) -> str:
     """A digest of the spec fields the pod is built from: a change means replace the pod.
 
     Only the session's own inputs count, not operator settings (default image, env layout),
-    so upgrading the operator does not cut every live terminal (see `pod_hash`).
+    so upgrading the operator does not cut every live terminal (see `pod_hash`); except the
+    route, which the session domain may change: a pod serving an old host or base path
+    would not work behind its new Ingress.
     """
+    route = origin.plan(session, config.ingress)
     return _digest(
         {
             "name": session.name,
@@ -337,17 +406,19 @@ def config_hash(session: Session) -> str:
                 session.exposure.tls_secret_name,
             ],
             "pod": dataclasses.asdict(session.pod),
+            "route": route and dataclasses.asdict(route),
         }
     )
 
 
-def pod_hash(pod_spec: dict[str, Any]) -> str:
-    """A digest of the whole pod spec, operator settings included.
+def pod_hash(pod_spec: dict[str, Any], annotations: Mapping[str, str]) -> str:
+    """A digest of the whole pod spec and the administrator's annotations.
 
     When only this one differs, the pod is out of date but still works: it is replaced only
-    while nobody is connected.
+    while nobody is connected. Without extra annotations it is the spec's digest alone, as
+    before they existed, so an upgrade replaces no pod on that account.
     """
-    return _digest(pod_spec)
+    return _digest({"spec": pod_spec, "annotations": annotations} if annotations else pod_spec)
 
 
 def build_service(session: Session, config: OperatorConfig) -> dict[str, Any]:
@@ -371,20 +442,85 @@ def build_service(session: Session, config: OperatorConfig) -> dict[str, Any]:
     }
 
 
-def build_ingress(session: Session, config: OperatorConfig) -> dict[str, Any]:
-    """An Ingress routing <pathPrefix>/<namespace>/<name>/ to the Service, WebSocket-friendly."""
-    exposure = session.exposure
-    timeout = str(config.ingress_timeout_seconds)
-    annotations = {
-        "nginx.ingress.kubernetes.io/proxy-read-timeout": timeout,
-        "nginx.ingress.kubernetes.io/proxy-send-timeout": timeout,
+def network_policy_name(session: Session) -> str:
+    """Name of the session pod's NetworkPolicy."""
+    return session.name
+
+
+def _tcp(port: int) -> dict[str, Any]:
+    return {"protocol": "TCP", "port": port}
+
+
+def build_network_policy(session: Session, config: OperatorConfig) -> dict[str, Any]:
+    """Who may reach the session pod, and (egress) where it may connect.
+
+    In: the ingress controller's namespaces and the health-check worker, on the server's
+    port only (the kubelet's probes come from the node, which most CNIs never block). Out:
+    SSH to the target's port, HTTPS for the AWS and Kubernetes APIs, DNS; link-local
+    addresses (the instance metadata service) are excepted by default.
+    """
+    net = config.network
+    allowed_in: list[dict[str, Any]] = [
+        {"namespaceSelector": dict(net.ingress_namespace_selector)},
+        {
+            "namespaceSelector": dict(net.health_check_namespace_selector),
+            "podSelector": dict(net.health_check_pod_selector),
+        },
+        *(dict(peer) for peer in net.extra_ingress_from),
+    ]
+    spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": {LABEL_SESSION: session.name}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": allowed_in, "ports": [_tcp(config.listen_port)]}],
     }
-    annotations.update(exposure.annotations)
+    if net.egress_enabled:
+        spec["policyTypes"].append("Egress")
+        spec["egress"] = [
+            {
+                "to": [{"ipBlock": block.manifest()} for block in net.ssh.blocks],
+                "ports": [_tcp(session.target.port)],
+            },
+            {
+                "to": [{"ipBlock": block.manifest()} for block in net.https.blocks],
+                "ports": [_tcp(port) for port in net.https.ports],
+            },
+            {
+                "to": [
+                    {
+                        "namespaceSelector": dict(net.dns_namespace_selector),
+                        "podSelector": dict(net.dns_pod_selector),
+                    }
+                ],
+                "ports": [{"protocol": "UDP", "port": 53}, _tcp(53)],
+            },
+            *(dict(rule) for rule in net.extra_egress),
+        ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": network_policy_name(session), "labels": labels(session)},
+        "spec": spec,
+    }
+
+
+def build_ingress(session: Session, config: OperatorConfig) -> dict[str, Any]:
+    """An Ingress routing the session's host and base path to the Service, WebSocket-friendly.
+
+    Call only for a session the operator's policy accepted (admission.check_route).
+    """
+    exposure = session.exposure
+    route = origin.plan(session, config.ingress)
+    if route is None:
+        raise ValueError(f"session {session.name} is not exposed by Ingress")
+    timeout = str(config.ingress_timeout_seconds)
+    # The session's own annotations first: the operator's are never overridden.
+    annotations = dict(exposure.annotations)
+    annotations.update({key: timeout for key in ingress_annotations.OPERATOR_OWNED})
     rule: dict[str, Any] = {
         "http": {
             "paths": [
                 {
-                    "path": session.base_path.rstrip("/"),
+                    "path": route.base_path.rstrip("/") or "/",
                     "pathType": "Prefix",
                     "backend": {
                         "service": {
@@ -396,13 +532,19 @@ def build_ingress(session: Session, config: OperatorConfig) -> dict[str, Any]:
             ]
         }
     }
-    if exposure.host:
-        rule["host"] = exposure.host
+    if route.host is not None:
+        rule["host"] = route.host
     spec: dict[str, Any] = {"rules": [rule]}
-    if exposure.ingress_class_name:
-        spec["ingressClassName"] = exposure.ingress_class_name
-    if exposure.tls_secret_name and exposure.host:
-        spec["tls"] = [{"hosts": [exposure.host], "secretName": exposure.tls_secret_name}]
+    class_name = exposure.ingress_class_name or config.ingress.class_name
+    if class_name:
+        spec["ingressClassName"] = class_name
+    if route.https and route.host is not None:
+        # Without a secretName the controller's default certificate serves the host (a
+        # wildcard for the session domain, with ingress.sessionTLS).
+        tls: dict[str, Any] = {"hosts": [route.host]}
+        if exposure.tls_secret_name:
+            tls["secretName"] = exposure.tls_secret_name
+        spec["tls"] = [tls]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",

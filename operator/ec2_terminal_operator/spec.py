@@ -127,10 +127,12 @@ class Session:
     pod: PodSettings
     health_check_enabled: bool
     suspend: bool
+    # Changing it asks for a fresh token (its value means nothing else).
+    token_rotation: str | None = None
 
     @property
-    def base_path(self) -> str:
-        """URL path the session is served under, with a trailing slash."""
+    def layout_path(self) -> str:
+        """<pathPrefix>/<namespace>/<name>/: the base path unless a host of its own serves `/`."""
         return f"{self.exposure.path_prefix}/{self.namespace}/{self.name}/"
 
 
@@ -215,4 +217,5 @@ def parse_session(body: Mapping[str, Any]) -> Session:
         pod=pod,
         health_check_enabled=bool((spec.get("healthCheck") or {}).get("enabled", True)),
         suspend=bool(spec.get("suspend", False)),
+        token_rotation=spec.get("tokenRotation") or None,
     )

@@ -33,6 +33,7 @@ class Phase(enum.Enum):
 class ConditionType(enum.Enum):
     """The session's condition types, in the order they are listed."""
 
+    ACCEPTED = "Accepted"
     CREDENTIALS_READY = "CredentialsReady"
     POD_READY = "PodReady"
     ROUTE_READY = "RouteReady"
@@ -48,6 +49,8 @@ _EXPECTED_REASONS = frozenset(
         "PodStarting",
         "PodCreating",
         "PodNotCreated",
+        # The Accepted condition carries the Warning; PodReady only follows it.
+        "NotAccepted",
         "PodReplacing",
         "Suspended",
         "NotExpired",
@@ -98,6 +101,11 @@ class Verdict:
     events: tuple[Event, ...]
 
 
+def _accepted(observed: Observed) -> Condition:
+    a = observed.accepted
+    return Condition(ConditionType.ACCEPTED, "True" if a.ok else "False", a.reason, a.message)
+
+
 def _credentials(session: Session, observed: Observed) -> Condition:
     c = observed.credentials
     return Condition(
@@ -119,6 +127,10 @@ def _pod(
         return Condition(
             kind, "False", "Suspended", "the pod is stopped: spec.suspend is true"
         ), False
+    if not observed.accepted.ok:
+        return Condition(
+            kind, "False", "NotAccepted", "no pod: the operator's policy refuses the session"
+        ), True
     if observed.conflict is not None:
         # Failed at once: waiting cannot help until someone renames or removes an object.
         return Condition(kind, "False", observed.conflict.reason, observed.conflict.message), True
@@ -284,6 +296,7 @@ def compute(
     """The operator-owned part of status.* for this pass, and its Events."""
     pod_cond, pod_failed = _pod(session, observed, life, now)
     base = [
+        _accepted(observed),
         _credentials(session, observed),
         pod_cond,
         _route(session, observed),
@@ -320,6 +333,7 @@ def compute(
         "lastActivityTime": format_time(life.last_activity) if life.last_activity else None,
         "expiresAt": format_time(life.expires_at),
         "activeConnections": life.active_connections,
+        "tokenRotation": observed.token_rotation,
     }
     return Verdict(status=status, phase=phase, events=events)
 
@@ -347,3 +361,29 @@ def is_expired(prior_status: Mapping[str, Any]) -> bool:
 def parse_status_time(prior_status: Mapping[str, Any], key: str) -> datetime.datetime | None:
     """A time field of a status, parsed."""
     return parse_time(prior_status.get(key))
+
+
+class OwnedStatus:
+    """The operator's own status keys as last written, laid over a possibly older body.
+
+    A loop's next pass can start before the watch has delivered its previous status patch;
+    reading that stale status would repeat transitions and their Events. The operator is the
+    only writer of these keys, so what it wrote last is the truth for them.
+    """
+
+    def __init__(self) -> None:
+        self._written: dict[str, Any] = {}
+
+    def view(self, status: Mapping[str, Any]) -> dict[str, Any]:
+        """`status` with the keys the operator wrote last as it wrote them."""
+        merged = dict(status)
+        for key, value in self._written.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        return merged
+
+    def record(self, patch: Mapping[str, Any]) -> None:
+        """Remembers a status patch the API server accepted."""
+        self._written.update(patch)

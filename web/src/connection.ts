@@ -2,6 +2,8 @@
 // the socket, the clock and the terminal are passed in, so node's test runner can drive it.
 
 import {
+  CloseCode,
+  ErrorCode,
   SUBPROTOCOL,
   decodeServerFrame,
   encodeAck,
@@ -105,7 +107,13 @@ export const NO_MEMORY: SessionMemory = { load: () => null, save: () => {}, clea
 export const RELOAD_REPLAY_BYTES = 256 * 1024;
 
 /** Close codes after which reconnecting cannot help (RFC 6455 7.4.1). */
-const FATAL_CLOSE_CODES = new Set([1000, 1002, 1003, 1007, 1008, 1009]);
+export const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([
+  CloseCode.NORMAL,
+  CloseCode.PROTOCOL_ERROR,
+  CloseCode.INVALID_PAYLOAD,
+  CloseCode.POLICY_VIOLATION,
+  CloseCode.MESSAGE_TOO_BIG,
+]);
 /** Close codes this client sends: browsers allow only 1000 and the 3000-4999 range. */
 export const CLOSE_DROPPED = 4000;
 export const CLOSE_PROTOCOL_ERROR = 4002;
@@ -313,7 +321,7 @@ export class Connection {
         return;
       case "error":
         if (this.restoredOffset !== null) {
-          if (frame.error.code === "output_lost" && this.stream.received < this.restoredOffset) {
+          if (frame.error.code === ErrorCode.OUTPUT_LOST && this.stream.received < this.restoredOffset) {
             // The replay is gone but the session is not: resume from where the page was.
             this.stream.reset(this.restoredOffset);
             this.teardown();

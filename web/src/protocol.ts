@@ -1,5 +1,7 @@
 // Frames of the ec2-terminal.v1 WebSocket protocol: encoding and decoding, no DOM.
-// The server's side of this contract is app/protocol.py; /work/shared/ARCHITECTURE.md is the spec.
+// The contract is docs/architecture.md; the server's side is app/terminal/protocol.py,
+// app/terminal/closecodes.py and the TerminalError classes under app/. tests/test_contracts.py
+// compares the three through web/contract.mjs.
 
 export const SUBPROTOCOL = "ec2-terminal.v1";
 
@@ -16,11 +18,32 @@ export const FrameType = {
   ERROR: 0x83,
 } as const;
 
-/** The server refuses client frames larger than this (app/protocol.py MAX_CLIENT_FRAME). */
+/** The server refuses client frames larger than this (app/terminal/protocol.py MAX_CLIENT_FRAME). */
 export const MAX_CLIENT_FRAME = 64 * 1024;
 export const MAX_TERMINAL_SIDE = 1000;
 
-export type ConnectionState = "connecting" | "connected" | "resumed" | "closed";
+/** Close codes the server (or the WebSocket layer under it) sends, named as app/terminal/closecodes.py
+ * names them. */
+export const CloseCode = {
+  NORMAL: 1000,
+  PROTOCOL_ERROR: 1002,
+  INVALID_PAYLOAD: 1007,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
+  SERVICE_RESTART: 1012,
+  TRY_AGAIN_LATER: 1013,
+} as const;
+
+/** The ERROR codes this page acts on (every code is shown to the user with its message). */
+export const ErrorCode = {
+  OUTPUT_LOST: "output_lost",
+} as const;
+
+/** The states a STATUS frame reports. */
+export const STATUS_STATES = ["connecting", "connected", "resumed", "closed"] as const;
+
+export type ConnectionState = (typeof STATUS_STATES)[number];
 
 export interface Status {
   state: ConnectionState;
@@ -138,8 +161,6 @@ function parseJson(payload: Uint8Array, what: string): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
-const STATES: readonly string[] = ["connecting", "connected", "resumed", "closed"];
-
 export function decodeServerFrame(buffer: ArrayBuffer | Uint8Array): ServerFrame {
   const bytes = buffer instanceof Uint8Array ? buffer : new Uint8Array(buffer);
   if (bytes.length === 0) throw new ProtocolError("empty frame");
@@ -154,7 +175,7 @@ export function decodeServerFrame(buffer: ArrayBuffer | Uint8Array): ServerFrame
     }
     case FrameType.STATUS: {
       const body = parseJson(payload, "STATUS");
-      if (typeof body.state !== "string" || !STATES.includes(body.state)) {
+      if (typeof body.state !== "string" || !(STATUS_STATES as readonly string[]).includes(body.state)) {
         throw new ProtocolError("STATUS has no valid state");
       }
       return { type: "status", status: body as Status };

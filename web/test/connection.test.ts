@@ -320,8 +320,8 @@ test("ERROR is final and shown", () => {
   assert.equal(t.states.at(-1), "closed: host key changed");
 });
 
-test("1008 and 1009 closes are fatal", () => {
-  for (const code of [1008, 1009]) {
+test("1000, 1002, 1007, 1008 and 1009 closes are fatal", () => {
+  for (const code of [1000, 1002, 1007, 1008, 1009]) {
     const t = setup();
     t.conn.start();
     t.connect();
@@ -329,6 +329,17 @@ test("1008 and 1009 closes are fatal", () => {
     t.clock.advance(60_000);
     assert.equal(t.sockets.length, 1);
     assert.equal(t.states.at(-1), `closed: connection closed: bad frame (${code})`);
+  }
+});
+
+test("1011, 1012 and 1013 closes without an ERROR are retried", () => {
+  for (const code of [1011, 1012, 1013]) {
+    const t = setup();
+    t.conn.start();
+    t.connect();
+    t.last().drop(code, "restarting");
+    t.clock.advance(60_000);
+    assert.equal(t.sockets.length, 2, `close ${code}`);
   }
 });
 

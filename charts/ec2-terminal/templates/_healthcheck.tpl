@@ -1,18 +1,3 @@
-{{/* Selector labels of a health-check component: (dict "root" $ "component" "health-worker"). */}}
-{{- define "ec2-terminal.hc.selectorLabels" -}}
-app.kubernetes.io/name: {{ .root.Chart.Name }}
-app.kubernetes.io/instance: {{ .root.Release.Name }}
-app.kubernetes.io/component: {{ .component }}
-{{- end -}}
-
-{{/* All labels of a health-check component's objects. */}}
-{{- define "ec2-terminal.hc.labels" -}}
-{{ include "ec2-terminal.hc.selectorLabels" . }}
-app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .root.Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
-{{- end -}}
-
 {{/* Name of the bundled Redis (StatefulSet, Service, Secret). */}}
 {{- define "ec2-terminal.redis.fullname" -}}
 {{- printf "%s-redis" (include "ec2-terminal.fullname" .) | trunc 63 | trimSuffix "-" -}}
@@ -96,15 +81,4 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
   mountPath: {{ include "ec2-terminal.redis.passwordDir" . }}
   readOnly: true
 {{- end }}
-{{- end -}}
-
-{{/* The restricted container security context every health-check container uses. */}}
-{{- define "ec2-terminal.hc.containerSecurity" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
 {{- end -}}

@@ -1,0 +1,1 @@
+"""Who may use the terminal: the access token, link tokens, browser logins, the Origin check."""

@@ -1,0 +1,1 @@
+"""The `ec2-terminal` command line: one module per subcommand, `main` registering them."""

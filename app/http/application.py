@@ -1,0 +1,99 @@
+"""Builds the ASGI application from settings; no request logic lives here."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from functools import partial
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from app.auth.accesskey import AccessKey
+from app.auth.authenticator import Authenticator
+from app.auth.logins import LoginStore
+from app.ec2.clients import AwsClientCache
+from app.ec2.plan import prepare_connection
+from app.ec2.readiness import AwsReadiness
+from app.http import login, routes
+from app.http.middleware import HostCheck, HostPolicy, SecurityHeaders
+from app.http.state import ServerState
+from app.kube.activity import report_activity
+from app.metrics import Metrics
+from app.settings import Settings
+from app.ssh.connector import SSHConnector
+from app.terminal.ports import Connector
+from app.terminal.registry import SessionRegistry
+
+
+def _routes(base: str) -> list[BaseRoute]:
+    health = [
+        Route("/healthz", routes.healthz),
+        Route("/readyz", routes.readyz),
+        Route("/health-check/", routes.healthz),
+        Route("/metrics", routes.metrics),
+    ]
+    prefixed = [
+        Route(base, routes.page),
+        Route(base + "login", login.log_in, methods=["POST"]),
+        Route(base + "login", login.login_status, methods=["GET"]),
+        Route(base + "logout", login.log_out, methods=["POST"]),
+        WebSocketRoute(base + "ws", routes.terminal_socket),
+        Route(base + "recordings/", routes.recordings),
+        Route(base + "recordings/{name}", routes.recordings),
+        Mount(base + "static", StaticFiles(directory=routes.STATIC_DIR, check_dir=False)),
+    ]
+    if base != "/":
+        prefixed += [Route(base + r.path.lstrip("/"), r.endpoint) for r in health]
+        prefixed.append(Route(base.rstrip("/"), routes.add_slash))
+    prefixed.append(Route(base + "recordings", routes.add_slash))
+    return health + prefixed
+
+
+def create_app(
+    settings: Settings,
+    connector: Connector | None = None,
+    aws_readiness: AwsReadiness | None = None,
+) -> Starlette:
+    """The session server for `settings`; `connector` and `aws_readiness` replace AWS in tests."""
+    metrics = Metrics()
+    if aws_readiness is None and settings.target.instance_id is not None:
+        aws_readiness = AwsReadiness(settings.target.region)
+    if connector is None:
+        plans = partial(prepare_connection, settings, aws=AwsClientCache())
+        connector = SSHConnector(plans, settings.limits)
+    registry = SessionRegistry(connector, settings.limits, metrics, settings.recordings_dir)
+    auth = Authenticator(
+        AccessKey(settings.token, settings.token_file),
+        LoginStore(settings.login_ttl),
+        base_path=settings.base_path,
+        allowed_origins=settings.allowed_origins,
+        link_ttl=settings.link_ttl,
+    )
+    state = ServerState(settings, metrics, registry, auth, aws_readiness)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(auth.maintained(settings.token_check_interval))
+            if aws_readiness is not None:
+                # Once before the first probe; afterwards at most once per TTL, in the background.
+                await aws_readiness.refresh()
+                stack.push_async_callback(aws_readiness.close)
+            if settings.pod_name and settings.pod_namespace:
+                await stack.enter_async_context(report_activity(settings, registry.activity))
+            yield
+            await state.drain()
+
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(HostCheck, policy=HostPolicy(settings.allowed_hosts)),
+    ]
+    app = Starlette(routes=_routes(settings.base_path), middleware=middleware, lifespan=lifespan)
+    # Its redirects are absolute URLs built from Host that keep the query; routes.add_slash
+    # serves the two paths that need one.
+    app.router.redirect_slashes = False
+    app.state.server = state
+    return app

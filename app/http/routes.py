@@ -1,0 +1,147 @@
+"""HTTP and WebSocket endpoints; the state they share is the ServerState on the app."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app.auth.authenticator import Authenticator
+from app.errors import ProtocolViolation
+from app.http.middleware import NO_STORE
+from app.http.state import server_state
+from app.terminal.bridge import Bridge
+from app.terminal.ports import SocketClosed
+from app.terminal.protocol import SUBPROTOCOL
+from app.terminal.recording import list_recordings, recording_path
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent.parent / "static"
+
+
+def _auth(request: Request | WebSocket) -> Authenticator:
+    return server_state(request.app).auth
+
+
+async def page(request: Request) -> Response:
+    """The terminal page; a token in its URL is left for the page to POST (a preview must not)."""
+    index = STATIC_DIR / "index.html"
+    if not index.is_file():
+        return PlainTextResponse("The front end is not built: run hack/setup.", status_code=503)
+    return FileResponse(index, headers=NO_STORE)
+
+
+async def add_slash(request: Request) -> Response:
+    """`P` (or `P/recordings`) without its final slash: redirect to it, relative, with no query.
+
+    Starlette's own redirect builds an absolute URL from the Host header and keeps the query
+    string, which may hold a token.
+    """
+    last = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    return RedirectResponse(f"{last}/", status_code=307, headers=NO_STORE)
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: configured, credentials present, not shutting down."""
+    problem = server_state(request.app).ready_problem()
+    if problem:
+        return JSONResponse({"status": "not ready", "reason": problem}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    return Response(
+        generate_latest(server_state(request.app).metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
+
+
+def _denied(status: int, message: str) -> Response:
+    return PlainTextResponse(message, status_code=status, headers=NO_STORE)
+
+
+async def recordings(request: Request) -> Response:
+    """The list of this server's asciicast recordings, or one of them."""
+    if _auth(request).caller(request.headers, request.cookies) is None:
+        return _denied(401, "authentication required")
+    directory = server_state(request.app).settings.recordings_dir
+    name = request.path_params.get("name")
+    if directory is None:
+        return JSONResponse({"recordings": [], "enabled": False}, headers=NO_STORE)
+    if name is None:
+        return JSONResponse(
+            {"recordings": list_recordings(directory), "enabled": True}, headers=NO_STORE
+        )
+    path = recording_path(directory, name)
+    if path is None:
+        return _denied(404, "no such recording")
+    return FileResponse(path, media_type="application/x-asciicast", headers=NO_STORE)
+
+
+class StarletteSocket:
+    """The bridge's Socket on a Starlette WebSocket."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def receive(self) -> bytes:
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise SocketClosed
+        data = message.get("bytes")
+        if data is None:
+            raise ProtocolViolation("text frames are not part of ec2-terminal.v1; send binary")
+        return bytes(data)
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self.websocket.send_bytes(data)
+        except (OSError, RuntimeError, WebSocketDisconnect) as exc:
+            raise SocketClosed from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        # The peer may have closed first.
+        with contextlib.suppress(OSError, RuntimeError, WebSocketDisconnect):
+            await self.websocket.close(code, reason)
+
+
+async def terminal_socket(websocket: WebSocket) -> None:
+    """The `ec2-terminal.v1` WebSocket: checks Origin and auth before accepting."""
+    state = server_state(websocket.app)
+    auth = state.auth
+    if not auth.origin_ok(websocket.headers, websocket.url.scheme):
+        log.warning("refused a WebSocket from origin %r", websocket.headers.get("origin"))
+        await websocket.send_denial_response(_denied(403, "origin not allowed"))
+        return
+    caller = auth.caller(websocket.headers, websocket.cookies)
+    if caller is None:
+        await websocket.send_denial_response(_denied(401, "authentication required"))
+        return
+    if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
+        await websocket.send_denial_response(_denied(400, f"subprotocol {SUBPROTOCOL} required"))
+        return
+    if state.draining:
+        await websocket.send_denial_response(_denied(503, "server is shutting down"))
+        return
+    bridge = Bridge(StarletteSocket(websocket), state.registry, state.metrics)
+    # Registered before the first await: a logout or token change from now on ends it.
+    with auth.logins.connection(caller.login, bridge.revoke):
+        await websocket.accept(subprotocol=SUBPROTOCOL)
+        await bridge.run()

@@ -1,0 +1,1 @@
+"""SSH to the target: connector, host key trust, connection plan, keys, the demo's server."""

@@ -1,0 +1,218 @@
+"""Moves one client socket's frames to and from a session; knows neither Starlette nor asyncssh."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from app.errors import OutputLost, ProtocolViolation, TerminalError
+from app.metrics import Metrics
+from app.terminal.closecodes import CloseCode
+from app.terminal.ports import Socket, SocketClosed
+from app.terminal.protocol import (
+    ConnectionState,
+    FrameType,
+    Hello,
+    decode,
+    encode,
+    encode_json,
+    encode_output,
+    parse_ack,
+    parse_hello,
+    parse_resize,
+)
+from app.terminal.registry import SessionRegistry
+from app.terminal.session import Session
+
+log = logging.getLogger(__name__)
+
+
+def close_reason(text: str) -> str:
+    """`text` cut to fit a close frame's 123 bytes of UTF-8, never inside a character."""
+    return text.encode()[:120].decode(errors="ignore")
+
+
+class Bridge:
+    """Serves one WebSocket connection for its whole life."""
+
+    def __init__(self, socket: Socket, registry: SessionRegistry, metrics: Metrics) -> None:
+        self.socket = socket
+        self.registry = registry
+        self.metrics = metrics
+        self.limits = registry.limits
+        self.sent = 0
+        self._send_lock = asyncio.Lock()
+        self._closed = False
+        self._kicked = asyncio.Event()
+        # Set the moment this bridge attaches, before any send that may find the socket gone,
+        # so `run` always detaches what it attached.
+        self._session: Session | None = None
+        self._revocations: set[asyncio.Task[None]] = set()
+
+    async def _send(self, data: bytes) -> None:
+        async with self._send_lock:
+            if self._closed:
+                raise SocketClosed
+            await self.socket.send(data)
+
+    async def _close(self, code: int, reason: str) -> None:
+        async with self._send_lock:
+            if not self._closed:
+                self._closed = True
+                await self.socket.close(code, close_reason(reason))
+
+    async def _status(self, state: ConnectionState, **extra: Any) -> None:
+        await self._send(encode_json(FrameType.STATUS, {"state": state, **extra}))
+
+    async def run(self) -> None:
+        """Handshake, attach to a session, then pump both ways until either side ends."""
+        self.metrics.active_connections.inc()
+        try:
+            hello = await self._hello()
+            await self._serve(await self._attach(hello))
+        except SocketClosed:
+            pass
+        except TerminalError as exc:
+            self.metrics.errors_total.labels(exc.code).inc()
+            log.info("connection ended with %s: %s", exc.code, exc)
+            await self._fail(exc)
+        except Exception:
+            # A bug must not leave the browser guessing: say so, keep details in the log.
+            log.exception("connection failed unexpectedly")
+            self.metrics.errors_total.labels(TerminalError.code).inc()
+            await self._fail(TerminalError("internal error in the terminal server"))
+        finally:
+            self.metrics.active_connections.dec()
+            if self._session is not None:
+                self._session.detach(self)
+
+    def revoke(self, error: TerminalError) -> None:
+        """The credential this connection came with has ended: tell the client why and close.
+
+        Closing the socket ends whatever `run` is doing (a receive sees the close, a send
+        fails), so it winds down as if the client had left, detaching from its session.
+        """
+        self.metrics.errors_total.labels(error.code).inc()
+        log.info("connection ended with %s: %s", error.code, error)
+        task = asyncio.get_running_loop().create_task(self._fail(error))
+        self._revocations.add(task)
+        task.add_done_callback(self._revocations.discard)
+
+    async def _fail(self, exc: TerminalError) -> None:
+        try:
+            await self._send(encode_json(FrameType.ERROR, {"code": exc.code, "message": str(exc)}))
+            await self._close(exc.close_code, str(exc))
+        except SocketClosed:
+            log.debug("could not deliver error %s: the client has gone", exc.code)
+
+    async def _hello(self) -> Hello:
+        try:
+            async with asyncio.timeout(self.limits.hello_timeout):
+                frame = decode(await self.socket.receive())
+        except TimeoutError:
+            raise ProtocolViolation("no HELLO frame within the time limit") from None
+        if frame.type is not FrameType.HELLO:
+            raise ProtocolViolation("the first frame must be HELLO")
+        return parse_hello(frame.payload)
+
+    async def _attach(self, hello: Hello) -> Session:
+        if hello.resume is None:
+            await self._status(ConnectionState.CONNECTING)
+            session = await self.registry.open(hello.size)
+            session.attach(self)
+            self._session = session
+            self.sent = 0
+            state = ConnectionState.CONNECTED
+        else:
+            session = self.registry.get(hello.resume.session_id)
+            offset = hello.resume.offset
+            if not session.buffer.start <= offset <= session.buffer.end:
+                raise OutputLost(
+                    f"cannot resume from byte {offset}: this session keeps bytes "
+                    f"{session.buffer.start} to {session.buffer.end}"
+                )
+            displaced = session.attach(self)
+            self._session = session
+            if displaced is not None:
+                await displaced.kick()
+            self.sent = offset
+            session.ack(offset)
+            session.resize(hello.size)
+            state = ConnectionState.RESUMED
+        self.registry.note_activity()
+        terminal = session.terminal
+        try:
+            await self._status(
+                state,
+                session_id=session.id,
+                host_key_sha256=terminal.host_key_sha256 if terminal else "",
+                offset=self.sent,
+                window=self.limits.flow_window,
+            )
+        except SocketClosed:
+            if hello.resume is None:
+                # The client left during the connect and never learned the id: nobody can
+                # resume this session, so it gives its slot back now, not after the grace period.
+                session.end("the client left before the session was ready", resumable=False)
+            raise
+        return session
+
+    async def kick(self) -> None:
+        """Another connection resumed this session: this one steps aside."""
+        self._kicked.set()
+        with contextlib.suppress(SocketClosed):
+            await self._status(ConnectionState.CLOSED, reason="resumed by another connection")
+            await self._close(CloseCode.POLICY_VIOLATION, "session resumed by another connection")
+
+    async def _kicked_wait(self) -> None:
+        await self._kicked.wait()
+
+    async def _serve(self, session: Session) -> None:
+        output = asyncio.create_task(self._pump_output(session))
+        inputs = asyncio.create_task(self._pump_input(session))
+        kicked = asyncio.create_task(self._kicked_wait())
+        try:
+            done, _ = await asyncio.wait(
+                {output, inputs, kicked}, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in (output, inputs, kicked):
+                task.cancel()
+            await asyncio.gather(output, inputs, kicked, return_exceptions=True)
+        for task in done:
+            if task is not kicked and (exc := task.exception()) is not None:
+                raise exc
+
+    async def _pump_output(self, session: Session) -> None:
+        while (chunk := await session.next_output(self.sent)) is not None:
+            await self._send(encode_output(self.sent, chunk))
+            self.sent += len(chunk)
+        info = session.exit
+        assert info is not None
+        await self._send(
+            encode_json(FrameType.EXIT, {"exit_status": info.exit_status, "reason": info.reason})
+        )
+        session.exit_delivered()
+        await self._close(CloseCode.NORMAL, info.reason)
+
+    async def _pump_input(self, session: Session) -> None:
+        while True:
+            frame = decode(await self.socket.receive())
+            kind, payload = frame.type, frame.payload
+            if kind is FrameType.INPUT:
+                await session.write(payload)
+                self.registry.note_activity()
+            elif kind is FrameType.RESIZE:
+                session.resize(parse_resize(payload))
+                self.registry.note_activity()
+            elif kind is FrameType.ACK:
+                offset = parse_ack(payload)
+                if offset > self.sent:
+                    raise ProtocolViolation(f"ACK of byte {offset}, but only {self.sent} were sent")
+                session.ack(offset)
+            elif kind is FrameType.PING:
+                await self._send(encode(FrameType.PONG, payload))
+            elif kind is FrameType.HELLO:
+                raise ProtocolViolation("HELLO may only be the first frame")

@@ -1,0 +1,72 @@
+"""The interfaces the terminal core talks to: a remote terminal, a socket, an attached client."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from app.terminal.types import ExitInfo, Size
+
+
+class OutputSink(Protocol):
+    """Receives what the remote terminal produces."""
+
+    def feed(self, data: bytes) -> None:
+        """Output bytes arrived."""
+
+    def ended(self, info: ExitInfo) -> None:
+        """The remote side ended; no more output follows."""
+
+
+class RemoteTerminal(Protocol):
+    """A PTY on the far side: SSH in production, anything in unit tests."""
+
+    host_key_sha256: str
+
+    def write(self, data: bytes) -> None:
+        """Send input bytes."""
+
+    async def drain(self) -> None:
+        """Wait until written input has been handed to the transport."""
+
+    def resize(self, size: Size) -> None:
+        """Change the PTY's size."""
+
+    def pause_reading(self) -> None:
+        """Stop taking output, so the remote program blocks."""
+
+    def resume_reading(self) -> None:
+        """Take output again."""
+
+    def close(self) -> None:
+        """Hang up."""
+
+
+class Connector(Protocol):
+    """Opens remote terminals."""
+
+    async def open(self, size: Size, sink: OutputSink) -> RemoteTerminal:
+        """Connect, start a shell in a PTY of `size`, and deliver its output to `sink`."""
+
+
+class SocketClosed(Exception):
+    """The browser's socket is gone; raised by Socket methods."""
+
+
+class Socket(Protocol):
+    """A message socket to the browser: WebSocket in production."""
+
+    async def receive(self) -> bytes:
+        """Next binary message; raises SocketClosed once the peer has gone."""
+
+    async def send(self, data: bytes) -> None:
+        """Send one binary message; raises SocketClosed once the peer has gone."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with a code and a short reason."""
+
+
+class Attachment(Protocol):
+    """The one client attached to a session (a bridge), which steps aside for another."""
+
+    async def kick(self) -> None:
+        """Another connection resumed the session: tell the client and close."""
