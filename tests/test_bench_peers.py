@@ -11,12 +11,14 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench.peers import goals
 from bench.peers.figures import Better, Figure
 from bench.peers.report import Trial, summarize
-from bench.peers.runner import Options, run, workload_peers
+from bench.peers.runner import Options, render, run, workload_peers
 from bench.peers.servers import Peer
 from bench.peers.sizes import QUICK
 from bench.peers.stream import Between, marker
@@ -136,3 +138,83 @@ def test_the_suite_runs_every_workload_on_every_peer(tmp_path: Path) -> None:
     assert "| echo p50 | ms |" in text
     assert "Load average" in text
     assert (tmp_path / "peers-echo.png").read_bytes().startswith(b"\x89PNG")
+
+
+def _summary(figures: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """A run's summary with only ec2-terminal's cells, as rows_json writes it."""
+    cell = {"mean": 1.0, "low": 1.0, "high": 1.0, "n": 1, "ratio_ssh": None, "ratio_best": None}
+    return [
+        {"figure": name, "unit": "", "peers": {str(Peer.EC2_TERMINAL): cell | values}}
+        for name, values in figures.items()
+    ]
+
+
+def _stall_trial(pss_kib: list[float]) -> dict[str, Any]:
+    series = [{"t": i / 2, "pss_kib": v, "rss_kib": v} for i, v in enumerate(pss_kib)]
+    details = {"memory_series": series}
+    return {"workload": "stall", "peer": str(Peer.EC2_TERMINAL), "details": details}
+
+
+def test_goals_are_judged_on_ratios_and_unmeasured_ones_say_so() -> None:
+    summary = _summary(
+        {
+            "throughput": {"median": 60, "ratio_ssh": 1.1, "ratio_best": 0.9},
+            "echo p50": {"median": 0.3, "ratio_ssh": 1.5},
+            "idle: memory per session, 1 sessions": {"median": 900},
+            "idle: memory per session, 200 sessions": {"median": 80},
+            "flood: page / parse alone": {"median": 1.3, "low": 1.2, "high": 1.4},
+        }
+    )
+    verdicts = {o.goal: o.verdict for o in goals.check(summary, [])}
+    assert verdicts["throughput >= 1.0x `ssh -tt`"] is goals.Verdict.MET
+    assert verdicts["throughput ahead of every peer"] is goals.Verdict.MISSED
+    assert verdicts["echo p50 <= 1.5x `ssh -tt`"] is goals.Verdict.MET
+    assert verdicts["echo p99 <= 1.5x `ssh -tt`"] is goals.Verdict.UNMEASURED
+    # One session pays for what is loaded once; the marginal cost is the largest count's.
+    assert verdicts["< 200 KiB of server memory per additional idle session"] is goals.Verdict.MET
+    flood = "Chromium renders the flood within 1.2x xterm.js's own parse time"
+    assert verdicts[flood] is goals.Verdict.MISSED
+
+
+@pytest.mark.parametrize(
+    ("pss_kib", "verdict"),
+    [
+        ([100, 5000, 9000, 9100, 9100, 9300, 9400], goals.Verdict.MET),  # grows, then flat
+        ([100, 2000, 4000, 6000, 8000, 10000, 10000], goals.Verdict.MISSED),  # still growing
+    ],
+)
+def test_a_stall_is_flat_when_its_second_half_adds_nothing(
+    pss_kib: list[float], verdict: goals.Verdict
+) -> None:
+    yes = {"median": 1.0, "mean": 1.0}
+    summary = _summary(
+        {
+            "stall: session kept": yes,
+            "stall: every byte delivered": yes,
+            "stall: server memory growth, peak while stalled": {"median": 9.0},
+        }
+    )
+    (stall,) = [o for o in goals.check(summary, [_stall_trial(pss_kib)]) if "stalled" in o.goal]
+    assert stall.verdict is verdict
+
+
+def test_a_saved_run_renders_again_from_its_trials(tmp_path: Path) -> None:
+    trials = [_trial(Peer.SSH, 50), _trial(Peer.EC2_TERMINAL, 60)]
+    saved = {
+        "started": "2026-12-01 02:41 UTC",
+        "duration_s": 60.0,
+        "machine": {"cpu": "cpu", "cores": 2, "memory": "1 GiB", "kernel": "k", "python": "3"},
+        "load_start": [1.0, 1.0, 1.0],
+        "load_end": [1.0, 1.0, 1.0],
+        "sizes": {},
+        "peers": {str(Peer.SSH): {}, str(Peer.EC2_TERMINAL): {}, str(Peer.TTYD): {"error": "x"}},
+        "trials": [t.as_json() for t in trials],
+    }
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(saved))
+    result = render(path, tmp_path / "out")
+    (row,) = result["summary"]
+    assert row["peers"][str(Peer.EC2_TERMINAL)]["ratio_ssh"] == pytest.approx(1.2)
+    assert set(row["peers"]) == {str(Peer.SSH), str(Peer.EC2_TERMINAL)}
+    assert "## Against the issue's goals" in (tmp_path / "out" / "peers.md").read_text()
+    assert (tmp_path / "out" / "peers-20261201-0241.json").exists()

@@ -8,7 +8,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from bench.peers.runner import Options, run
+from bench.peers.runner import Options, render, run
 from bench.peers.servers import Peer
 from bench.peers.sizes import FULL, QUICK
 from bench.peers.workloads import Workload
@@ -46,6 +46,12 @@ def parse(argv: list[str]) -> Options:
         "--workloads", nargs="+", choices=[w.value for w in Workload], help="default: all"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="run nothing: summarize a saved peers.json again and rewrite the files in --out",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     overrides = {
@@ -57,12 +63,14 @@ def parse(argv: list[str]) -> Options:
         overrides["idle_counts"] = tuple(overrides["idle_counts"])
     peers = [Peer[name.upper()] for name in args.peers] if args.peers else list(Peer)
     workloads = [Workload(w) for w in args.workloads] if args.workloads else list(Workload)
-    return Options(dataclasses.replace(sizes, **overrides), peers, workloads, args.out)
+    return Options(
+        dataclasses.replace(sizes, **overrides), peers, workloads, args.out, saved=args.render
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     options = parse(sys.argv[1:] if argv is None else argv)
-    result = asyncio.run(run(options))
+    result = render(options.saved, options.out) if options.saved else asyncio.run(run(options))
     print(f"results: {options.out / 'peers.md'} (and peers.json, peers-echo.png)")
     failed = [t for t in result["trials"] if t["error"]]
     return 1 if failed or not result["trials"] else 0

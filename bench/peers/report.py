@@ -6,6 +6,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench.peers import goals
 from bench.peers.figures import Better, Figure
 from bench.peers.servers import COMPETITORS, Peer
 
@@ -23,6 +24,19 @@ class Trial:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self) | {"peer": str(self.peer)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Trial:
+        """The trial as `as_json` wrote it."""
+        figures = [Figure(**f | {"better": Better(f["better"])}) for f in data["figures"]]
+        return cls(
+            data["workload"],
+            Peer(data["peer"]),
+            data["round"],
+            figures,
+            data["details"],
+            data["error"],
+        )
 
 
 @dataclass(frozen=True)
@@ -127,7 +141,7 @@ def _cell(cell: Cell | None, unit: str) -> str:
     text = f"{fmt(cell.median)}"
     if unit == "yes":
         text = (
-            f"{round(cell.median * cell.n)}/{cell.n}"
+            f"{round(cell.mean * cell.n)}/{cell.n}"
             if cell.n > 1
             else ("yes" if cell.median else "**no**")
         )
@@ -217,6 +231,8 @@ def markdown(result: dict[str, Any], rows: list[Row], peers: list[Peer]) -> str:
     for row in rows:
         cells = " | ".join(_spread(row.cells.get(p)) for p in peers)
         lines.append(f"| {row.name} | {row.unit} | {cells} |")
+    lines += ["", "## Against the issue's goals", ""]
+    lines += goals.markdown(goals.check(result["summary"], result["trials"]))
     lost = losses(rows)
     lines += ["", "## Where ec2-terminal loses", ""]
     lines += [f"- {line}" for line in lost] or ["- nowhere in this run"]

@@ -26,6 +26,8 @@ from tests.support import stop
 
 ALL_WORKLOADS: dict[Workload, Any] = {**WORKLOADS, Workload.FLOOD: flood}
 KIB = 1024
+#: How a result records when its run started.
+STARTED = "%Y-%m-%d %H:%M UTC"
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Options:
     out: Path
     #: Per-trial limit on top of each step's own, so one hung peer cannot stall the run.
     trial_timeout: float = 900.0
+    #: A saved run to summarize again instead of running (`--render`).
+    saved: Path | None = None
 
 
 def _startup_figures(target: Target) -> list[Figure]:
@@ -169,7 +173,7 @@ async def run(options: Options, say: Callable[[str], None] = print) -> dict[str,
         finally:
             stop(sshd.process)
     result: dict[str, Any] = {
-        "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "started": started.strftime(STARTED),
         "duration_s": round(time.monotonic() - clock, 1),
         "machine": machine.describe(),
         "load_start": load_start,
@@ -181,7 +185,18 @@ async def run(options: Options, say: Callable[[str], None] = print) -> dict[str,
     shown = [p for p in options.peers if p in available]
     rows = report.summarize(trials, shown)
     result["summary"] = report.rows_json(rows)
-    write(result, rows, shown, options.out, started)
+    write(result, rows, shown, options.out)
+    return result
+
+
+def render(saved: Path, out: Path) -> dict[str, Any]:
+    """Summarize a saved run's trials again and rewrite its files in `out` (nothing is rerun)."""
+    result: dict[str, Any] = json.loads(saved.read_text())
+    trials = [Trial.from_json(t) for t in result["trials"]]
+    shown = [Peer(name) for name, info in result["peers"].items() if "error" not in info]
+    rows = report.summarize(trials, shown)
+    result["summary"] = report.rows_json(rows)
+    write(result, rows, shown, out)
     return result
 
 
@@ -197,13 +212,13 @@ def write(
     rows: list[report.Row],
     peers: list[Peer],
     out: Path,
-    started: datetime.datetime,
 ) -> None:
     """peers.json, peers.md and peers-echo.png in `out` (the latest run), plus a dated JSON."""
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=1) + "\n"
     (out / "peers.json").write_text(text)
-    (out / f"peers-{started.strftime('%Y%m%d-%H%M%S')}.json").write_text(text)
+    started = datetime.datetime.strptime(result["started"], STARTED)
+    (out / f"peers-{started.strftime('%Y%m%d-%H%M')}.json").write_text(text)
     (out / "peers.md").write_text(report.markdown(result, rows, peers))
     latencies: dict[str, list[float]] = {}
     for trial in result["trials"]:
