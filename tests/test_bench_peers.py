@@ -179,11 +179,12 @@ def test_goals_are_judged_on_ratios_and_unmeasured_ones_say_so() -> None:
 @pytest.mark.parametrize(
     ("pss_kib", "verdict"),
     [
-        ([100, 5000, 9000, 9100, 9100, 9300, 9400], goals.Verdict.MET),  # grows, then flat
-        ([100, 2000, 4000, 6000, 8000, 10000, 10000], goals.Verdict.MISSED),  # still growing
+        ([100.0, 5000.0] + [9000.0] * 15, goals.Verdict.MET),  # fills its window, then flat
+        ([9000.0] * 12 + [12000.0] + [9000.0] * 4, goals.Verdict.MET),  # a spike is no growth
+        ([1000.0 * i for i in range(17)], goals.Verdict.MISSED),  # grows all along
     ],
 )
-def test_a_stall_is_flat_when_its_second_half_adds_nothing(
+def test_a_stall_is_flat_when_its_last_quarter_stays_at_its_second(
     pss_kib: list[float], verdict: goals.Verdict
 ) -> None:
     yes = {"median": 1.0, "mean": 1.0}
@@ -218,3 +219,19 @@ def test_a_saved_run_renders_again_from_its_trials(tmp_path: Path) -> None:
     assert set(row["peers"]) == {str(Peer.SSH), str(Peer.EC2_TERMINAL)}
     assert "## Against the issue's goals" in (tmp_path / "out" / "peers.md").read_text()
     assert (tmp_path / "out" / "peers-20261201-0241.json").exists()
+
+
+def test_negative_figures_get_no_ratio_and_are_never_the_best() -> None:
+    trials = [
+        Trial("stall", p, 0, [Figure("growth", v, "MiB", Better.LOWER)])
+        for p, v in (
+            (Peer.SSH, 2.0),
+            (Peer.EC2_TERMINAL, -0.3),
+            (Peer.TTYD, 1.0),
+            (Peer.WETTY, -10),
+        )
+    ]
+    (row,) = summarize(trials, [Peer.SSH, Peer.EC2_TERMINAL, Peer.TTYD, Peer.WETTY])
+    assert row.best is Peer.TTYD  # wetty's memory fell because it dropped the session
+    assert row.cells[Peer.EC2_TERMINAL].ratio_ssh is None
+    assert row.cells[Peer.WETTY].ratio_best is None

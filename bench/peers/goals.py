@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -10,7 +11,8 @@ from typing import Any
 from bench.peers.servers import Peer
 
 US = str(Peer.EC2_TERMINAL)
-#: A stalled session's memory is flat when its second half adds at most this much (PSS).
+#: A stalled session's memory is flat when its last quarter's median PSS is at most this much
+#: above its second quarter's.
 FLAT_KIB = 1024
 #: Idle sessions add at most this much each (KiB).
 IDLE_KIB = 200
@@ -72,17 +74,25 @@ def _all_of(cells: Cells, figure: str) -> tuple[str, Verdict]:
     return f"{yes}/{cell['n']}", Verdict.MET if met else Verdict.MISSED
 
 
-def stall_second_half_kib(trials: list[dict[str, Any]]) -> float | None:
-    """ec2-terminal's largest PSS growth over the second half of a stall (a flat line adds ~0)."""
-    growths = []
+def _quarter_median(samples: list[float], quarter: int) -> float:
+    size = len(samples)
+    return statistics.median(samples[size * quarter // 4 : max(size * (quarter + 1) // 4, 1)])
+
+
+def stall_trend_kib(trials: list[dict[str, Any]]) -> float | None:
+    """ec2-terminal's largest PSS trend over a stall: its last quarter's median less its second's.
+
+    Medians of quarters, not the peak: a brief spike that falls back is not growth, a rise that
+    stays is.
+    """
+    trends = []
     for trial in trials:
         series = trial["details"].get("memory_series")
         if trial["peer"] != US or trial["workload"] != "stall" or not series:
             continue
-        stalled = series[:-1]  # the last sample is taken after reading everything
-        middle = stalled[len(stalled) // 2]["pss_kib"]
-        growths.append(max(s["pss_kib"] for s in stalled[len(stalled) // 2 :]) - middle)
-    return max(growths) if growths else None
+        stalled = [s["pss_kib"] for s in series[:-1]]  # the last is taken after reading it all
+        trends.append(_quarter_median(stalled, 3) - _quarter_median(stalled, 1))
+    return max(trends) if trends else None
 
 
 def _stall(cells: Cells, trials: list[dict[str, Any]]) -> Outcome:
@@ -90,13 +100,13 @@ def _stall(cells: Cells, trials: list[dict[str, Any]]) -> Outcome:
     kept, kept_ok = _all_of(cells, "stall: session kept")
     whole, whole_ok = _all_of(cells, "stall: every byte delivered")
     growth = _ours(cells, "stall: server memory growth, peak while stalled")
-    second = stall_second_half_kib(trials)
-    if growth is None or second is None:
+    trend = stall_trend_kib(trials)
+    if growth is None or trend is None:
         return Outcome(goal, "-", Verdict.UNMEASURED)
-    flat = second <= FLAT_KIB
+    flat = trend <= FLAT_KIB
     measured = (
-        f"kept {kept}, every byte {whole}; memory +{growth['median']:.1f} MiB at its peak, "
-        f"+{second / 1024:.2f} MiB over the stall's second half"
+        f"kept {kept}, every byte {whole}; memory {growth['median']:+.1f} MiB at its peak, "
+        f"{trend / 1024:+.2f} MiB from the stall's second quarter to its last (medians)"
     )
     verdicts = {kept_ok, whole_ok, Verdict.MET if flat else Verdict.MISSED}
     if Verdict.UNMEASURED in verdicts:

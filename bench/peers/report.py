@@ -64,7 +64,7 @@ class Row:
 
 
 def _best(values: dict[Peer, float], better: Better) -> Peer | None:
-    competing = {p: v for p, v in values.items() if p in COMPETITORS}
+    competing = {p: v for p, v in values.items() if p in COMPETITORS and v >= 0}
     if not competing or better is Better.NONE:
         return None
     pick = max if better is Better.HIGHER else min
@@ -72,7 +72,8 @@ def _best(values: dict[Peer, float], better: Better) -> Peer | None:
 
 
 def _ratio(value: float, reference: float | None) -> float | None:
-    if reference is None or reference == 0:
+    # A growth can be negative (memory freed, a session dropped): no ratio means anything then.
+    if reference is None or reference <= 0 or value < 0:
         return None
     return value / reference
 
