@@ -150,6 +150,13 @@ async def throughput(target: Target, ctx: Context) -> list[Figure]:
             "throughput: server CPU per MiB", server_cpu * 1000 / (size / MIB), "ms", Better.LOWER
         ),
         Figure("throughput: client CPU / wall time", client_cpu / elapsed, "", Better.NONE),
+        # What the transfer left behind: buffers that grew with it and were not given back.
+        Figure(
+            "throughput: server memory growth",
+            (after.pss_kib - before.pss_kib) / KIB,
+            "MiB",
+            Better.LOWER,
+        ),
     ]
 
 
