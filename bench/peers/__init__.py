@@ -1,0 +1,1 @@
+"""The peer suite: ec2-terminal against ssh -tt and the web terminals users would pick instead."""
