@@ -21,6 +21,8 @@ INSTANCE_CONNECT_KEY_LIFETIME = 60.0
 # accepts the key, before the push returns, so a timeout near 60 s would fail as a refused
 # login instead of a timeout.
 INSTANCE_CONNECT_MAX_CONNECT_TIMEOUT = 45.0
+# The smallest recording size limit: a header, some output and the events that end it.
+MIN_RECORDING_BYTES = 4096
 
 
 class AccessMethod(StrEnum):
@@ -89,6 +91,8 @@ class Limits:
     keepalive_interval: float = 15.0
     max_connections: int = 256
     header_timeout: float = 10.0
+    # A recording file never grows beyond this; it then ends with a marker.
+    max_recording_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,8 @@ class Settings:
             out.append("max connections must be at least 1")
         if lim.header_timeout <= 0:
             out.append("the header timeout must be positive")
+        if lim.max_recording_bytes < MIN_RECORDING_BYTES:
+            out.append(f"--max-recording-bytes must be at least {MIN_RECORDING_BYTES}")
         if t.host_key_policy is HostKeyPolicy.FINGERPRINT and not t.host_key_fingerprint:
             out.append("host key policy 'fingerprint' needs --host-key-fingerprint")
         if t.host_key_fingerprint and not t.host_key_fingerprint.startswith("SHA256:"):

@@ -66,6 +66,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         ("replay-buffer", "output bytes kept for resume"),
         ("input-rate", "keyboard input bytes per second"),
         ("max-connections", "open connections, HTTP and WebSocket; more are answered 503"),
+        ("max-recording-bytes", "size limit of one recording; it then ends with a marker"),
     ):
         option(limits, f"--{name}", help, int, getattr(lim, name.replace("-", "_")))
 
