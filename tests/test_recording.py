@@ -39,12 +39,13 @@ def test_a_recording_stops_at_its_size_limit_with_a_marker(tmp_path: Path) -> No
 
     header, events = read_cast(path)
     assert header["version"] == 2
-    *recorded, last_output, marker = events
+    *recorded, marker, last_output = events
     assert {e[1] for e in recorded} == {"o"}
     assert "".join(str(e[2]) for e in recorded) == line.decode() * len(recorded)
-    assert last_output[1:] == ["o", f"\r\n[{SIZE_LIMIT_REACHED}]\r\n"]
     assert marker[1:] == ["m", SIZE_LIMIT_REACHED]
-    assert float(str(marker[0])) >= float(str(last_output[0]))
+    assert last_output[1:] == ["o", f"\r\n[{SIZE_LIMIT_REACHED}]\r\n"]
+    # The marker comes before the end: players do not show one at the very end.
+    assert float(str(recorded[-1][0])) <= float(str(marker[0])) < float(str(last_output[0]))
 
 
 def test_a_recording_below_its_limit_has_no_marker(tmp_path: Path) -> None:
@@ -83,7 +84,8 @@ async def test_the_shell_keeps_working_after_the_recording_limit(
     [entry] = httpx.get(f"{server.base_url}recordings/", headers=auth).json()["recordings"]
     assert entry["bytes"] <= MIN_RECORDING_BYTES
     _, events = read_cast(recordings / entry["name"])
-    assert events[-1][1:] == ["m", SIZE_LIMIT_REACHED]
+    assert events[-2][1:] == ["m", SIZE_LIMIT_REACHED]
+    assert events[-1][1:] == ["o", f"\r\n[{SIZE_LIMIT_REACHED}]\r\n"]
     output = "".join(str(e[2]) for e in events if e[1] == "o")
     assert "after-42" not in output
     assert "reached its size limit" in server.log()

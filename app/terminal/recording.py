@@ -50,7 +50,9 @@ class Recorder:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         # Output may hold anything the user saw: readable by the server's own user only.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        self._file: IO[str] | None = os.fdopen(fd, "w", encoding="utf-8")
+        # Line-buffered: each event reaches the file at once, so a live session's recording
+        # can be listed by its true size and played up to now.
+        self._file: IO[str] | None = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
         header = {
             "version": 2,
             "width": size.cols,
@@ -76,8 +78,9 @@ class Recorder:
             return
         self._written += size
 
-    def _event(self, kind: str, data: str, closing: bool = False) -> None:
-        self._write([round(time.monotonic() - self._started, 6), kind, data], closing)
+    def _event(self, kind: str, data: str, closing: bool = False, later: float = 0.0) -> None:
+        elapsed = time.monotonic() - self._started + later
+        self._write([round(elapsed, 6), kind, data], closing)
 
     def _stop_at_limit(self) -> None:
         """End the file with a marker and a line saying why; nothing is written after them."""
@@ -87,8 +90,9 @@ class Recorder:
             self.path.name,
             self.max_bytes,
         )
-        self._event("o", f"\r\n[{SIZE_LIMIT_REACHED}]\r\n", closing=True)
         self._event("m", SIZE_LIMIT_REACHED, closing=True)
+        # A millisecond after the marker: players show no marker at the very end.
+        self._event("o", f"\r\n[{SIZE_LIMIT_REACHED}]\r\n", closing=True, later=0.001)
         self._close_file()
 
     def output(self, data: bytes) -> None:
