@@ -114,6 +114,8 @@ class Settings:
     # Proxies whose X-Forwarded-Proto/For are believed: addresses, networks, or "*".
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     recordings_dir: Path | None = None
+    # Whether the page lets remote programs set the clipboard (OSC 52); never read it.
+    clipboard_osc52: bool = False
     log_level: LogLevel = LogLevel.INFO
     # Set by the operator on session pods: who the pod is, and the Lease it reports activity on
     # (holder: the pod's uid, so the operator ignores what an earlier pod of the session left).

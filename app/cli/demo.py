@@ -35,6 +35,11 @@ def add_demo_parser(commands: Any) -> None:
     )
     parser.add_argument("--recordings-dir", type=Path, help="keep asciicast recordings here")
     parser.add_argument(
+        "--clipboard-osc52",
+        action="store_true",
+        help="let programs in the shell set the browser's clipboard (OSC 52; writes only)",
+    )
+    parser.add_argument(
         "--log-level",
         default=LogLevel.WARNING.value,
         choices=[level.value for level in LogLevel],
@@ -80,6 +85,7 @@ async def _run(args: argparse.Namespace, workdir: Path) -> None:
         listen_port=web_port,
         token=token,
         recordings_dir=args.recordings_dir,
+        clipboard_osc52=args.clipboard_osc52,
         log_level=LogLevel(args.log_level),
     )
     app = create_app(settings)

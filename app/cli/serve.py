@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.auth.accesskey import token_from_file
-from app.cli.options import choice, env_name, option
+from app.cli.options import choice, env_name, option, switch
 from app.http.application import create_app
 from app.http.server import DrainingServer, uvicorn_config
 from app.settings import (
@@ -88,6 +88,11 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         "",
     )
     option(parser, "--recordings-dir", "directory for asciicast recordings", Path)
+    switch(
+        parser,
+        "--clipboard-osc52",
+        "let programs on the target set the browser's clipboard (OSC 52; writes only, never reads)",
+    )
     option(
         parser,
         "--forwarded-allow-ips",
@@ -162,6 +167,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         allowed_origins=origins,
         allowed_hosts=tuple(h.lower() for h in _comma_list(args.allowed_hosts)),
         recordings_dir=args.recordings_dir,
+        clipboard_osc52=args.clipboard_osc52,
         forwarded_allow_ips=_comma_list(args.forwarded_allow_ips),
         log_level=LogLevel(args.log_level),
         pod_name=args.pod_name,
