@@ -15,15 +15,10 @@ import {
   startedAt,
   type RecordingEntry,
 } from "./recordinglist.js";
+import { element } from "./dom.js";
 import { DARK, LIGHT, LIGHT_QUERY, paletteOf } from "./theme.js";
 
 const THEME = "ec2-terminal";
-
-function element<T extends HTMLElement>(id: string): T {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`page is missing #${id}`);
-  return el as T;
-}
 
 /** The terminal's own palettes for the player, light or dark as the system prefers (CSSOM). */
 function adoptPlayerTheme(): void {
@@ -44,12 +39,12 @@ class RecordingsPage {
   player: AsciinemaPlayer.Player | null = null;
   playing: string | null = null;
   entries: RecordingEntry[] = [];
-  private readonly message = element("recordings-message");
-  private readonly table = element("recordings-table");
-  private readonly list = element("recordings-list");
-  private readonly section = element("player-section");
-  private readonly title = element("player-title");
-  private readonly box = element("player");
+  private readonly message = element(document, "recordings-message");
+  private readonly table = element(document, "recordings-table");
+  private readonly list = element(document, "recordings-list");
+  private readonly section = element(document, "player-section");
+  private readonly title = element(document, "player-title");
+  private readonly box = element(document, "player");
 
   async load(): Promise<void> {
     let status = 0;
