@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,6 @@ from app.cli.serve import settings_from_args
 from app.http.recordings import _quality
 from tests.fixtures_server import ServerFactory
 from tests.fixtures_sshd import Sshd
-from tests.support import CLI, env_without_proxies
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
 
@@ -124,25 +122,3 @@ def test_the_clipboard_switch(
         monkeypatch.setenv(name, value)
     args = build_parser().parse_args(["serve", "--host", "h", *argv])
     assert settings_from_args(args).clipboard_osc52 is expected
-
-
-@pytest.mark.parametrize(
-    ("args", "env", "message"),
-    [
-        ([], {"EC2_TERMINAL_CLIPBOARD_OSC52": "maybe"}, "argument --clipboard-osc52: 'maybe'"),
-        (["--max-recording-bytes", "100"], {}, "--max-recording-bytes must be at least 4096"),
-    ],
-)
-def test_bad_page_settings_are_refused_plainly(
-    args: list[str], env: dict[str, str], message: str
-) -> None:
-    result = subprocess.run(
-        [CLI, "serve", "--host", "example.test", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env_without_proxies() | env,
-    )
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
