@@ -256,11 +256,14 @@ function main(): void {
   // every retry. Once the server answers that the login is gone, offer the sign-in form.
   let checkingLogin = false;
   const checkLogin = (): void => {
-    if (checkingLogin) return;
+    // Once the form shows, leave it alone: what the user types and its messages stay.
+    if (checkingLogin || form.visible) return;
     checkingLogin = true;
     void loggedIn(fetchFn, document.baseURI).then((yes) => {
       checkingLogin = false;
-      if (yes === false) form.show("The login ended (the server may have restarted): sign in again.");
+      if (yes === false && !form.visible) {
+        form.show("The login ended (the server may have restarted): sign in again.");
+      }
     });
   };
   const newSession = (): void => {
