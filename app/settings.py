@@ -21,6 +21,8 @@ INSTANCE_CONNECT_KEY_LIFETIME = 60.0
 # accepts the key, before the push returns, so a timeout near 60 s would fail as a refused
 # login instead of a timeout.
 INSTANCE_CONNECT_MAX_CONNECT_TIMEOUT = 45.0
+# The smallest recording size limit: a header, some output and the events that end it.
+MIN_RECORDING_BYTES = 4096
 
 
 class AccessMethod(StrEnum):
@@ -94,6 +96,8 @@ class Limits:
     # The largest file an upload may write and a download may send; 0 turns that way off.
     max_upload_bytes: int = 1024**3
     max_download_bytes: int = 1024**3
+    # A recording file never grows beyond this; it then ends with a marker.
+    max_recording_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,8 @@ class Settings:
     # Proxies whose X-Forwarded-Proto/For are believed: addresses, networks, or "*".
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
     recordings_dir: Path | None = None
+    # Whether the page lets remote programs set the clipboard (OSC 52); never read it.
+    clipboard_osc52: bool = False
     log_level: LogLevel = LogLevel.INFO
     # Set by the operator on session pods: who the pod is, and the Lease it reports activity on
     # (holder: the pod's uid, so the operator ignores what an earlier pod of the session left).
@@ -165,6 +171,8 @@ class Settings:
             out.append("max connections must be at least 1")
         if lim.header_timeout <= 0:
             out.append("the header timeout must be positive")
+        if lim.max_recording_bytes < MIN_RECORDING_BYTES:
+            out.append(f"--max-recording-bytes must be at least {MIN_RECORDING_BYTES}")
         if t.host_key_policy is HostKeyPolicy.FINGERPRINT and not t.host_key_fingerprint:
             out.append("host key policy 'fingerprint' needs --host-key-fingerprint")
         if t.host_key_fingerprint and not t.host_key_fingerprint.startswith("SHA256:"):

@@ -76,8 +76,10 @@ class TerminalPage:
     """The terminal page in a browser tab, with waits on what it shows."""
 
     page: Page
-    #: Uncaught exceptions and console errors of the page, other than the expected CSP refusals.
+    #: Uncaught exceptions and console errors of the page.
     errors: list[str] = field(default_factory=list)
+    #: What the console said about the Content Security Policy (Chromium logs each refusal).
+    csp_console: list[str] = field(default_factory=list)
     #: The HTTP status of each response on the way to the page (redirects first).
     statuses: list[int] = field(default_factory=list)
 
@@ -88,7 +90,7 @@ class TerminalPage:
         page = terminal.page
         page.set_default_timeout(15_000)
         page.on("pageerror", lambda exc: terminal.errors.append(str(exc)))
-        page.on("console", lambda msg: _keep_errors(msg, terminal.errors))
+        page.on("console", terminal._console)
         page.add_init_script(_CSP_WATCH_JS)
         response = page.goto(url)
         assert response is not None
@@ -167,17 +169,17 @@ class TerminalPage:
         return str(self.page.locator("#login-message").inner_text())
 
     def csp_violations(self) -> list[str]:
-        return [str(v) for v in self.eval("() => window.__csp")]
+        """The page's `securitypolicyviolation` events and the console's CSP messages."""
+        return [str(v) for v in self.eval("() => window.__csp")] + self.csp_console
+
+    def _console(self, msg: ConsoleMessage) -> None:
+        if "Content Security Policy" in msg.text:
+            self.csp_console.append(msg.text)
+        if msg.type == "error":
+            self.errors.append(msg.text)
 
     def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / name
         self.page.screenshot(path=str(path))
         return path
-
-
-def _keep_errors(msg: ConsoleMessage, errors: list[str]) -> None:
-    # xterm.js writes some CSS into <style> elements, which the page's CSP refuses (and the page
-    # mirrors into constructed stylesheets); those refusals are expected, anything else is not.
-    if msg.type == "error" and "Content Security Policy directive 'style-src" not in msg.text:
-        errors.append(msg.text)

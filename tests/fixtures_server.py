@@ -96,6 +96,7 @@ def start_server(
     options: dict[str, str] = target_flags(sshd) if sshd else {}
     options |= {"listen-port": str(port), "token-file": str(token_file)}
     options |= {k.replace("_", "-"): str(v) for k, v in flags.items()}
+    port = int(options["listen-port"])  # a test may ask for a port (a restart on the same one)
     argv = [CLI, "serve"]
     for name, value in options.items():
         argv += [f"--{name}", value]

@@ -127,6 +127,18 @@ async def test_everything_moves_under_a_base_path(
             "argument --log-level: 'loud' is not one of debug, info, warning, error",
             id="log-level-environment",
         ),
+        pytest.param(
+            ["--host", "example.test"],
+            {"EC2_TERMINAL_CLIPBOARD_OSC52": "maybe"},
+            "argument --clipboard-osc52: 'maybe' is not one of 1, true, yes, on, 0, false, no, off",
+            id="clipboard-osc52-environment",
+        ),
+        pytest.param(
+            ["--host", "example.test", "--max-recording-bytes", "100"],
+            {},
+            "--max-recording-bytes must be at least 4096",
+            id="max-recording-bytes",
+        ),
     ],
 )
 def test_configuration_errors_are_reported_plainly(

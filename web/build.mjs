@@ -1,5 +1,6 @@
-// Bundles the page (src/main.ts and its CSS) into ../app/static/dist/, or with --tests the unit
-// tests into node_modules/.cache/ (outside the sources, so hack/setup's build stamp ignores them).
+// Bundles the terminal page (src/main.ts) and the recordings page (src/recordings.ts), each with
+// its CSS, into ../app/static/dist/, or with --tests the unit tests into node_modules/.cache/
+// (outside the sources, so hack/setup's build stamp ignores them).
 import { build } from "esbuild";
 import { readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -29,7 +30,7 @@ if (args.has("--tests")) {
   const outdir = join(here, "../app/static/dist");
   rmSync(outdir, { recursive: true, force: true });
   await build({
-    entryPoints: { terminal: join(here, "src/main.ts") },
+    entryPoints: { terminal: join(here, "src/main.ts"), recordings: join(here, "src/recordings.ts") },
     outdir,
     bundle: true,
     format: "iife",

@@ -36,6 +36,11 @@ def add_demo_parser(commands: Any) -> None:
     )
     parser.add_argument("--recordings-dir", type=Path, help="keep asciicast recordings here")
     parser.add_argument(
+        "--clipboard-osc52",
+        action="store_true",
+        help="let programs in the shell set the browser's clipboard (OSC 52; writes only)",
+    )
+    parser.add_argument(
         "--log-level",
         default=LogLevel.WARNING.value,
         choices=[level.value for level in LogLevel],
@@ -81,6 +86,7 @@ async def _run(args: argparse.Namespace, workdir: Path, telemetry: Telemetry) ->
         listen_port=web_port,
         token=token,
         recordings_dir=args.recordings_dir,
+        clipboard_osc52=args.clipboard_osc52,
         log_level=LogLevel(args.log_level),
     )
     app = create_app(settings, telemetry=telemetry)

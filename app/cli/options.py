@@ -63,6 +63,40 @@ def access_token(token_file: Path | None) -> str:
     return token
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def _truth(env: str) -> Callable[[str], bool]:
+    def convert(raw: str) -> bool:
+        word = raw.strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not one of {', '.join(TRUE_WORDS + FALSE_WORDS)} (from the flag or {env})"
+        )
+
+    return convert
+
+
+def switch(parser: argparse._ActionsContainer, flag: str, help: str) -> None:
+    """An on/off flag, off by default: `--flag` or `--flag on|off`, or EC2_TERMINAL_<NAME>."""
+    dest = flag.lstrip("-").replace("-", "_")
+    env = env_name(dest)
+    raw = os.environ.get(env)
+    parser.add_argument(
+        flag,
+        dest=dest,
+        type=_truth(env),
+        nargs="?",
+        const=True,
+        # A string default goes through the converter, so a bad variable is refused too.
+        default=raw if raw not in (None, "") else False,
+        help=f"{help} [env {env}]",
+        metavar="on|off",
+    )
+
+
 def choice(parser: argparse._ActionsContainer, flag: str, help: str, default: Enum) -> None:
     """An `option` whose values are those of `default`'s enum."""
     option(parser, flag, help, str, default.value, [m.value for m in type(default)])

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.auth.accesskey import token_from_file
-from app.cli.options import choice, env_name, option
+from app.cli.options import choice, env_name, option, switch
 from app.http.application import create_app
 from app.http.server import DrainingServer, uvicorn_config
 from app.settings import (
@@ -70,6 +70,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         ("max-viewers", "read-only viewers per session (0: sharing off)"),
         ("max-upload-bytes", "largest file an upload may write (0: uploads off)"),
         ("max-download-bytes", "largest file a download may send (0: downloads off)"),
+        ("max-recording-bytes", "size limit of one recording; it then ends with a marker"),
     ):
         option(limits, f"--{name}", help, int, getattr(lim, name.replace("-", "_")))
 
@@ -91,6 +92,11 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         "",
     )
     option(parser, "--recordings-dir", "directory for asciicast recordings", Path)
+    switch(
+        parser,
+        "--clipboard-osc52",
+        "let programs on the target set the browser's clipboard (OSC 52; writes only, never reads)",
+    )
     option(
         parser,
         "--forwarded-allow-ips",
@@ -166,6 +172,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         allowed_origins=origins,
         allowed_hosts=tuple(h.lower() for h in _comma_list(args.allowed_hosts)),
         recordings_dir=args.recordings_dir,
+        clipboard_osc52=args.clipboard_osc52,
         forwarded_allow_ips=_comma_list(args.forwarded_allow_ips),
         log_level=LogLevel(args.log_level),
         pod_name=args.pod_name,

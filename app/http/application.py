@@ -17,7 +17,7 @@ from app.auth.logins import LoginStore
 from app.ec2.clients import AwsClientCache
 from app.ec2.plan import prepare_connection
 from app.ec2.readiness import AwsReadiness
-from app.http import files, login, routes
+from app.http import files, login, pageconfig, recordings, routes
 from app.http.middleware import HostCheck, HostPolicy, SecurityHeaders
 from app.http.state import ServerState
 from app.kube.activity import report_activity
@@ -44,8 +44,9 @@ def _routes(base: str) -> list[BaseRoute]:
         WebSocketRoute(base + "ws", routes.terminal_socket),
         Route(base + "files", files.upload, methods=["PUT"]),
         Route(base + "files", files.download, methods=["GET"]),
-        Route(base + "recordings/", routes.recordings),
-        Route(base + "recordings/{name}", routes.recordings),
+        Route(base + "config", pageconfig.page_config),
+        Route(base + "recordings/", recordings.recordings),
+        Route(base + "recordings/{name}", recordings.recordings),
         Mount(base + "static", StaticFiles(directory=routes.STATIC_DIR, check_dir=False)),
     ]
     if base != "/":

@@ -13,13 +13,33 @@ from starlette.websockets import WebSocket
 
 log = logging.getLogger(__name__)
 
+
+def _policy(script_src: str, style_src_attr: str | None) -> str:
+    directives = [
+        "default-src 'self'",
+        f"script-src {script_src}",
+        "style-src 'self'",
+        f"style-src-attr {style_src_attr}" if style_src_attr else None,
+        "connect-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "frame-ancestors 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+    ]
+    return "; ".join(d for d in directives if d)
+
+
+# xterm.js's DOM renderer colors cells with style attributes (24-bit colors, minimum contrast):
+# attributes only; <style> elements, eval() and inline script stay refused.
+CONTENT_SECURITY_POLICY = _policy("'self'", style_src_attr="'unsafe-inline'")
+# The recordings page: asciinema-player compiles its terminal emulator from WebAssembly, which
+# needs 'wasm-unsafe-eval' (WebAssembly only; eval() and inline script stay refused). It sets
+# styles through the CSSOM only, so it needs no style attributes.
+PLAYER_CONTENT_SECURITY_POLICY = _policy("'self' 'wasm-unsafe-eval'", style_src_attr=None)
 # On every response, including static files, refusals and errors.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data:; font-src 'self' data:; frame-ancestors 'none'; base-uri 'self'; "
-        "form-action 'self'"
-    ),
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",

@@ -24,7 +24,6 @@ from app.http.state import server_state
 from app.terminal.bridge import Bridge
 from app.terminal.ports import SocketClosed
 from app.terminal.protocol import SUBPROTOCOL
-from app.terminal.recording import list_recordings, recording_path
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +76,6 @@ async def metrics(request: Request) -> Response:
 
 def _denied(status: int, message: str) -> Response:
     return PlainTextResponse(message, status_code=status, headers=NO_STORE)
-
-
-async def recordings(request: Request) -> Response:
-    """The list of this server's asciicast recordings, or one of them."""
-    if _auth(request).caller(request.headers, request.cookies) is None:
-        return _denied(401, "authentication required")
-    directory = server_state(request.app).settings.recordings_dir
-    name = request.path_params.get("name")
-    if directory is None:
-        return JSONResponse({"recordings": [], "enabled": False}, headers=NO_STORE)
-    if name is None:
-        return JSONResponse(
-            {"recordings": list_recordings(directory), "enabled": True}, headers=NO_STORE
-        )
-    path = recording_path(directory, name)
-    if path is None:
-        return _denied(404, "no such recording")
-    return FileResponse(path, media_type="application/x-asciicast", headers=NO_STORE)
 
 
 class StarletteSocket:

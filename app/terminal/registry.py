@@ -67,7 +67,7 @@ class SessionRegistry:
         session_id = secrets.token_urlsafe(18)
         recorder = None
         if self.recordings_dir is not None:
-            recorder = start_recording(self.recordings_dir, size)
+            recorder = start_recording(self.recordings_dir, size, self.limits.max_recording_bytes)
             log.info("session %s records to %s", session_id, recorder.path.name)
         session = Session(session_id, self.limits, self.metrics, recorder, self.clock, size)
         self._sessions[session_id] = session

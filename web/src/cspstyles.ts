@@ -1,9 +1,29 @@
-// xterm.js writes part of its CSS (theme colors, cell sizes) into <style> elements, which the
-// server's CSP (style-src 'self') refuses to apply. Constructed stylesheets are CSSOM, which
-// CSP allows, so the text of those elements is mirrored into sheets adopted by the document.
+// xterm.js writes part of its CSS (theme colors, cell sizes, the scrollbar) into <style>
+// elements, which the server's CSP (style-src 'self', no inline <style>) refuses, and Chromium
+// logs each refusal. So the document hands xterm.js an inert stand-in element when it asks for a
+// <style> (CSP never looks at it, CSS hides it), and the stand-ins' text is mirrored into
+// constructed stylesheets adopted by the document: CSSOM, which CSP allows.
+
+/** The stand-in's tag: an unknown custom element, so the browser gives it no behaviour. */
+export const STYLE_STAND_IN = "xterm-style";
+
+/** Makes `doc.createElement("style")` (only on this document) return a stand-in; returns undo. */
+export function divertStyleElements(doc: Document): () => void {
+  const original = Object.getOwnPropertyDescriptor(doc, "createElement");
+  const create = Document.prototype.createElement;
+  const divert = function (this: Document, tag: string, options?: ElementCreationOptions): HTMLElement {
+    const name = String(tag).toLowerCase() === "style" ? STYLE_STAND_IN : tag;
+    return create.call(this, name, options);
+  };
+  Object.defineProperty(doc, "createElement", { value: divert, configurable: true, writable: true });
+  return () => {
+    if (original) Object.defineProperty(doc, "createElement", original);
+    else delete (doc as { createElement?: unknown }).createElement;
+  };
+}
 
 function isStyle(node: Node | null): boolean {
-  return node?.nodeName === "STYLE";
+  return node?.nodeName === "STYLE" || node?.nodeName === STYLE_STAND_IN.toUpperCase();
 }
 
 function touchesStyle(record: MutationRecord): boolean {
@@ -13,14 +33,14 @@ function touchesStyle(record: MutationRecord): boolean {
   return false;
 }
 
-/** Mirrors the <style> elements under `root` into adopted sheets; returns a function that stops. */
+/** Mirrors the style elements (and stand-ins) under `root` into adopted sheets; returns stop. */
 export function mirrorStyleElements(root: Element): () => void {
   const doc = root.ownerDocument;
   const mirrors = new WeakSet<CSSStyleSheet>();
   const sheets = new Map<Element, { sheet: CSSStyleSheet; text: string }>();
 
   const sync = (): void => {
-    const present = new Set<Element>(root.querySelectorAll("style"));
+    const present = new Set<Element>(root.querySelectorAll(`style, ${STYLE_STAND_IN}`));
     let changed = false;
     for (const el of sheets.keys()) {
       if (!present.has(el)) changed = sheets.delete(el);

@@ -5,18 +5,26 @@ import "./page.css";
 
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
+import { SearchAddon } from "@xterm/addon-search";
 import { Unicode11Addon } from "@xterm/addon-unicode11";
 import { WebLinksAddon } from "@xterm/addon-web-links";
 import { WebglAddon } from "@xterm/addon-webgl";
 
 import { Connection, socketUrl, type SessionMemory, type UiState } from "./connection.js";
-import { mirrorStyleElements } from "./cspstyles.js";
+import { osc52Handler } from "./clipboard.js";
+import { divertStyleElements, mirrorStyleElements } from "./cspstyles.js";
+import { FontControls } from "./fontcontrols.js";
+import { fontStepForKey } from "./fontsize.js";
 import { loggedIn, logIn, tokenIn } from "./login.js";
 import { LoginForm } from "./loginform.js";
+import { DisconnectOverlay } from "./overlay.js";
+import { fetchConfig } from "./pageconfig.js";
 import { binaryStringToBytes } from "./protocol.js";
+import { SearchBar } from "./searchbar.js";
 import { StatusBar } from "./statusbar.js";
 import { Transfers } from "./transfer.js";
 import { Sharing, ownPage, shareLink, viewIdIn } from "./viewer.js";
+import { followSystemScheme, LIGHT_QUERY, themeFor } from "./theme.js";
 
 /** Server messages shown inside the terminal, without control characters of their own. */
 function plain(text: string): string {
@@ -103,25 +111,55 @@ function tabMemory(path: string): SessionMemory {
   };
 }
 
+/** localStorage, or null where storage is disabled. */
+function localStore(): Storage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+}
+
 function main(): void {
   const container = document.getElementById("terminal");
   if (!container) throw new Error("page is missing #terminal");
   const bar = new StatusBar(document);
 
+  divertStyleElements(document);
   mirrorStyleElements(container);
+  const fonts = new FontControls(document, localStore(), (size) => {
+    term.options.fontSize = size;
+    refit();
+  });
   const term = new Terminal({
     allowProposedApi: true,
     cursorBlink: true,
     fontFamily: '"DejaVu Sans Mono", Menlo, Consolas, "Liberation Mono", monospace',
-    fontSize: 14,
+    fontSize: fonts.size,
     scrollback: 5000,
     rightClickSelectsWord: true,
-    theme: { background: "#101418", foreground: "#d8dee9" },
   });
   const fit = new FitAddon();
   term.loadAddon(fit);
   term.loadAddon(new WebLinksAddon());
   term.loadAddon(new Unicode11Addon());
+  const searchAddon = new SearchAddon();
+  term.loadAddon(searchAddon);
+  const search = new SearchBar(document, term, searchAddon);
+  followSystemScheme(window.matchMedia(LIGHT_QUERY), (scheme) => {
+    const theme = themeFor(scheme);
+    term.options.theme = theme;
+    search.setTheme(theme);
+  });
+  // Off until the server's config says otherwise (--clipboard-osc52); never answers a query.
+  let clipboardOsc52 = false;
+  term.parser.registerOscHandler(
+    52,
+    osc52Handler(
+      () => clipboardOsc52,
+      (text) => void navigator.clipboard.writeText(text).catch(() => undefined),
+    ),
+  );
   term.unicode.activeVersion = "11";
   term.open(container);
   let renderer = "dom";
@@ -142,6 +180,9 @@ function main(): void {
       state: (state: UiState, detail: string) => {
         bar.state(state, detail);
         transfers.enable(state === "connected");
+        overlay.state(state, detail);
+        // Retrying (a detail says when): the login may be what is missing.
+        if (state === "reconnecting" || (state === "connecting" && detail)) checkLogin();
       },
       status: (status) => {
         if (status.host_key_sha256) bar.hostKey(status.host_key_sha256);
@@ -152,6 +193,7 @@ function main(): void {
         const text = `Session ended${code}: ${exit.reason}`;
         bar.ended(text);
         sharing.ended();
+        overlay.sessionExited(exit.exit_status);
         term.write(`\r\n\x1b[1m[${plain(text)}]\x1b[0m\r\n`);
       },
       error: (error) => {
@@ -196,9 +238,21 @@ function main(): void {
 
   // Ctrl+Shift+C (or Ctrl+Insert) copies the selection; Ctrl+Shift+V pastes through the
   // browser's paste event, which xterm.js handles. Plain Ctrl+C and Ctrl+V reach the remote side.
+  // Ctrl+Shift+F finds in scrollback; Ctrl+= / Ctrl+- / Ctrl+0 change the text size.
   term.attachCustomKeyEventHandler((ev) => {
     if (ev.type !== "keydown" || !ev.ctrlKey || ev.altKey || ev.metaKey) return true;
     const key = ev.key.toLowerCase();
+    const fontStep = fontStepForKey(ev.key, ev.ctrlKey, ev.altKey, ev.metaKey);
+    if (ev.shiftKey && key === "f") {
+      ev.preventDefault();
+      search.open();
+      return false;
+    }
+    if (fontStep) {
+      ev.preventDefault();
+      fonts.step(fontStep);
+      return false;
+    }
     const copyKey = ev.shiftKey && key === "c";
     if (copyKey || (!ev.shiftKey && key === "insert" && term.hasSelection())) {
       ev.preventDefault();
@@ -223,7 +277,21 @@ function main(): void {
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") connection.reconnectNow();
   });
-  bar.onNewSession(() => {
+  // A server that restarted knows neither the session nor the login: its WebSocket refuses
+  // every retry. Once the server answers that the login is gone, offer the sign-in form.
+  let checkingLogin = false;
+  const checkLogin = (): void => {
+    // Once the form shows, leave it alone: what the user types and its messages stay.
+    if (checkingLogin || form.visible) return;
+    checkingLogin = true;
+    void loggedIn(fetchFn, document.baseURI).then((yes) => {
+      checkingLogin = false;
+      if (yes === false && !form.visible) {
+        form.show("The login ended (the server may have restarted): sign in again.");
+      }
+    });
+  };
+  const newSession = (): void => {
     if (connection.viewing) {
       window.location.assign(ownPage(window.location.href)); // a session of one's own
       return;
@@ -231,6 +299,11 @@ function main(): void {
     term.reset();
     connection.restart();
     term.focus();
+  };
+  bar.onNewSession(newSession);
+  const overlay = new DisconnectOverlay(document, {
+    now: () => connection.reconnectNow(),
+    fresh: newSession,
   });
 
   // For tests and debugging from the console; holds nothing secret (auth is an HttpOnly cookie).
@@ -239,6 +312,7 @@ function main(): void {
       term,
       connection,
       fit,
+      search: searchAddon,
       taps,
       sharing,
       transfers,
@@ -269,6 +343,11 @@ function main(): void {
   });
 
   refit();
+  void fetchConfig(fetchFn, document.baseURI).then((config) => {
+    clipboardOsc52 = config.clipboardOsc52;
+    const link = document.getElementById("recordings-link");
+    if (link) link.hidden = !config.recordings;
+  });
   void signIn(form, begin);
 }
 
