@@ -35,8 +35,19 @@ export type UiState = "connecting" | "connected" | "reconnecting" | "closed";
 /** The subset of the browser's WebSocket this module uses. */
 export type SocketLike = Pick<
   WebSocket,
-  "binaryType" | "protocol" | "onopen" | "onmessage" | "onclose" | "onerror" | "send" | "close"
+  | "binaryType"
+  | "protocol"
+  | "readyState"
+  | "onopen"
+  | "onmessage"
+  | "onclose"
+  | "onerror"
+  | "send"
+  | "close"
 >;
+
+/** WebSocket.OPEN, spelled out: the constant is not on every runtime's global (node's tests). */
+const SOCKET_OPEN = 1;
 
 export type SocketFactory = (url: string, protocol: string) => SocketLike;
 
@@ -520,7 +531,9 @@ export class Connection {
   }
 
   private send(data: Frame): void {
-    this.socket?.send(data);
+    // A socket the server is closing still takes send(), but the browser logs an error for
+    // each call (a timer's ACK or PING racing the close): what it would send is moot anyway.
+    if (this.socket?.readyState === SOCKET_OPEN) this.socket.send(data);
   }
 
   private clearSocketTimers(): void {

@@ -52,6 +52,18 @@ test("output is rendered once and ACKed on a short timer, or at once past 64 KiB
   assert.deepEqual(t.last().acks(), [11, 11 + ACK_EVERY_BYTES]);
 });
 
+test("nothing is sent on a socket the server is closing (no console error for a late ACK)", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  t.last().push(output(0, "bye"));
+  t.last().readyState = 2; // the server's close frame arrived; onclose is yet to come
+  t.clock.advance(1000);
+  assert.deepEqual(t.last().acks(), []);
+  t.conn.sendInput("x");
+  assert.deepEqual(t.last().frames(0x00), []);
+});
+
 test("ACKs follow rendering, not receipt", () => {
   const t = setup({ renderLater: true });
   t.conn.start();

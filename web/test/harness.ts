@@ -21,6 +21,8 @@ export class FakeSocket {
   onerror: ((ev: unknown) => void) | null = null;
   sent: Uint8Array[] = [];
   closedWith: number | null = null;
+  /** CONNECTING until accepted, OPEN, then CLOSING once either side closes, CLOSED once dropped. */
+  readyState = 0;
 
   constructor(
     readonly url: string,
@@ -33,10 +35,12 @@ export class FakeSocket {
 
   close(code?: number): void {
     this.closedWith = code ?? 1005;
+    this.readyState = 2;
   }
 
   accept(): void {
     this.protocol = this.requested;
+    this.readyState = 1;
     this.onopen?.({});
   }
 
@@ -45,6 +49,7 @@ export class FakeSocket {
   }
 
   drop(code = 1006, reason = ""): void {
+    this.readyState = 3;
     this.onclose?.({ code, reason });
   }
 
