@@ -18,6 +18,7 @@ from ec2_terminal_operator import resources
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.spec import Session, parse_session
 
+from app.settings import Limits, Settings
 from app.telemetry import PodIdentity
 from tests.fixtures_kube import ROOT
 from tests.fixtures_operator import session_manifest
@@ -214,6 +215,10 @@ def test_the_default_image_is_the_one_hack_image_builds() -> None:
         (["--set=observability.images[0].newTag=1"], "missing property 'name'"),
         (["--set=session.env.EC2_TERMINAL_HOST=evil"], "invalid propertyName 'EC2_TERMINAL_HOST'"),
         (["--set=session.env.HOME=/"], "invalid propertyName 'HOME'"),
+        (["--set=session.features.maxViewers=-1"], "at '/session/features/maxViewers'"),
+        (["--set=session.features.maxRecordingBytes=10"], "at '/session/features/maxRecording"),
+        (["--set=session.features.clipboardOsc52=maybe"], "at '/session/features/clipboardOsc52'"),
+        (["--set=session.features.osc52=true"], "additional properties 'osc52' not allowed"),
         (["--set=session.podAnnotations.ec2-terminal\\.io/x=y"], "invalid propertyName"),
         (
             ["--set=networkPolicy.egress.extraTo[0].too=x"],
@@ -235,6 +240,41 @@ def test_schema_refuses_bad_values_with_a_message(
     result = render(helm_bin, *flags)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+DEFAULT_FEATURES = {
+    "EC2_TERMINAL_CLIPBOARD_OSC52": "off",
+    "EC2_TERMINAL_MAX_VIEWERS": "8",
+    "EC2_TERMINAL_MAX_UPLOAD_BYTES": str(1024**3),
+    "EC2_TERMINAL_MAX_DOWNLOAD_BYTES": str(1024**3),
+    "EC2_TERMINAL_MAX_RECORDING_BYTES": str(64 * 1024**2),
+}
+
+
+def test_the_terminals_features_default_to_the_servers_own_and_reach_the_sessions(
+    helm_bin: str,
+) -> None:
+    limits = Limits()
+    assert {
+        "EC2_TERMINAL_CLIPBOARD_OSC52": "off",
+        "EC2_TERMINAL_MAX_VIEWERS": str(limits.max_viewers),
+        "EC2_TERMINAL_MAX_UPLOAD_BYTES": str(limits.max_upload_bytes),
+        "EC2_TERMINAL_MAX_DOWNLOAD_BYTES": str(limits.max_download_bytes),
+        "EC2_TERMINAL_MAX_RECORDING_BYTES": str(limits.max_recording_bytes),
+    } == DEFAULT_FEATURES
+    assert Settings().clipboard_osc52 is False
+    docs = rendered(
+        helm_bin,
+        "--set=session.features.clipboardOsc52=true",
+        "--set=session.features.maxViewers=0",
+        "--set=session.features.maxUploadBytes=5368709120",
+    )
+    env = json.loads(operator_env(docs)["EC2_TERMINAL_OPERATOR_SESSION_ENV"])
+    assert env["EC2_TERMINAL_CLIPBOARD_OSC52"] == "on"
+    assert env["EC2_TERMINAL_MAX_VIEWERS"] == "0"
+    assert env["EC2_TERMINAL_MAX_UPLOAD_BYTES"] == "5368709120"  # not 5.36870912e+09
+    # The operator takes them (it refuses every other EC2_TERMINAL_* variable).
+    assert OperatorConfig.from_env({"EC2_TERMINAL_OPERATOR_SESSION_ENV": json.dumps(env)})
 
 
 def _schema_objects(node: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -296,7 +336,7 @@ def test_observability_off_means_no_stack_and_no_otlp(helm_bin: str) -> None:
     for name, container in containers(docs):
         assert not [k for k in env_of(container) if k.startswith("OTEL_")], name
     env = operator_env(docs)
-    assert json.loads(env["EC2_TERMINAL_OPERATOR_SESSION_ENV"]) == {}
+    assert json.loads(env["EC2_TERMINAL_OPERATOR_SESSION_ENV"]) == DEFAULT_FEATURES
     assert json.loads(env["EC2_TERMINAL_OPERATOR_SESSION_POD_ANNOTATIONS"]) == {}
     network = json.loads(env["EC2_TERMINAL_OPERATOR_NETWORK_POLICY"])
     assert network["egress"]["extraTo"] == []

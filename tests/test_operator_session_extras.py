@@ -4,14 +4,17 @@ ever overriding the operator's own configuration."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
 import pytest
 from ec2_terminal_operator import resources
-from ec2_terminal_operator.config import OperatorConfig
+from ec2_terminal_operator.config import SESSION_FEATURE_ENV, OperatorConfig
 from ec2_terminal_operator.network import NetworkSettings
 from ec2_terminal_operator.spec import parse_session
+
+from app.cli.main import build_parser
 
 FINGERPRINT = "SHA256:" + "A" * 43
 OTLP = {
@@ -45,6 +48,12 @@ def session() -> Any:
     )
 
 
+def subcommand_help(name: str) -> str:
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return str(commands.choices[name].format_help())
+
+
 def config(**env: str) -> OperatorConfig:
     return OperatorConfig.from_env({f"EC2_TERMINAL_OPERATOR_{k}": v for k, v in env.items()})
 
@@ -62,6 +71,24 @@ def test_extra_env_and_annotations_reach_the_session_pod() -> None:
     annotations = pod["metadata"]["annotations"]
     assert {k: annotations[k] for k in SCRAPE} == SCRAPE
     assert resources.ANNOTATION_POD_HASH in annotations
+
+
+def test_the_terminals_features_reach_the_pod_and_nothing_else_of_the_servers_does() -> None:
+    features = {
+        "EC2_TERMINAL_CLIPBOARD_OSC52": "on",
+        "EC2_TERMINAL_MAX_VIEWERS": "0",
+        "EC2_TERMINAL_MAX_UPLOAD_BYTES": "1024",
+        "EC2_TERMINAL_MAX_DOWNLOAD_BYTES": "0",
+        "EC2_TERMINAL_MAX_RECORDING_BYTES": "4096",
+    }
+    assert set(features) == SESSION_FEATURE_ENV
+    pod = resources.build_pod(session(), config(SESSION_ENV=json.dumps(features)))
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert {k: env[k] for k in features} == features
+    # Each names a flag of `ec2-terminal serve`, which reads it from the variable.
+    help_text = " ".join(subcommand_help("serve").split())
+    for name in features:
+        assert f"[env {name}]" in help_text, name
 
 
 def test_without_extras_the_pod_hash_is_what_it_was() -> None:
@@ -85,6 +112,7 @@ def test_changing_the_annotations_changes_only_the_pod_hash() -> None:
     [
         ("SESSION_ENV", '{"EC2_TERMINAL_HOST": "evil"}', "EC2_TERMINAL_HOST is the operator's"),
         ("SESSION_ENV", '{"HOME": "/"}', "HOME is the operator's"),
+        ("SESSION_ENV", '{"EC2_TERMINAL_TOKEN_FILE": "/x"}', "EC2_TERMINAL_TOKEN_FILE is the"),
         ("SESSION_ENV", '{"1BAD": "x"}', "not an environment variable name"),
         ("SESSION_ENV", '{"A": 1}', "JSON object of strings"),
         ("SESSION_ENV", "[1]", "JSON object of strings"),

@@ -115,6 +115,17 @@ _boolean.__name__ = "boolean (true or false)"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The server's configuration is the operator's: an extra variable must not change it.
 _OPERATOR_ENV = ("EC2_TERMINAL_", "HOME")
+# Except what the terminal offers its user, which the operator never reads or decides (the
+# chart's session.features): the clipboard, sharing, file transfer, the recording's size.
+SESSION_FEATURE_ENV = frozenset(
+    {
+        "EC2_TERMINAL_CLIPBOARD_OSC52",
+        "EC2_TERMINAL_MAX_VIEWERS",
+        "EC2_TERMINAL_MAX_UPLOAD_BYTES",
+        "EC2_TERMINAL_MAX_DOWNLOAD_BYTES",
+        "EC2_TERMINAL_MAX_RECORDING_BYTES",
+    }
+)
 _OPERATOR_ANNOTATIONS = "ec2-terminal.io/"
 
 
@@ -131,7 +142,7 @@ def parse_session_env(raw: str) -> dict[str, str]:
     for name in env:
         if not _ENV_NAME.fullmatch(name):
             raise PolicyError(f"{name!r} is not an environment variable name")
-        if name.startswith(_OPERATOR_ENV):
+        if name.startswith(_OPERATOR_ENV) and name not in SESSION_FEATURE_ENV:
             raise PolicyError(f"{name} is the operator's to set (the server's configuration)")
     return env
 

@@ -66,7 +66,14 @@ k8s.pod.name, k8s.namespace.name, k8s.pod.uid and k8s.node.name attributes of it
 {{/* The session pods' extra variables (EC2_TERMINAL_OPERATOR_SESSION_ENV), as JSON. */}}
 {{- define "ec2-terminal.sessionEnv" -}}
 {{- $otel := include "ec2-terminal.obs.otelEnv" (dict "root" . "service" "ec2-terminal-session") | fromJson -}}
-{{- toJson (merge (deepCopy .Values.session.env) $otel) -}}
+{{- $f := .Values.session.features -}}
+{{- $features := dict
+  "EC2_TERMINAL_CLIPBOARD_OSC52" (ternary "on" "off" $f.clipboardOsc52)
+  "EC2_TERMINAL_MAX_VIEWERS" ($f.maxViewers | int64 | toString)
+  "EC2_TERMINAL_MAX_UPLOAD_BYTES" ($f.maxUploadBytes | int64 | toString)
+  "EC2_TERMINAL_MAX_DOWNLOAD_BYTES" ($f.maxDownloadBytes | int64 | toString)
+  "EC2_TERMINAL_MAX_RECORDING_BYTES" ($f.maxRecordingBytes | int64 | toString) -}}
+{{- toJson (merge (deepCopy .Values.session.env) $otel $features) -}}
 {{- end -}}
 
 {{/* The session pods' extra annotations (EC2_TERMINAL_OPERATOR_SESSION_POD_ANNOTATIONS), as JSON. */}}
