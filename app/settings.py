@@ -89,6 +89,10 @@ class Limits:
     keepalive_interval: float = 15.0
     max_connections: int = 256
     header_timeout: float = 10.0
+    # The WebSocket layer's keepalive: a ping every interval, the socket cut when its pong has
+    # not come within the timeout (a client that stopped reading, a dead network path).
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,9 @@ class Settings:
             out.append("max connections must be at least 1")
         if lim.header_timeout <= 0:
             out.append("the header timeout must be positive")
+        for name in ("ws_ping_interval", "ws_ping_timeout"):
+            if getattr(lim, name) <= 0:
+                out.append(f"--{name.replace('_', '-')} must be positive")
         if t.host_key_policy is HostKeyPolicy.FINGERPRINT and not t.host_key_fingerprint:
             out.append("host key policy 'fingerprint' needs --host-key-fingerprint")
         if t.host_key_fingerprint and not t.host_key_fingerprint.startswith("SHA256:"):

@@ -12,6 +12,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
+from app.terminal.closecodes import CloseCode
+
 log = logging.getLogger(__name__)
 
 _REQUEST_TIMEOUT = (
@@ -89,10 +91,13 @@ def http_protocol(header_timeout: float) -> type[HttpProtocol]:
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets (sans-I/O) protocol, quiet about handshakes and frames.
+    """uvicorn's websockets (sans-I/O) protocol, quiet about handshakes and frames, and plain
+    about why its keepalive cut a socket.
 
     At debug level the websockets library logs every handshake header (the login cookie) and
-    a hex dump of every frame (keystrokes and terminal output); this protocol never does.
+    a hex dump of every frame (keystrokes and terminal output); this protocol never does. Its
+    "connection open" line goes to the library's own logger, which is quiet at the default
+    level (app.logs), instead of uvicorn's.
     """
 
     def __init__(
@@ -104,6 +109,29 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.conn.debug = False
+        self.conn.logger = logging.getLogger("websockets.server")
+
+    def keepalive_timeout(self) -> None:
+        """A ping went unanswered: close with a reason, tell the app why, and never linger.
+
+        uvicorn closes with a bare "keepalive ping timeout" and the app hears only that the
+        connection was lost. A client that stopped reading never drains what was sent to it,
+        so the transport is aborted if it has not closed within another timeout.
+        """
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        if self.close_sent or self.transport.is_closing():
+            return
+        reason = f"no answer to the keepalive ping within {self.ping_timeout:g} s"
+        # Ahead of the bare disconnect connection_lost queues: the app reads this one first.
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": CloseCode.INTERNAL_ERROR, "reason": reason}
+        )
+        self.conn.fail(CloseCode.INTERNAL_ERROR, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()
+        self.loop.call_later(self.ping_timeout or 0.0, self.transport.abort)
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)

@@ -15,6 +15,7 @@ from starlette.responses import (
     RedirectResponse,
     Response,
 )
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.auth.authenticator import Authenticator
@@ -22,6 +23,7 @@ from app.errors import ProtocolViolation
 from app.http.middleware import NO_STORE
 from app.http.state import server_state
 from app.terminal.bridge import Bridge
+from app.terminal.closecodes import CloseCode
 from app.terminal.ports import SocketClosed
 from app.terminal.protocol import SUBPROTOCOL
 from app.terminal.recording import list_recordings, recording_path
@@ -95,6 +97,16 @@ async def recordings(request: Request) -> Response:
     return FileResponse(path, media_type="application/x-asciicast", headers=NO_STORE)
 
 
+def _disconnect_reason(message: Message) -> str:
+    """Why a socket closed, from the ASGI disconnect event, for the log."""
+    code = message.get("code", CloseCode.NORMAL)
+    if message.get("reason"):
+        return str(message["reason"])
+    if code in (1005, 1006):  # no close frame: the TCP connection itself ended
+        return "the connection dropped"
+    return f"the client closed it (code {code})"
+
+
 class StarletteSocket:
     """The bridge's Socket on a Starlette WebSocket."""
 
@@ -104,7 +116,7 @@ class StarletteSocket:
     async def receive(self) -> bytes:
         message = await self.websocket.receive()
         if message["type"] == "websocket.disconnect":
-            raise SocketClosed
+            raise SocketClosed(_disconnect_reason(message))
         data = message.get("bytes")
         if data is None:
             raise ProtocolViolation("text frames are not part of ec2-terminal.v1; send binary")
