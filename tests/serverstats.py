@@ -45,11 +45,12 @@ def log_lines(server: RunningServer) -> list[str]:
 
 
 def problems_in(lines: list[str]) -> list[str]:
-    """Lines at WARNING or worse, and traceback lines."""
+    """Lines logged at WARNING or worse, and traceback lines (format: date time LEVEL ...)."""
+    bad = {"WARNING", "ERROR", "CRITICAL"}
     return [
         line
         for line in lines
-        if " ERROR " in line or " CRITICAL " in line or "Traceback" in line or " WARNING " in line
+        if "Traceback" in line or (len(parts := line.split(" ", 3)) > 2 and parts[2] in bad)
     ]
 
 
