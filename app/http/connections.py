@@ -20,6 +20,13 @@ _REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 36\r\nconnection: close\r\n\r\nThe request headers came too slowly.\n"
 )
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 33\r\nconnection: close\r\n\r\nThe request headers are too large.\n"
+)
+# A request's headers, in bytes: far above any real request (the login cookie is 60 bytes),
+# far below what a flood of header bytes within the header timeout would make the server hold.
+MAX_HEADER_BYTES = 64 * 1024
 _OVER_CAPACITY = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 40\r\nretry-after: 5\r\nconnection: close\r\n\r\n"
@@ -35,11 +42,17 @@ class HttpProtocol(HttpToolsProtocol):
     connections never meet it. Here every request's headers must arrive within
     `header_timeout` seconds of its first byte (of the connection, for the first request),
     and a connection beyond `limit_concurrency` is answered 503 and closed at once, freeing
-    its descriptor.
+    its descriptor. Headers larger than MAX_HEADER_BYTES are answered 431 and closed: the
+    parser itself has no limit, so a request could otherwise grow without bound for as long
+    as the header deadline allows.
     """
 
     header_timeout: float = 10.0
     _header_deadline: asyncio.TimerHandle | None = None
+    # Bytes of the current request's headers so far, and the last three (a CRLFCRLF that
+    # straddles two reads).
+    _header_bytes: int = 0
+    _header_tail: bytes = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -59,6 +72,24 @@ class HttpProtocol(HttpToolsProtocol):
         if self._header_deadline is not None:
             self._header_deadline.cancel()
             self._header_deadline = None
+        self._header_bytes, self._header_tail = 0, b""
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_deadline is not None and not self._headers_fit(data):
+            log.info("refused a request whose headers exceed %d bytes", MAX_HEADER_BYTES)
+            self._headers_arrived()
+            self.transport.write(_TOO_LARGE)
+            self.transport.close()
+            return
+        super().data_received(data)
+
+    def _headers_fit(self, data: bytes) -> bool:
+        """Whether the headers, with `data`, stay within MAX_HEADER_BYTES or end in time."""
+        room = MAX_HEADER_BYTES - self._header_bytes
+        seen = self._header_tail + data
+        self._header_bytes += len(data)
+        self._header_tail = seen[-3:]
+        return len(data) <= room or b"\r\n\r\n" in seen[: len(seen) - len(data) + room]
 
     def _too_slow(self) -> None:
         self._header_deadline = None

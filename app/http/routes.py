@@ -146,6 +146,12 @@ async def terminal_socket(websocket: WebSocket) -> None:
     if caller is None:
         await websocket.send_denial_response(_denied(401, "authentication required"))
         return
+    if caller.login is not None and "origin" not in websocket.headers:
+        # A login cookie belongs to a browser, and browsers always send Origin on WebSocket
+        # handshakes: a cookie without one was not sent by the page.
+        log.info("refused a WebSocket with a login cookie and no Origin")
+        await websocket.send_denial_response(_denied(403, "origin required"))
+        return
     if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
         await websocket.send_denial_response(_denied(400, f"subprotocol {SUBPROTOCOL} required"))
         return
