@@ -1,0 +1,140 @@
+"""Faults on the SSH leg, caused for real: sshd killed mid-session, the target's network cut
+and restored inside a network namespace the test makes. (A target that accepts TCP and never
+speaks: tests/test_ssh_errors.py.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_server import ServerFactory
+from tests.fixtures_sshd import Sshd, start_sshd
+from tests.netns import Netns, network_namespace
+from tests.serverstats import eventually, problems_in, sessions_and_connections
+from tests.support import stop
+from tests.wsclient import TerminalClient, connected, open_client
+
+pytestmark = pytest.mark.anyio
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, children first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+async def echo(client: TerminalClient, word: str, timeout: float = 15) -> None:
+    """Type a command whose answer differs from what is typed, and wait for the answer."""
+    await client.send_input(f"echo {word}-$((6*7))\r")
+    await client.until_text(f"{word}-42", timeout=timeout)
+
+
+async def test_sshd_killed_mid_session_ends_it_with_exit_and_the_reason(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    server = server_factory(sshd)
+    client = await connected(server)
+    await echo(client, "before-the-kill")
+    session_processes = descendants(sshd.process.pid)
+    assert session_processes, "sshd forked no process for the session"
+    for pid in [sshd.process.pid, *session_processes]:
+        os.kill(pid, signal.SIGKILL)
+    started = time.monotonic()
+    await client.until_closed(timeout=15)
+    took = time.monotonic() - started
+    assert client.error is None, client.error
+    assert client.exit is not None
+    assert client.exit["exit_status"] is None
+    assert client.exit["reason"].startswith("connection to the host was lost"), client.exit
+    assert client.ws.close_code == 1000
+    assert took < 5, f"the EXIT took {took:.1f} s"
+    await eventually(lambda: sessions_and_connections(server) == (0, 0), what="the session gone")
+    # The server lives on and says plainly that the target is down.
+    again = await open_client(server.base_url, server.token)
+    await again.hello()
+    await again.until_closed(timeout=15)
+    assert again.error is not None
+    assert again.error["code"] == "connection_refused"
+    assert problems_in(server.log().splitlines()) == []
+
+
+@pytest.fixture
+def netns() -> Iterator[Netns]:
+    with network_namespace() as ns:
+        yield ns
+
+
+@pytest.fixture
+def sshd_in_netns(netns: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """sshd inside the test's namespace, reached through the veth pair."""
+    server = start_sshd(tmp_path_factory.mktemp("sshd"), host=netns.address, prefix=netns.prefix)
+    yield server
+    stop(server.process)
+
+
+async def test_a_cut_network_to_the_target_is_detected_by_the_ssh_keepalive(
+    server_factory: ServerFactory, sshd_in_netns: Sshd, netns: Netns
+) -> None:
+    interval, missed = 1, 3  # --keepalive-interval; the connector allows 3 missed answers
+    server = server_factory(sshd_in_netns, keepalive_interval=interval)
+    client = await connected(server)
+    await echo(client, "before-the-cut")
+    netns.cut()
+    started = time.monotonic()
+    await client.until_closed(timeout=30)
+    took = time.monotonic() - started
+    assert client.exit is not None, client.error
+    assert client.exit["exit_status"] is None
+    assert client.exit["reason"].startswith("connection to the host was lost"), client.exit
+    assert took <= interval * (missed + 1) + 2, f"detected after {took:.1f} s"
+    print(f"cut detected after {took:.1f} s (keepalive every {interval} s, {missed} missed)")
+    netns.restore()
+    fresh = await connected(server)
+    await echo(fresh, "after-the-restore")
+    await fresh.ws.close()
+    assert problems_in(server.log().splitlines()) == []
+
+
+async def test_a_short_cut_loses_nothing_and_a_browser_drop_then_resumes(
+    server_factory: ServerFactory, sshd_in_netns: Sshd, netns: Netns
+) -> None:
+    server = server_factory(sshd_in_netns, keepalive_interval=5)
+    client = await connected(server)
+    await echo(client, "before-the-cut")
+    netns.cut()
+    await client.send_input("echo typed-during-the-cut-$((6*7))\r")
+    with pytest.raises(TimeoutError):  # nothing gets through while the link is down
+        await client.until_text("typed-during-the-cut-42", timeout=2)
+    netns.restore()
+    await client.until_text("typed-during-the-cut-42", timeout=20)
+    assert client.exit is None
+
+    # Only the browser's leg drops now: the SSH leg holds and the session resumes.
+    session_id, offset = client.session_id, client.offset
+    client.ws.transport.abort()
+    back = await open_client(server.base_url, server.token)
+    back.offset = offset
+    await back.hello(resume=(session_id, offset))
+    await back.until(lambda c: any(s["state"] == "resumed" for s in c.statuses))
+    await echo(back, "after-the-resume")
+    await back.ws.close()
+    assert problems_in(server.log().splitlines()) == []
