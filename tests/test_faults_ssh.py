@@ -1,9 +1,11 @@
 """Faults on the SSH leg, caused for real: sshd killed mid-session, the target's network cut
-and restored inside a network namespace the test makes. (A target that accepts TCP and never
-speaks: tests/test_ssh_errors.py.)"""
+and restored inside a network namespace the test makes, a target that stops reading while
+the user pastes. (A target that accepts TCP and never speaks: tests/test_ssh_errors.py.)"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 import signal
 import time
@@ -12,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.bystander import Bystander
 from tests.fixtures_server import ServerFactory
 from tests.fixtures_sshd import Sshd, start_sshd
 from tests.netns import Netns, network_namespace
-from tests.serverstats import eventually, problems_in, sessions_and_connections
-from tests.support import stop
+from tests.serverstats import eventually, problems_in, rss_mib, sessions_and_connections
+from tests.support import memory_kib, stop
 from tests.wsclient import TerminalClient, connected, open_client
 
 pytestmark = pytest.mark.anyio
@@ -40,6 +43,11 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def restart_peak(pid: int) -> None:
+    """Make the process's peak resident memory (VmHWM) start again from now."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 async def echo(client: TerminalClient, word: str, timeout: float = 15) -> None:
@@ -105,7 +113,7 @@ async def test_a_cut_network_to_the_target_is_detected_by_the_ssh_keepalive(
     assert client.exit is not None, client.error
     assert client.exit["exit_status"] is None
     assert client.exit["reason"].startswith("connection to the host was lost"), client.exit
-    assert took <= interval * (missed + 1) + 2, f"detected after {took:.1f} s"
+    assert took <= interval * (missed + 1) + 3, f"detected after {took:.1f} s"
     print(f"cut detected after {took:.1f} s (keepalive every {interval} s, {missed} missed)")
     netns.restore()
     fresh = await connected(server)
@@ -137,4 +145,42 @@ async def test_a_short_cut_loses_nothing_and_a_browser_drop_then_resumes(
     await back.until(lambda c: any(s["state"] == "resumed" for s in c.statuses))
     await echo(back, "after-the-resume")
     await back.ws.close()
+    assert problems_in(server.log().splitlines()) == []
+
+
+PASTE = 4 * 1024 * 1024
+
+
+async def paste(client: TerminalClient, data: bytes, chunk: int = 32 * 1024) -> None:
+    for start in range(0, len(data), chunk):
+        await client.send_input(data[start : start + chunk])
+
+
+async def test_a_target_that_stops_reading_during_a_paste_loses_nothing(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    # A short keepalive: the server stops reading the socket while the paste waits for the
+    # target, and that must not pass for a client that stopped answering pings.
+    # A fast input rate: sshd's 2 MiB channel window and the 1 MiB input backlog fill at once.
+    server = server_factory(sshd, ws_ping_interval=1, ws_ping_timeout=2, input_rate=16 * 2**20)
+    with Bystander(server) as bystander:
+        client = await connected(server)
+        restart_peak(server.pid)
+        baseline = rss_mib(server)
+        # The target reads nothing for 6 s, then counts and hashes exactly what was pasted.
+        await client.send_input(f"stty raw -echo; sleep 6; head -c {PASTE} | sha256sum\r")
+        await client.until(lambda c: b"sleep 6" in c.output)
+        data = bytes(0x21 + (n * 7919) % 94 for n in range(PASTE))  # printable, no newlines
+        sending = asyncio.create_task(paste(client, data))
+        expected = hashlib.sha256(data).hexdigest()
+        await client.until_text(expected, timeout=90)
+        await sending
+        assert client.exit is None
+        assert client.error is None
+        peak = memory_kib(server.pid, "VmHWM") / 1024 - baseline
+        await echo(client, "after-the-paste")
+        bystander.check(at_least=10)
+    print(f"paste of {PASTE >> 20} MiB: server RSS +{peak:.1f} MiB")
+    assert peak < 64, f"the server grew by {peak:.1f} MiB for a {PASTE >> 20} MiB paste"
+    assert "keepalive" not in server.log()
     assert problems_in(server.log().splitlines()) == []

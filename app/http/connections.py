@@ -143,16 +143,24 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.logger = logging.getLogger("websockets.server")
 
     def keepalive_timeout(self) -> None:
-        """A ping went unanswered: close with a reason, tell the app why, and never linger.
+        """A ping went unanswered: close with a reason, tell the app why, and never linger;
+        unless the socket is unread because the app is behind.
 
         uvicorn closes with a bare "keepalive ping timeout" and the app hears only that the
         connection was lost. A client that stopped reading never drains what was sent to it,
         so the transport is aborted if it has not closed within another timeout.
         """
         self.pong_timer = None
-        self.pending_ping_payload = None
         if self.close_sent or self.transport.is_closing():
+            self.pending_ping_payload = None
             return
+        if self.read_paused:
+            # The app has not taken the last message (its input backlog is full while the
+            # target reads nothing), so the pong may be in the socket, unread: that is our
+            # stall, not the client's. Cutting would lose the input behind it; wait again.
+            self.pong_timer = self.loop.call_later(self.ping_timeout or 0.0, self.keepalive_timeout)
+            return
+        self.pending_ping_payload = None
         reason = f"no answer to the keepalive ping within {self.ping_timeout:g} s"
         # Ahead of the bare disconnect connection_lost queues: the app reads this one first.
         self.queue.put_nowait(
