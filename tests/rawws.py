@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
+import json
 import os
 import socket
 import struct
 from dataclasses import dataclass, field
 
-from app.terminal.protocol import SUBPROTOCOL
+from app.terminal.protocol import SUBPROTOCOL, FrameType, encode_json
 
 
 class Opcode(enum.IntEnum):
@@ -55,6 +56,7 @@ class RawWebSocket:
     writer: asyncio.StreamWriter
     status: int
     closes: list[tuple[int, str]] = field(default_factory=list)
+    session_id: str = ""
 
     @classmethod
     async def connect(
@@ -126,3 +128,19 @@ class RawWebSocket:
     def abort(self) -> None:
         """Drop the TCP connection without a close frame."""
         self.writer.transport.abort()
+
+
+async def raw_session(port: int, token: str, receive_buffer: int | None = None) -> RawWebSocket:
+    """A raw connection with a new session, read up to its STATUS `connected`."""
+    raw = await RawWebSocket.connect(
+        port, headers={"Authorization": f"Bearer {token}"}, receive_buffer=receive_buffer
+    )
+    assert raw.status == 101
+    raw.send(Opcode.BINARY, encode_json(FrameType.HELLO, {"cols": 80, "rows": 24}))
+    while True:
+        opcode, payload = await raw.read_frame()
+        if opcode == Opcode.BINARY and payload[0] == FrameType.STATUS:
+            status = json.loads(payload[1:])
+            if status["state"] == "connected":
+                raw.session_id = status["session_id"]
+                return raw

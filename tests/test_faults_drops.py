@@ -3,38 +3,19 @@ a session's life in a few INFO lines with its id (never a token, never library c
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest
 
-from app.terminal.protocol import FrameType, encode, encode_json
+from app.terminal.protocol import FrameType, encode
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
-from tests.rawws import Opcode, RawWebSocket
+from tests.rawws import Opcode, raw_session
 from tests.serverstats import eventually, metric, problems_in
 from tests.support import CLI, env_without_proxies
 from tests.wsclient import connected, open_client
 
 pytestmark = pytest.mark.anyio
-
-
-async def raw_session(server: RunningServer, receive_buffer: int | None = None) -> RawWebSocket:
-    """A raw connection with a new session, read up to its STATUS `connected`."""
-    raw = await RawWebSocket.connect(
-        server.port,
-        headers={"Authorization": f"Bearer {server.token}"},
-        receive_buffer=receive_buffer,
-    )
-    assert raw.status == 101
-    raw.send(Opcode.BINARY, encode_json(FrameType.HELLO, {"cols": 80, "rows": 24}))
-    while True:
-        opcode, payload = await raw.read_frame()
-        if opcode == Opcode.BINARY and payload[0] == FrameType.STATUS:
-            status = json.loads(payload[1:])
-            if status["state"] == "connected":
-                raw.session_id = status["session_id"]  # type: ignore[attr-defined]
-                return raw
 
 
 def attached(server: RunningServer) -> float:
@@ -45,8 +26,8 @@ async def test_a_client_that_stops_reading_is_cut_by_the_keepalive_and_told_why(
     server_factory: ServerFactory, sshd: Sshd
 ) -> None:
     server = server_factory(sshd, ws_ping_interval=1, ws_ping_timeout=2)
-    stuck = await raw_session(server, receive_buffer=4096)
-    session_id = stuck.session_id  # type: ignore[attr-defined]
+    stuck = await raw_session(server.port, server.token, receive_buffer=4096)
+    session_id = stuck.session_id
     # A flood the client never reads: the flow window stops it at 1 MiB unacknowledged.
     stuck.send(Opcode.BINARY, encode(FrameType.INPUT, b"yes flood\r"))
     await stuck.flush()
@@ -77,7 +58,7 @@ async def test_a_client_that_reads_but_never_answers_pings_gets_a_close_with_the
     server_factory: ServerFactory, sshd: Sshd
 ) -> None:
     server = server_factory(sshd, ws_ping_interval=1, ws_ping_timeout=1)
-    raw = await raw_session(server)
+    raw = await raw_session(server.port, server.token)
     frames = await raw.read_until_closed(timeout=20)
     assert any(opcode == Opcode.PING for opcode, _ in frames)
     assert raw.closes == [(1011, "no answer to the keepalive ping within 1 s")]
