@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.artifacts import record
 from tests.bystander import Bystander
 from tests.fixtures_server import ServerFactory
 from tests.fixtures_sshd import Sshd, start_sshd
 from tests.netns import Netns, network_namespace
 from tests.serverstats import eventually, problems_in, rss_mib, sessions_and_connections
-from tests.support import memory_kib, stop
+from tests.support import memory_kib, port_open, stop
 from tests.wsclient import TerminalClient, connected, open_client
 
 pytestmark = pytest.mark.anyio
@@ -75,6 +76,7 @@ async def test_sshd_killed_mid_session_ends_it_with_exit_and_the_reason(
     assert client.exit["reason"].startswith("connection to the host was lost"), client.exit
     assert client.ws.close_code == 1000
     assert took < 5, f"the EXIT took {took:.1f} s"
+    record("ssh_sshd_killed", {"exit_after_s": round(took, 2)})
     await eventually(lambda: sessions_and_connections(server) == (0, 0), what="the session gone")
     # The server lives on and says plainly that the target is down.
     again = await open_client(server.base_url, server.token)
@@ -114,8 +116,12 @@ async def test_a_cut_network_to_the_target_is_detected_by_the_ssh_keepalive(
     assert client.exit["exit_status"] is None
     assert client.exit["reason"].startswith("connection to the host was lost"), client.exit
     assert took <= interval * (missed + 1) + 3, f"detected after {took:.1f} s"
-    print(f"cut detected after {took:.1f} s (keepalive every {interval} s, {missed} missed)")
+    record("ssh_cut", {"keepalive_interval_s": interval, "detected_after_s": round(took, 1)})
     netns.restore()
+    # Until the neighbour entry recovers, a new connection is told "No route to host".
+    await eventually(
+        lambda: port_open(sshd_in_netns.port, sshd_in_netns.host), what="the target reachable"
+    )
     fresh = await connected(server)
     await echo(fresh, "after-the-restore")
     await fresh.ws.close()
@@ -180,7 +186,7 @@ async def test_a_target_that_stops_reading_during_a_paste_loses_nothing(
         peak = memory_kib(server.pid, "VmHWM") / 1024 - baseline
         await echo(client, "after-the-paste")
         bystander.check(at_least=10)
-    print(f"paste of {PASTE >> 20} MiB: server RSS +{peak:.1f} MiB")
+    record("ssh_paste_stall", {"paste_mib": PASTE >> 20, "peak_rss_growth_mib": round(peak, 1)})
     assert peak < 64, f"the server grew by {peak:.1f} MiB for a {PASTE >> 20} MiB paste"
     assert "keepalive" not in server.log()
     assert problems_in(server.log().splitlines()) == []
