@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import pytest
 
@@ -89,56 +90,50 @@ def some_children(cluster: KubeCluster, namespace: str, at_least: int) -> None:
     )
 
 
+def restart_while_creating(
+    cluster: KubeCluster,
+    namespace: str,
+    operator_factory: OperatorFactory,
+    count: int,
+    component: str,
+    *flags: str,
+) -> dict[str, Any]:
+    """Restart `component` while `count` sessions are created; check and return the figures."""
+    operator_factory(namespace)
+    start_sessions(cluster, namespace, count)
+    some_children(cluster, namespace, 1)
+    before = tokens(cluster, namespace)
+    ready_at_fault = sum(p == "Ready" for p in phases(cluster, namespace).values())
+    away = restart(component, *flags)
+    took = converge(cluster, namespace, expected_names(count), timeout=240)
+    assert_exactly_once(cluster, namespace, expected_names(count), before)
+    assert ready_at_fault < count, "the fault came after the work was done"
+    return {
+        "sessions": count,
+        "ready_at_fault": ready_at_fault,
+        "away_s": away,
+        "converged_after_restart_s": took,
+    }
+
+
 def test_api_server_killed_while_20_sessions_are_created(
     kube_cluster: KubeCluster, namespace: str, operator_factory: OperatorFactory
 ) -> None:
-    count = 20
-    operator_factory(namespace)
-    start_sessions(kube_cluster, namespace, count)
-    some_children(kube_cluster, namespace, 1)
-    before = tokens(kube_cluster, namespace)
-    ready_at_fault = sum(p == "Ready" for p in phases(kube_cluster, namespace).values())
-    away = restart("kube-apiserver", "--kill")
-    took = converge(kube_cluster, namespace, expected_names(count), timeout=240)
-    assert_exactly_once(kube_cluster, namespace, expected_names(count), before)
-    assert ready_at_fault < count, "the fault came after the work was done"
-    record(
-        "control_plane_apiserver_kill",
-        {
-            "sessions": count,
-            "ready_at_fault": ready_at_fault,
-            "apiserver_away_s": away,
-            "converged_after_restart_s": took,
-        },
+    figures = restart_while_creating(
+        kube_cluster, namespace, operator_factory, 20, "kube-apiserver", "--kill"
     )
+    record("control_plane_apiserver_kill", figures)
 
 
 def test_etcd_restarted_while_sessions_are_created(
     kube_cluster: KubeCluster, namespace: str, operator_factory: OperatorFactory
 ) -> None:
-    count = 10
-    operator_factory(namespace)
-    start_sessions(kube_cluster, namespace, count)
-    some_children(kube_cluster, namespace, 1)
-    before = tokens(kube_cluster, namespace)
-    ready_at_fault = sum(p == "Ready" for p in phases(kube_cluster, namespace).values())
-    away = restart("etcd")
-    took = converge(kube_cluster, namespace, expected_names(count), timeout=240)
-    assert_exactly_once(kube_cluster, namespace, expected_names(count), before)
-    assert ready_at_fault < count, "the fault came after the work was done"
+    figures = restart_while_creating(kube_cluster, namespace, operator_factory, 10, "etcd")
     # The operator's watches came back too: a session created now is served.
     kube_cluster.apply(session_manifest("late"), namespace=namespace)
-    late = converge(kube_cluster, namespace, sorted([*expected_names(count), "late"]), 120)
-    record(
-        "control_plane_etcd_restart",
-        {
-            "sessions": count,
-            "ready_at_fault": ready_at_fault,
-            "etcd_away_s": away,
-            "converged_after_restart_s": took,
-            "new_session_ready_s": late,
-        },
-    )
+    everyone = sorted([*expected_names(figures["sessions"]), "late"])
+    figures["new_session_ready_s"] = converge(kube_cluster, namespace, everyone, 120)
+    record("control_plane_etcd_restart", figures)
 
 
 def test_operator_killed_mid_reconcile_three_times_in_a_row(
