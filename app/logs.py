@@ -28,6 +28,11 @@ WIRE_LOGGERS = (
 )
 
 
+# Libraries that narrate every connection at INFO: asyncssh writes about 19 lines per session,
+# the WebSocket layer "connection open". Below debug level only their warnings are kept.
+CHATTY_LOGGERS = ("asyncssh", "websockets.server")
+
+
 class RedactSecrets(logging.Filter):
     """Replaces tokens and cookies in query strings, headers and JSON with a placeholder."""
 
@@ -48,7 +53,11 @@ def configure(level: str) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactSecrets())
+    root_level = logging.getLogger().level
     for name in WIRE_LOGGERS:
-        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
+        logging.getLogger(name).setLevel(max(logging.INFO, root_level))
+    if root_level > logging.DEBUG:
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(max(logging.WARNING, root_level))
     # asyncssh's own debug levels 2 and 3 log channel data and whole packets.
     asyncssh.set_debug_level(1)

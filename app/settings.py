@@ -98,6 +98,10 @@ class Limits:
     max_download_bytes: int = 1024**3
     # A recording file never grows beyond this; it then ends with a marker.
     max_recording_bytes: int = 64 * 1024 * 1024
+    # The WebSocket layer's keepalive: a ping every interval, the socket cut when its pong has
+    # not come within the timeout (a client that stopped reading, a dead network path).
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,9 @@ class Settings:
             out.append("the header timeout must be positive")
         if lim.max_recording_bytes < MIN_RECORDING_BYTES:
             out.append(f"--max-recording-bytes must be at least {MIN_RECORDING_BYTES}")
+        for name in ("ws_ping_interval", "ws_ping_timeout"):
+            if getattr(lim, name) <= 0:
+                out.append(f"--{name.replace('_', '-')} must be positive")
         if t.host_key_policy is HostKeyPolicy.FINGERPRINT and not t.host_key_fingerprint:
             out.append("host key policy 'fingerprint' needs --host-key-fingerprint")
         if t.host_key_fingerprint and not t.host_key_fingerprint.startswith("SHA256:"):

@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures_operator",
     "tests.fixtures_healthcheck",
     "tests.fixtures_otel",
+    "tests.secretscan",
 ]
 
 

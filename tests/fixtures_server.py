@@ -45,9 +45,15 @@ class RunningServer:
     def stop(self) -> int:
         return stop(self.process)
 
+    def issued(self, secret: str) -> str:
+        """Note a credential the test used, for the end-of-run search of logs (secretscan)."""
+        with (self.log_path.parent / "issued-secrets").open("a") as issued:
+            issued.write(secret + "\n")
+        return secret
+
     def link_token(self, ttl: float = 300) -> str:
         """A fresh single-use link token, as `ec2-terminal link` mints it."""
-        return linktoken.mint(self.token, self.base_path, ttl, time.time())
+        return self.issued(linktoken.mint(self.token, self.base_path, ttl, time.time()))
 
     def link(self) -> str:
         """A fresh single-use link to the page: `base_url#token=<link token>`."""
@@ -66,7 +72,9 @@ class RunningServer:
         """`name=value` of a fresh login cookie."""
         response = self.log_in()
         assert response.status_code == 200, response.text
-        return response.headers["set-cookie"].split(";", 1)[0]
+        cookie = response.headers["set-cookie"].split(";", 1)[0]
+        self.issued(cookie.split("=", 1)[1])
+        return cookie
 
 
 def target_flags(sshd: Sshd) -> dict[str, str]:

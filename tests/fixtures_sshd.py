@@ -6,7 +6,7 @@ import getpass
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,8 +82,16 @@ class Sshd:
 SshdFactory = Callable[..., Sshd]
 
 
-def start_sshd(directory: Path, extra_config: str = "") -> Sshd:
-    """Start sshd with fresh keys, its files in `directory`; wait until it accepts connections."""
+def start_sshd(
+    directory: Path,
+    extra_config: str = "",
+    host: str = "127.0.0.1",
+    prefix: Sequence[str] = (),
+) -> Sshd:
+    """Start sshd with fresh keys, its files in `directory`; wait until it accepts connections.
+
+    `prefix` runs it under another command (`ip netns exec NAME`), listening on `host`.
+    """
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     host_key = directory / "host_ed25519"
@@ -102,7 +110,7 @@ def start_sshd(directory: Path, extra_config: str = "") -> Sshd:
         "\n".join(
             [
                 f"Port {port}",
-                "ListenAddress 127.0.0.1",
+                f"ListenAddress {host}",
                 f"HostKey {host_key}",
                 f"PidFile {directory / 'sshd.pid'}",
                 f"AuthorizedKeysFile {authorized}",
@@ -129,13 +137,13 @@ def start_sshd(directory: Path, extra_config: str = "") -> Sshd:
         )
     )
     known_hosts = directory / "known_hosts"
-    known_hosts.write_text(f"[127.0.0.1]:{port} {host_public}\n")
+    known_hosts.write_text(f"[{host}]:{port} {host_public}\n")
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config)], stdout=log_file, stderr=log_file
+            [*prefix, SSHD, "-D", "-e", "-f", str(config)], stdout=log_file, stderr=log_file
         )
     server = Sshd(
-        host="127.0.0.1",
+        host=host,
         port=port,
         user=getpass.getuser(),
         directory=directory,
@@ -150,7 +158,7 @@ def start_sshd(directory: Path, extra_config: str = "") -> Sshd:
     )
     try:
         poll(
-            lambda: process.poll() is None and port_open(port),
+            lambda: process.poll() is None and port_open(port, host),
             timeout=10,
             what=f"sshd on port {port} (log: {log_path})",
         )

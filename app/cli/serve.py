@@ -59,6 +59,8 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         ("resume-grace", "keep a session this long after its socket drops"),
         ("keepalive-interval", "SSH keepalive toward the target (3 missed end the session)"),
         ("header-timeout", "close connections whose request headers take longer than this"),
+        ("ws-ping-interval", "seconds between WebSocket keepalive pings"),
+        ("ws-ping-timeout", "cut a WebSocket whose keepalive ping is unanswered this long"),
     ):
         option(limits, f"--{name}", help, float, getattr(lim, name.replace("-", "_")))
     for name, help in (

@@ -15,6 +15,7 @@ from starlette.responses import (
     RedirectResponse,
     Response,
 )
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.auth.authenticator import Authenticator
@@ -22,6 +23,7 @@ from app.errors import ProtocolViolation
 from app.http.middleware import NO_STORE
 from app.http.state import server_state
 from app.terminal.bridge import Bridge
+from app.terminal.closecodes import CloseCode
 from app.terminal.ports import SocketClosed
 from app.terminal.protocol import SUBPROTOCOL
 
@@ -78,6 +80,16 @@ def _denied(status: int, message: str) -> Response:
     return PlainTextResponse(message, status_code=status, headers=NO_STORE)
 
 
+def _disconnect_reason(message: Message) -> str:
+    """Why a socket closed, from the ASGI disconnect event, for the log."""
+    code = message.get("code", CloseCode.NORMAL)
+    if message.get("reason"):
+        return str(message["reason"])
+    if code in (1005, 1006):  # no close frame: the TCP connection itself ended
+        return "the connection dropped"
+    return f"the client closed it (code {code})"
+
+
 class StarletteSocket:
     """The bridge's Socket on a Starlette WebSocket."""
 
@@ -87,7 +99,7 @@ class StarletteSocket:
     async def receive(self) -> bytes:
         message = await self.websocket.receive()
         if message["type"] == "websocket.disconnect":
-            raise SocketClosed
+            raise SocketClosed(_disconnect_reason(message))
         data = message.get("bytes")
         if data is None:
             raise ProtocolViolation("text frames are not part of ec2-terminal.v1; send binary")
@@ -116,6 +128,12 @@ async def terminal_socket(websocket: WebSocket) -> None:
     caller = auth.caller(websocket.headers, websocket.cookies)
     if caller is None:
         await websocket.send_denial_response(_denied(401, "authentication required"))
+        return
+    if caller.login is not None and "origin" not in websocket.headers:
+        # A login cookie belongs to a browser, and browsers always send Origin on WebSocket
+        # handshakes: a cookie without one was not sent by the page.
+        log.info("refused a WebSocket with a login cookie and no Origin")
+        await websocket.send_denial_response(_denied(403, "origin required"))
         return
     if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
         await websocket.send_denial_response(_denied(400, f"subprotocol {SUBPROTOCOL} required"))

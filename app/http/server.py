@@ -56,6 +56,8 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         limit_concurrency=settings.limits.max_connections,
         ws_max_size=MAX_WEBSOCKET_MESSAGE,
         ws_per_message_deflate=False,
+        ws_ping_interval=settings.limits.ws_ping_interval,
+        ws_ping_timeout=settings.limits.ws_ping_timeout,
         proxy_headers=True,
         forwarded_allow_ips=list(settings.forwarded_allow_ips),
         log_level=settings.log_level.value,

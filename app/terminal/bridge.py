@@ -72,6 +72,8 @@ class Bridge:
         # so `run` always detaches what it attached.
         self._session: Session | None = None
         self._revocations: set[asyncio.Task[None]] = set()
+        # Why this connection ended, for the log line that closes its story.
+        self._why = ""
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
@@ -97,21 +99,29 @@ class Bridge:
                 await self._watch(hello)
             else:
                 await self._serve(await self._attach(hello))
-        except SocketClosed:
-            pass
+        except SocketClosed as closed:
+            self._why = self._why or closed.reason or "the connection dropped"
         except TerminalError as exc:
             self.metrics.errors_total.labels(exc.code).inc()
-            log.info("connection ended with %s: %s", exc.code, exc)
+            self._ended_with(exc)
             await self._fail(exc)
         except Exception:
             # A bug must not leave the browser guessing: say so, keep details in the log.
             log.exception("connection failed unexpectedly")
             self.metrics.errors_total.labels(TerminalError.code).inc()
+            self._why = "internal error"
             await self._fail(TerminalError("internal error in the terminal server"))
         finally:
             self.metrics.active_connections.dec()
             if self._session is not None:
                 self._session.detach(self)
+                log.info("session %s: connection closed: %s", self._session.id, self._why)
+
+    def _ended_with(self, exc: TerminalError) -> None:
+        """Note an error that ends this connection; logged now if no session will log it."""
+        self._why = f"{exc.code}: {exc}"
+        if self._session is None:
+            log.info("connection ended with %s: %s", exc.code, exc)
 
     def revoke(self, error: TerminalError) -> None:
         """The credential this connection came with has ended: tell the client why and close.
@@ -120,7 +130,7 @@ class Bridge:
         fails), so it winds down as if the client had left, detaching from its session.
         """
         self.metrics.errors_total.labels(error.code).inc()
-        log.info("connection ended with %s: %s", error.code, error)
+        self._ended_with(error)
         task = asyncio.get_running_loop().create_task(self._fail(error))
         self._revocations.add(task)
         task.add_done_callback(self._revocations.discard)
@@ -151,6 +161,8 @@ class Bridge:
             self._session = session
             self.sent = 0
             state = ConnectionState.CONNECTED
+            size = hello.size
+            log.info("session %s: connection opened (%dx%d)", session.id, size.cols, size.rows)
         else:
             session = self.registry.get(hello.resume.session_id)
             offset = hello.resume.offset
@@ -161,6 +173,12 @@ class Bridge:
                 )
             displaced = session.attach(self, self.identity)
             self._session = session
+            log.info(
+                "session %s: connection resumed from byte %d%s",
+                session.id,
+                offset,
+                ", taking it over from another connection" if displaced else "",
+            )
             if displaced is not None:
                 await displaced.kick()
             self.sent = offset
@@ -227,6 +245,7 @@ class Bridge:
         """Another connection resumed this session: this one steps aside."""
         self._kicked.set()
         self.observer.event(ConnectionEvent.TAKEOVER, {})
+        self._why = "taken over by another connection"
         with contextlib.suppress(SocketClosed):
             await self._status(ConnectionState.CLOSED, reason="resumed by another connection")
             await self._close(CloseCode.POLICY_VIOLATION, "session resumed by another connection")
@@ -267,6 +286,7 @@ class Bridge:
         if info.exit_status is not None:
             exit_attributes["exit_status"] = info.exit_status
         self.observer.event(ConnectionEvent.EXIT, exit_attributes)
+        self._why = f"EXIT delivered ({info.reason})"
         await self._close(CloseCode.NORMAL, info.reason)
 
     async def _pump_input(self, session: Session) -> None:

@@ -81,7 +81,11 @@ class Connector(Protocol):
 
 
 class SocketClosed(Exception):
-    """The browser's socket is gone; raised by Socket methods."""
+    """The browser's socket is gone; raised by Socket methods, with why when it is known."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Socket(Protocol):

@@ -1,5 +1,5 @@
 """A local Kubernetes control plane for the tests (etcd, apiserver, controllers, kwok).
 
-`hack/cluster up|down|status|env` runs `python3 -m hack.localcluster` (docs/cluster.md). Only
-the standard library: it runs before any virtualenv exists.
+`hack/cluster up|down|restart|status|env` runs `python3 -m hack.localcluster`
+(docs/cluster.md). Only the standard library: it runs before any virtualenv exists.
 """

@@ -14,6 +14,7 @@ from hack.localcluster import components, control, pki
 from hack.localcluster.components import BINARY_ENV
 from hack.localcluster.errors import ClusterError, ComponentExited
 from hack.localcluster.layout import Layout, default_dir, locked, log
+from hack.localcluster.state import Component
 
 
 def cmd_up(layout: Layout, timeout: float, build: bool, real_node: bool) -> int:
@@ -61,6 +62,14 @@ def cmd_down(layout: Layout, purge: bool) -> int:
     return 0
 
 
+def cmd_restart(layout: Layout, component: Component, kill: bool, timeout: float) -> int:
+    started = time.monotonic()
+    with locked(layout):
+        control.restart(layout, components.binaries(build=False), component, kill, timeout)
+    log("%s restarted in %.1fs", component.value, time.monotonic() - started)
+    return 0
+
+
 def cmd_status(layout: Layout) -> int:
     current = control.status_of(layout)
     for component, (ok, detail) in current.items():
@@ -103,13 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument(
         "--purge", action="store_true", help="also delete the state directory (certificates, logs)"
     )
+    restart = sub.add_parser(
+        "restart", help="stop one component and start it again on its ports (etcd keeps its data)"
+    )
+    restart.add_argument("component", choices=[c.value for c in Component])
+    restart.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM")
+    restart.add_argument("--timeout", type=float, default=120, help="seconds to wait for health")
     sub.add_parser("status", help="health of each component; exit status 0 only when all are up")
     sub.add_parser("env", help="print shell exports (KUBECONFIG and binary paths)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`hack/cluster up|down|status|env`."""
+    """`hack/cluster up|down|restart|status|env`."""
     args = build_parser().parse_args(argv)
     layout = Layout((args.dir or default_dir()).resolve())
     try:
@@ -117,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_up(layout, args.timeout, build=not args.no_build, real_node=args.real_node)
         if args.command == "down":
             return cmd_down(layout, args.purge)
+        if args.command == "restart":
+            return cmd_restart(layout, Component(args.component), args.kill, args.timeout)
         if args.command == "status":
             return cmd_status(layout)
         return cmd_env(layout)

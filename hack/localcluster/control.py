@@ -220,6 +220,37 @@ def terminate(name: str, proc: Process, grace: float) -> None:
             time.sleep(0.05)
 
 
+def restart(
+    layout: Layout, bins: Binaries, component: Component, kill: bool, timeout: float
+) -> None:
+    """Stops one component (SIGKILL with `kill`, else SIGTERM) and starts it again on its ports.
+
+    etcd keeps its data: this is the restart of a live cluster, not a fresh one.
+    """
+    state = State.load(layout)
+    if state is None or component not in state.processes:
+        raise ClusterError(f"{component.value} is not running in {layout.dir}: run `up` first")
+    proc = state.processes[component]
+    if kill:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        while proc.alive():
+            time.sleep(0.05)
+    elif proc.alive():
+        terminate(component.value, proc, grace=15.0)
+    port = state.ports[component]
+    wait_until(
+        lambda: not listening(port),
+        15,
+        f"{component.value}'s port {port} to close",
+        lambda: "another process holds it",
+    )
+    argv = components.argv(component, layout, bins, state.ports)
+    state.processes[component] = spawn(layout, component, argv)
+    state.save(layout)
+    wait_healthy(layout, component, state.processes[component], state.ports, timeout)
+
+
 def wait_healthy(
     layout: Layout, component: Component, proc: Process, ports: Ports, timeout: float
 ) -> None:
