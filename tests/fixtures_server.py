@@ -128,17 +128,23 @@ def start_server(
     )
     if wait:
         try:
+            # A server that exited stops the wait at once; a slow start (a loaded machine
+            # imports for seconds) is waited for generously.
             poll(
                 lambda: (
-                    process.poll() is None
-                    and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+                    process.poll() is not None
+                    or httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
                 ),
-                timeout=20,
+                timeout=60,
                 what=f"the session server to answer /healthz (log: {log_path})",
             )
         except TimeoutError:
             server.stop()
             raise
+        if process.poll() is not None:
+            server.stop()
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the session server exited with {process.returncode}:\n{tail}")
     return server
 
 
