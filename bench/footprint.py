@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import json
 import os
 import secrets
 import statistics
@@ -29,12 +28,12 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
+from bench.bridge import save_result
 from tests.fixtures_server import target_flags
 from tests.fixtures_sshd import Sshd, start_sshd
 from tests.support import CLI, env_without_proxies, free_port, memory_kib, stop
 from tests.wsclient import open_client
 
-RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 # Printed after the command so the echoed command line cannot match it.
 MARKER = "__FOOT$((6*7))__"
@@ -195,10 +194,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    result = run(args.rounds)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "footprint.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    save_result("footprint", run(args.rounds))
     return 0
 
 
