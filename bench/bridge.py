@@ -151,10 +151,14 @@ async def direct_latencies(sshd: Sshd, samples: int) -> list[float]:
 async def bridge_latencies(server: RunningServer, samples: int) -> list[float]:
     client = await connected(server, 200, 50, keep_output=False)
     client.keep_output = True
-    await client.send_input("cat > /dev/null\r")
-    await client.until(lambda c: b"/dev/null\r\n" in c.output)
-    # The shell may still write (its bracketed-paste switch) after our first keystroke's echo:
-    # type until a keystroke's echo is the last thing shown.
+    # Typed before the shell reads its first line, the command is echoed by the terminal at once
+    # and keystrokes that come while readline holds the terminal (echo off) are never echoed:
+    # wait for what only the command's run prints.
+    await client.send_input("echo cat-$((6*7)); cat > /dev/null\r")
+    await client.until(lambda c: b"cat-42\r\n" in c.output)
+    # The shell may still write (its bracketed-paste switch) after our first keystroke's echo,
+    # and a keystroke sent before cat has the terminal gets no echo: type until a keystroke's
+    # echo is the last thing shown.
     while True:
         await client.send_input("w")
         try:

@@ -29,6 +29,13 @@ import pytest
 from hack.otel.stack import Binary, PodTarget, Ports, Stack, StackError, binaries, running_stack
 
 StackFactory = Callable[..., Stack]
+# OTLP's span kinds as the file exporter writes them.
+SPAN_KIND_SERVER = 2
+SPAN_KIND_CLIENT = 3
+SPAN_KIND_PRODUCER = 4
+SPAN_KIND_CONSUMER = 5
+# OTLP's status code of a failed span.
+STATUS_ERROR = 2
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,11 @@ import pytest
 import yaml
 from ec2_terminal_operator import resources
 from ec2_terminal_operator.config import OperatorConfig
-from ec2_terminal_operator.spec import parse_session
+from ec2_terminal_operator.spec import Session, parse_session
 
+from app.telemetry import PodIdentity
 from tests.fixtures_kube import ROOT
+from tests.fixtures_operator import session_manifest
 from tests.test_operator_chart import CHART, documents, helm_bin, render
 
 __all__ = ["helm_bin"]  # the fixture, re-used from the operator's chart tests
@@ -79,6 +81,13 @@ def project_containers(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, 
 
 def env_of(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+def web_session() -> Session:
+    """A TerminalSession as the operator parses it, to build its pod as the chart configures."""
+    manifest = session_manifest("web")
+    manifest["metadata"] |= {"namespace": "team", "uid": "u", "generation": 1}
+    return parse_session(manifest)
 
 
 def operator_env(docs: list[dict[str, Any]]) -> dict[str, str]:
@@ -317,18 +326,7 @@ def test_observability_on_wires_every_process_and_session_pod(helm_bin: str) -> 
     # The operator, configured as the chart configures it, builds session pods that send OTLP
     # to the collector, may reach it, carry the scrape annotations and admit Prometheus.
     config = OperatorConfig.from_env(operator_env(docs))
-    session = parse_session(
-        {
-            "apiVersion": "ec2-terminal.io/v1alpha1",
-            "kind": "TerminalSession",
-            "metadata": {"name": "web", "namespace": "team", "uid": "u", "generation": 1},
-            "spec": {
-                "target": {"host": "10.0.0.5"},
-                "credentialsSecretRef": {"name": "key", "key": "ssh-privatekey"},
-                "hostKey": {"policy": "Fingerprint", "fingerprint": "SHA256:" + "A" * 43},
-            },
-        }
-    )
+    session = web_session()
     pod = resources.build_pod(session, config)
     pod_env = env_of(pod["spec"]["containers"][0])
     assert pod_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
@@ -361,6 +359,35 @@ def test_observability_on_wires_every_process_and_session_pod(helm_bin: str) -> 
     worker = by_name(docs)[("NetworkPolicy", "ec2-terminal-health-worker")]["spec"]
     assert worker["ingress"][0]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert len(worker["ingress"][0]["from"]) == 2
+
+
+# What the kubelet fills each downward API field with, for the test below.
+POD_FIELDS = {
+    "metadata.name": "web-7f9c",
+    "metadata.namespace": "team",
+    "metadata.uid": "0b5e-uid",
+    "spec.nodeName": "node-a",
+}
+
+
+def test_every_process_names_its_pod_and_node_in_its_traces(helm_bin: str) -> None:
+    docs = rendered(helm_bin, f"--values={CHART / 'ci/observability-values.yaml'}")
+    pod = resources.build_pod(web_session(), OperatorConfig.from_env(operator_env(docs)))
+    workloads = [(n, c) for n, c in project_containers(docs) if c["command"][0] != "python3"]
+    for name, container in [*workloads, ("session pod", pod["spec"]["containers"][0])]:
+        fields = {
+            e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+            for e in container.get("env", [])
+            if "fieldRef" in e.get("valueFrom", {})
+        }
+        env = {variable: POD_FIELDS[path] for variable, path in fields.items()}
+        assert PodIdentity.from_env(env).attributes() == {
+            "k8s.pod.name": "web-7f9c",
+            "k8s.namespace.name": "team",
+            "k8s.pod.uid": "0b5e-uid",
+            "k8s.node.name": "node-a",
+        }, name
+    assert len(workloads) == 3
 
 
 def test_an_external_collector_without_the_stack(helm_bin: str) -> None:

@@ -47,6 +47,7 @@ from tests.fixtures_healthcheck import RedisServer, worker_env
 from tests.fixtures_kube import KubeCluster, fresh_namespace, wait_for
 from tests.fixtures_operator import key_secret, operator_processes, session_manifest
 from tests.fixtures_otel import (
+    STATUS_ERROR,
     SpanRecord,
     StackFactory,
     jaeger_api,
@@ -544,10 +545,10 @@ def test_a_websocket_is_one_span_with_its_life_as_events(observed: Observed) -> 
     assert dict(second.events)["exit"]["exit_status"] == 0
     assert first.attributes["websocket.close.code"] == 1008
     assert second.attributes["websocket.close.code"] == 1000
-    assert second.status != 2  # STATUS_CODE_ERROR
+    assert second.status != STATUS_ERROR
     # A resume of an unknown session is the client's mistake, recorded but not an error.
     assert dict(stray.events)["error"]["code"] == "session_not_found"
-    assert stray.status != 2
+    assert stray.status != STATUS_ERROR
     # Neither the session id (it resumes the session) nor the token appear anywhere.
     text = observed.span_file.read_text()
     assert observed.server.token not in text

@@ -1,6 +1,6 @@
 """app/telemetry: its settings, `traced`, the redaction and naming of HTTP spans, the Redis
-enrichment against a real Redis, and, with tracing off, no OpenTelemetry at all, nothing
-exported to a real collector and nothing failing."""
+enrichment against a real Redis, AWS calls (moto) as spans in a real collector, and, with
+tracing off, no OpenTelemetry at all, nothing exported to a real collector and nothing failing."""
 
 from __future__ import annotations
 
@@ -34,11 +34,18 @@ from app.telemetry.settings import (
 )
 from hack.otel.stack import Ports
 from tests.fixtures_healthcheck import RedisServer, worker_env
-from tests.fixtures_otel import StackFactory, read_spans
-from tests.fixtures_server import RunningServer, start_server
-from tests.fixtures_sshd import Sshd
+from tests.fixtures_moto import MotoAws, console_with_host_keys
+from tests.fixtures_otel import (
+    SPAN_KIND_CLIENT,
+    STATUS_ERROR,
+    SpanRecord,
+    StackFactory,
+    read_spans,
+)
+from tests.fixtures_server import RunningServer, ServerFactory, start_server
+from tests.fixtures_sshd import Sshd, keygen
 from tests.support import CLI, free_port, poll, stop
-from tests.wsclient import connected
+from tests.wsclient import connected, open_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -309,6 +316,38 @@ def test_with_the_collector_down_the_server_works_and_stops(
     assert server.stop() == 0
 
 
+async def refused(server: RunningServer) -> str | None:
+    """Opens a session the target refuses; the ERROR frame's code."""
+    client = await open_client(server.base_url, server.token)
+    await client.hello()
+    await client.until_closed(timeout=30)
+    return None if client.error is None else str(client.error["code"])
+
+
+def test_a_refused_login_fails_its_authenticate_span_inside_the_connect(
+    otel_stack_factory: StackFactory, server_factory: ServerFactory, sshd: Sshd, tmp_path: Path
+) -> None:
+    span_file = tmp_path / "spans.jsonl"
+    stack = otel_stack_factory(span_file=span_file)
+    stranger = tmp_path / "stranger"
+    keygen(stranger)
+    server = server_factory(sshd, env=stack.app_env("ec2-terminal-session"), key_file=str(stranger))
+    assert asyncio.run(refused(server)) == "auth_failed"
+
+    def connects() -> list[SpanRecord]:
+        spans = read_spans(span_file)
+        return spans if {"ssh.connect", "ssh.authenticate"} <= {s.name for s in spans} else []
+
+    spans = {s.name: s for s in poll(connects, timeout=60, what="the connect's spans")}
+    connect, auth = spans["ssh.connect"], spans["ssh.authenticate"]
+    assert auth.parent_id == connect.span_id
+    assert (connect.status, auth.status) == (STATUS_ERROR, STATUS_ERROR)
+    assert auth.attributes["ec2_terminal.ssh.auth_method"] == "publickey"
+    assert [name for name, _ in auth.events] == ["exception"]
+    assert connect.attributes["ec2_terminal.ssh.user"] == sshd.user
+    assert spans["WebSocket /ws"].events[-1][1]["code"] == "auth_failed"
+
+
 # ---------------------------------------------------------------- traced, in this process
 
 
@@ -528,3 +567,50 @@ def test_redis_spans_name_the_command_key_and_caller_never_a_value_or_password(
 )
 def test_the_key_of_a_command(args: tuple[Any, ...], key: str | None) -> None:
     assert key_of(args) == key
+
+
+# ---------------------------------------------------------------- AWS, for real
+
+
+def test_aws_calls_are_spans_of_the_connect_that_made_them(
+    otel_stack_factory: StackFactory,
+    moto_aws: MotoAws,
+    instance_connect_sshd: Sshd,
+    server_factory: ServerFactory,
+    tmp_path: Path,
+) -> None:
+    span_file = tmp_path / "spans.jsonl"
+    stack = otel_stack_factory(span_file=span_file)
+    sshd = instance_connect_sshd
+    instance_id = moto_aws.run_instance(public_ip=sshd.host)
+    moto_aws.consoles[instance_id] = console_with_host_keys([sshd.host_public_key])
+    server = server_factory(
+        None,
+        env=moto_aws.env() | stack.app_env("ec2-terminal-session"),
+        instance_id=instance_id,
+        region=moto_aws.region,
+        endpoint_url=moto_aws.endpoint_url,
+        port=sshd.port,
+        user=sshd.user,
+        access_method="instance-connect",
+        host_key_policy="console-output",
+    )
+    asyncio.run(one_command(server))
+    wanted = {"DescribeInstances", "GetConsoleOutput", "SendSSHPublicKey"}
+
+    def aws_spans() -> list[SpanRecord]:
+        spans = [s for s in read_spans(span_file) if s.attributes.get("rpc.system") == "aws-api"]
+        return spans if wanted <= {s.attributes["rpc.method"] for s in spans} else []
+
+    calls = poll(aws_spans, timeout=60, what=f"botocore spans of {sorted(wanted)}")
+    connects = {s.span_id: s for s in read_spans(span_file) if s.name == "ssh.connect"}
+    for call in calls:
+        # Calls made while connecting belong to that connect; background refreshes are dropped.
+        assert call.parent_id in connects, (call.name, call.parent_id)
+        assert call.kind == SPAN_KIND_CLIENT
+        assert call.attributes["cloud.region"] == moto_aws.region
+        assert call.attributes["http.status_code"] == 200
+        assert call.service == "ec2-terminal-session"
+    names = {s.name for s in calls}
+    assert {"EC2.DescribeInstances", "EC2 Instance Connect.SendSSHPublicKey"} <= names, names
+    assert "PRIVATE KEY" not in span_file.read_text()

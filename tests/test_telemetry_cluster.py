@@ -15,17 +15,21 @@ from tests.fixtures_healthcheck import REDIS_PASSWORD, RedisServer, WorkerFactor
 from tests.fixtures_healthcheck import worker_env as base_worker_env
 from tests.fixtures_kube import KubeCluster
 from tests.fixtures_operator import OperatorFactory
-from tests.fixtures_otel import SpanRecord, StackFactory, jaeger_api, read_spans
+from tests.fixtures_otel import (
+    SPAN_KIND_CLIENT,
+    SPAN_KIND_CONSUMER,
+    SPAN_KIND_PRODUCER,
+    SPAN_KIND_SERVER,
+    SpanRecord,
+    StackFactory,
+    jaeger_api,
+    read_spans,
+)
 from tests.fixtures_sshd import Sshd
 from tests.support import CLI, poll
 from tests.test_healthcheck_cluster import Rig
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-
-SPAN_KIND_SERVER = 2
-SPAN_KIND_CLIENT = 3
-SPAN_KIND_PRODUCER = 4
-SPAN_KIND_CONSUMER = 5
 
 
 def by_name(spans: list[SpanRecord], name: str) -> list[SpanRecord]:
@@ -120,6 +124,9 @@ def test_a_health_check_is_one_trace_from_the_enqueue_to_the_status_patch(
     assert (served.service, served.kind) == ("ec2-terminal-session", SPAN_KIND_SERVER)
     assert served.resource["k8s.pod.name"] == "web"
     assert served.resource["k8s.namespace.name"] == namespace
+    # The rest of the downward API's identity: the node, and the pod's uid as the instance.
+    assert served.resource["k8s.node.name"]
+    assert served.resource["service.instance.id"] == served.resource["k8s.pod.uid"]
     assert one(spans, "probe.ssh_banner").parent_id == check.span_id
 
     # Redis: the lock's script, enriched with the caller; no value, no password.

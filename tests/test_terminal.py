@@ -9,6 +9,7 @@ import stat
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
@@ -64,6 +65,23 @@ async def test_metrics_count_sessions_and_bytes(server: RunningServer) -> None:
     assert "ec2_terminal_active_sessions 1.0" in text
     assert 'ec2_terminal_bytes_total{direction="in"}' in text
     assert "ec2_terminal_ssh_connect_seconds_count 1.0" in text
+    await client.ws.close()
+
+
+async def test_echo_latency_is_one_observation_per_answered_input(server: RunningServer) -> None:
+    client = await connected(server)
+    for word in ("first", "second", "third"):
+        await client.send_input(f"echo {word}-$((2+3))\r")
+        await client.until_text(f"{word}-5")
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(httpx.get(f"{server.origin}/metrics").text)
+        for sample in family.samples
+        if sample.name.startswith("ec2_terminal_echo_latency_seconds")
+    }
+    # Output without input before it (the login banner, the prompt) is not an echo.
+    assert samples["ec2_terminal_echo_latency_seconds_count"] == 3
+    assert samples["ec2_terminal_echo_latency_seconds_sum"] > 0
     await client.ws.close()
 
 
