@@ -245,16 +245,20 @@ async def run(size_mib: int, samples: int, rounds: int) -> dict[str, Any]:
     }
 
 
+def save_result(name: str, result: dict[str, Any]) -> None:
+    """Writes bench/results/NAME.json and prints it."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    result = asyncio.run(run(args.size_mib, args.samples, args.rounds))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bridge.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    save_result("bridge", asyncio.run(run(args.size_mib, args.samples, args.rounds)))
     return 0
 
 

@@ -2,9 +2,13 @@
 
 Baseline, run side by side: N bare Pods applied at once to the same control plane (kwok marks
 them Ready), so the ratio shows what the operator adds on top of the API server and scheduler.
+Once every session is Ready, the API server's apiserver_request_total is read before and
+after a rest window: the requests per second per session the operator keeps making, net of
+what the control plane makes by itself in an equal window before the operator starts.
 
     hack/cluster up
     .venv/bin/python -m bench.operator_scale --sessions 100
+    .venv/bin/python -m bench.operator_scale --sessions 1000 --rest-seconds 60
 
 Results are printed and written to bench/results/operator_scale.json.
 """
@@ -15,21 +19,29 @@ import argparse
 import base64
 import json
 import os
+import re
 import secrets
 import shlex
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from hack.localcluster.control import node_manifest
 from tests.support import cpu_seconds, free_port, memory_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD = ROOT / "charts/ec2-terminal/crds/terminalsessions.ec2-terminal.io.yaml"
+# The cluster's two kwok nodes take 110 pods each; larger runs get nodes of their own.
+PODS_PER_BENCH_NODE = 250
+BENCH_NODE_LABEL = "ec2-terminal.io/bench-node"
+REQUESTS = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def cluster_env() -> dict[str, str]:
@@ -70,42 +82,78 @@ class Kube:
         body = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
         self.run("apply", "--namespace", namespace, "-f", "-", input=body)
 
-    def items(self, kind: str, namespace: str) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = json.loads(
-            self.run("get", kind, "--namespace", namespace, "-o", "json")
-        )["items"]
-        return data
+    def create(self, items: list[dict[str, Any]], namespace: str) -> None:
+        """One POST per object (apply would GET each first)."""
+        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+        self.run("create", "--namespace", namespace, "-f", "-", input=body)
+
+    def field(self, kind: str, namespace: str, jsonpath: str) -> list[str]:
+        """One field of every object, by a jsonpath over `.items[*]`."""
+        out = self.run("get", kind, "--namespace", namespace, "-o", f"jsonpath={jsonpath}")
+        return out.split()
+
+    def requests(self) -> Counter[tuple[str, str]]:
+        """apiserver_request_total by (verb, resource/subresource), summed over codes."""
+        counts: Counter[tuple[str, str]] = Counter()
+        for match in REQUESTS.finditer(self.run("get", "--raw", "/metrics")):
+            labels = dict(LABEL.findall(match["labels"]))
+            resource = labels.get("resource", "") + (
+                "/" + labels["subresource"] if labels.get("subresource") else ""
+            )
+            counts[(labels.get("verb", ""), resource)] += int(float(match["value"]))
+        return counts
 
 
 @contextmanager
-def temp_namespace(kube: Kube, prefix: str) -> Iterator[str]:
+def bench_nodes(kube: Kube, pods: int) -> Iterator[int]:
+    """Enough extra kwok nodes for `pods` more pods; removed afterwards."""
+    count = -(-pods // PODS_PER_BENCH_NODE) if pods > 100 else 0
+    names = [f"bench-kwok-{i}" for i in range(count)]
+    nodes = []
+    for name in names:
+        node = node_manifest(name)
+        node["metadata"]["labels"][BENCH_NODE_LABEL] = "true"
+        capacity = node["status"]["capacity"] | {"pods": str(PODS_PER_BENCH_NODE)}
+        node["status"] |= {"capacity": capacity, "allocatable": capacity}
+        nodes.append(node)
+    if nodes:
+        kube.apply(nodes, "default")
+        kube.run("wait", "--for=condition=Ready", "--timeout=120s", *(f"node/{n}" for n in names))
+    try:
+        yield count
+    finally:
+        if nodes:
+            kube.run("delete", "node", "-l", f"{BENCH_NODE_LABEL}=true", "--wait=false")
+
+
+@contextmanager
+def temp_namespace(kube: Kube, prefix: str, wait: bool = False) -> Iterator[str]:
     name = f"{prefix}-{secrets.token_hex(4)}"
     kube.run("create", "namespace", name)
     try:
         yield name
     finally:
-        kube.run("delete", "namespace", name, "--wait=false")
+        # The bare pods are gone before the sessions start, so they do not share the nodes.
+        kube.run("delete", "namespace", name, f"--wait={str(wait).lower()}", "--timeout=600s")
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.25
+) -> float:
     start = time.monotonic()
     while not predicate():
         if time.monotonic() - start > timeout:
             raise TimeoutError(f"{what}: not done after {timeout}s")
-        time.sleep(0.25)
+        time.sleep(every)
     return time.monotonic() - start
 
 
-def pod_ready(pod: dict[str, Any]) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (pod.get("status") or {}).get("conditions") or ()
-    )
+READY = '{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}'
 
 
-def baseline_pods(kube: Kube, count: int, timeout: float) -> float:
+def baseline_pods(kube: Kube, count: int, timeout: float, every: float) -> float:
     """Seconds for `count` bare Pods applied at once to be Ready."""
-    with temp_namespace(kube, "bench-pods") as ns:
+    with temp_namespace(kube, "bench-pods", wait=True) as ns:
         pods = [
             {
                 "apiVersion": "v1",
@@ -116,15 +164,29 @@ def baseline_pods(kube: Kube, count: int, timeout: float) -> float:
             for i in range(count)
         ]
         start = time.monotonic()
-        kube.apply(pods, ns)
+        kube.create(pods, ns)
         wait_until(
-            lambda: sum(pod_ready(p) for p in kube.items("pods", ns)) == count, timeout, "pods"
+            lambda: kube.field("pods", ns, READY).count("True") == count, timeout, "pods", every
         )
         return time.monotonic() - start
 
 
-def sessions_run(kube: Kube, count: int, resync: float, timeout: float) -> dict[str, float]:
-    """Seconds for `count` TerminalSessions to be Ready, and the operator's memory."""
+def request_rate(kube: Kube, seconds: float) -> tuple[float, Counter[tuple[str, str]]]:
+    """API requests per second over the next `seconds`, and their count by verb and resource."""
+    before = kube.requests()
+    start = time.monotonic()
+    time.sleep(seconds)
+    after = kube.requests()
+    elapsed = time.monotonic() - start
+    # The two reads of /metrics are themselves requests; leave them out.
+    delta = Counter({k: v for k, v in (after - before).items() if k != ("GET", "")})
+    return delta.total() / elapsed, delta
+
+
+def sessions_run(
+    kube: Kube, count: int, resync: float, timeout: float, rest: float, every: float
+) -> dict[str, Any]:
+    """Seconds for `count` TerminalSessions to be Ready, the operator's memory and requests."""
     with temp_namespace(kube, "bench-ts") as ns:
         port = free_port()
         liveness = f"http://127.0.0.1:{port}/healthz"
@@ -153,8 +215,10 @@ def sessions_run(kube: Kube, count: int, resync: float, timeout: float) -> dict[
                 except OSError:
                     return False
 
-            wait_until(alive, 60, "operator liveness")
+            wait_until(alive, 60, "operator liveness", 0.25)
             idle_rss = memory_kib(proc.pid, "VmRSS")
+            # What the control plane (kwok, controllers) asks for by itself, as the baseline.
+            quiet_rate, _ = request_rate(kube, min(rest, 30))
             key = base64.b64encode(b"not-a-key").decode()
             kube.apply(
                 [
@@ -186,20 +250,29 @@ def sessions_run(kube: Kube, count: int, resync: float, timeout: float) -> dict[
             ]
             cpu_before = cpu_seconds(proc.pid)
             start = time.monotonic()
-            kube.apply(sessions, ns)
+            kube.create(sessions, ns)
 
             def all_ready() -> bool:
-                items = kube.items("terminalsessions", ns)
-                ready: int = sum((i.get("status") or {}).get("phase") == "Ready" for i in items)
-                return ready == count
+                phases = kube.field("terminalsessions", ns, "{.items[*].status.phase}")
+                return phases.count("Ready") == count
 
-            wait_until(all_ready, timeout, "sessions")
+            wait_until(all_ready, timeout, "sessions", every)
             elapsed = time.monotonic() - start
+            cpu_ready = cpu_seconds(proc.pid)
+            rest_rate, by_kind = request_rate(kube, rest)
+            cpu_rest = cpu_seconds(proc.pid) - cpu_ready
             return {
                 "seconds": elapsed,
                 "operator_peak_rss_mib": memory_kib(proc.pid, "VmHWM") / 1024,
                 "operator_idle_rss_mib": idle_rss / 1024,
-                "operator_cpu_seconds": cpu_seconds(proc.pid) - cpu_before,
+                "operator_rss_at_rest_mib": memory_kib(proc.pid, "VmRSS") / 1024,
+                "operator_cpu_seconds": cpu_ready - cpu_before,
+                "operator_cpu_share_at_rest": cpu_rest / rest,
+                "requests_per_second_at_rest": rest_rate,
+                "requests_per_second_quiet": quiet_rate,
+                "requests_at_rest_by_kind": {
+                    f"{verb} {resource}": n for (verb, resource), n in by_kind.most_common(8)
+                },
             }
         finally:
             proc.terminate()
@@ -212,13 +285,20 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--resync", type=float, default=5.0, help="operator resync seconds")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--rest-seconds", type=float, default=60, help="window for the request rate at rest"
+    )
     args = parser.parse_args()
     (ROOT / "bench/results").mkdir(parents=True, exist_ok=True)
     kube = Kube(cluster_env())
     kube.run("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     kube.run("wait", "--for=condition=established", "crd/terminalsessions.ec2-terminal.io")
-    base = baseline_pods(kube, args.sessions, args.timeout)
-    run = sessions_run(kube, args.sessions, args.resync, args.timeout)
+    # Polling 1,000 objects through kubectl costs CPU the operator would miss.
+    every = 0.25 if args.sessions <= 100 else 1.0
+    with bench_nodes(kube, args.sessions) as nodes:
+        base = baseline_pods(kube, args.sessions, args.timeout, every)
+        run = sessions_run(kube, args.sessions, args.resync, args.timeout, args.rest_seconds, every)
+    net_rate = max(0.0, run["requests_per_second_at_rest"] - run["requests_per_second_quiet"])
     result = {
         "sessions": args.sessions,
         "resync_seconds": args.resync,
@@ -228,6 +308,13 @@ def main() -> int:
         "operator_peak_rss_mib": round(run["operator_peak_rss_mib"], 1),
         "operator_idle_rss_mib": round(run["operator_idle_rss_mib"], 1),
         "operator_cpu_seconds_until_all_ready": round(run["operator_cpu_seconds"], 1),
+        "operator_rss_at_rest_mib": round(run["operator_rss_at_rest_mib"], 1),
+        "operator_cpu_share_at_rest": round(run["operator_cpu_share_at_rest"], 3),
+        "api_requests_per_second_at_rest": round(run["requests_per_second_at_rest"], 2),
+        "api_requests_per_second_quiet": round(run["requests_per_second_quiet"], 2),
+        "api_requests_per_second_per_session": round(net_rate / args.sessions, 4),
+        "api_requests_at_rest_by_kind": run["requests_at_rest_by_kind"],
+        "bench_nodes": nodes,
         "load_average_1m": round(os.getloadavg()[0], 1),
     }
     (ROOT / "bench/results/operator_scale.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from functools import partial
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -14,19 +15,20 @@ from starlette.staticfiles import StaticFiles
 from app.auth.accesskey import AccessKey
 from app.auth.authenticator import Authenticator
 from app.auth.logins import LoginStore
-from app.ec2.clients import AwsClientCache
-from app.ec2.plan import prepare_connection
-from app.ec2.readiness import AwsReadiness
 from app.http import files, login, pageconfig, recordings, routes
 from app.http.middleware import HostCheck, HostPolicy, SecurityHeaders
 from app.http.state import ServerState
 from app.kube.activity import report_activity
 from app.metrics import Metrics
 from app.settings import Settings
-from app.ssh.connector import SSHConnector
+from app.ssh.connector import PlanSource, SSHConnector
+from app.ssh.plan import ConnectPlan, host_plan
 from app.telemetry import Telemetry
 from app.terminal.ports import Connector
 from app.terminal.registry import SessionRegistry
+
+if TYPE_CHECKING:
+    from app.ec2.readiness import AwsReadiness
 
 
 def _routes(base: str) -> list[BaseRoute]:
@@ -56,6 +58,24 @@ def _routes(base: str) -> list[BaseRoute]:
     return health + prefixed
 
 
+def plan_source(settings: Settings) -> PlanSource:
+    """Where each connection's plan comes from: the settings, or EC2 for an instance target."""
+    target = settings.target
+    if target.instance_id is None:
+        # A host target never loads boto3, which costs a session pod ~0.4 s of start-up and
+        # ~15 MiB (bench/footprint.py).
+
+        async def host_target(attempt: int = 0) -> ConnectPlan:
+            return host_plan(target)
+
+        return host_target
+    from app.ec2.clients import AwsClientCache
+    from app.ec2.plan import prepare_connection
+
+    # One cache for the server's lifetime, so sessions and retries share the clients.
+    return partial(prepare_connection, settings, aws=AwsClientCache())
+
+
 def create_app(
     settings: Settings,
     connector: Connector | None = None,
@@ -68,10 +88,11 @@ def create_app(
     """
     metrics = Metrics()
     if aws_readiness is None and settings.target.instance_id is not None:
+        from app.ec2.readiness import AwsReadiness
+
         aws_readiness = AwsReadiness(settings.target.region)
     if connector is None:
-        plans = partial(prepare_connection, settings, aws=AwsClientCache())
-        connector = SSHConnector(plans, settings.limits)
+        connector = SSHConnector(plan_source(settings), settings.limits)
     registry = SessionRegistry(connector, settings.limits, metrics, settings.recordings_dir)
     auth = Authenticator(
         AccessKey(settings.token, settings.token_file),

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 
 from app.auth.authenticator import Authenticator
-from app.ec2.readiness import AwsReadiness
 from app.metrics import Metrics
 from app.settings import Settings
 from app.terminal.registry import SessionRegistry
+
+if TYPE_CHECKING:
+    from app.ec2.readiness import AwsReadiness
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,11 @@ import datetime
 import json
 import logging
 import os
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
+from app.kube.apiclient import ApiClient
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -94,12 +93,27 @@ def in_cluster_endpoint(
     )
 
 
-def http_client(endpoint: LeaseEndpoint, timeout: float = 10.0) -> httpx.AsyncClient:
+class PatchResponse(Protocol):
+    """What lease_writer reads of an answer (ApiResponse's fields; httpx's in tests)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def reason_phrase(self) -> str: ...
+
+    def json(self) -> Any: ...
+
+
+class PatchClient(Protocol):
+    """What lease_writer sends with: ApiClient, or an httpx client in tests."""
+
+    async def patch(self, url: str, *, content: str, headers: dict[str, str]) -> PatchResponse: ...
+
+
+def http_client(endpoint: LeaseEndpoint, timeout: float = 10.0) -> ApiClient:
     """An HTTP client that trusts the cluster's CA only."""
-    verify: ssl.SSLContext | bool = True
-    if endpoint.ca_file is not None:
-        verify = ssl.create_default_context(cafile=endpoint.ca_file)
-    return httpx.AsyncClient(verify=verify, timeout=timeout)
+    return ApiClient(endpoint.ca_file, timeout)
 
 
 def _micro_time(value: datetime.datetime) -> str:
@@ -109,7 +123,7 @@ def _micro_time(value: datetime.datetime) -> str:
 
 def lease_writer(
     endpoint: LeaseEndpoint,
-    client: httpx.AsyncClient,
+    client: PatchClient,
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
 ) -> ActivityWriter:
     """A JSON merge patch of the Lease: activity annotations, holder and renewTime."""
@@ -197,7 +211,7 @@ class ActivityReporter:
         while True:
             try:
                 await self.report_once()
-            except (ActivityReportError, httpx.HTTPError, OSError) as exc:
+            except (ActivityReportError, OSError) as exc:
                 logger.warning("activity report failed: %s", exc)
             await self._sleep(self._interval)
 
@@ -217,7 +231,7 @@ async def run_reporter(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             # A last report, so the operator sees the connections drop to zero promptly.
-            with contextlib.suppress(ActivityReportError, httpx.HTTPError, OSError, TimeoutError):
+            with contextlib.suppress(ActivityReportError, OSError):
                 await asyncio.wait_for(reporter.report_once(), timeout=2)
 
 

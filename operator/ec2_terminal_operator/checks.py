@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ec2_terminal_operator import admission, kube, resources
@@ -17,7 +16,7 @@ from ec2_terminal_operator.status import ConditionType
 
 
 def check_secret_key(
-    api: client.CoreV1Api,
+    clients: kube.Clients,
     namespace: str,
     ref: SecretKeyRef,
     what: str,
@@ -30,7 +29,7 @@ def check_secret_key(
     could have the operator mount any Secret of the namespace into a pod.
     """
     try:
-        secret = kube.read_json(api.read_namespaced_secret, ref.name, namespace)
+        secret = kube.read_secret(clients, ref.name, namespace)
     except ApiException as exc:
         if exc.status == 404:
             msg = f"{what} Secret {ref.name!r} not found in namespace {namespace}"
@@ -47,16 +46,16 @@ def check_secret_key(
     return Check(True, "SecretFound", f"{what} Secret {ref.name!r} has key {ref.key!r}")
 
 
-def check_credentials(api: client.CoreV1Api, session: Session, pod_policy: PodPolicy) -> Check:
+def check_credentials(clients: kube.Clients, session: Session, pod_policy: PodPolicy) -> Check:
     """CredentialsReady: the Secrets the pod mounts (private key, known_hosts) are usable."""
     checks: list[Check] = []
     ns = session.namespace
     key = resources.mounted_key(session)
     if key is not None:
-        checks.append(check_secret_key(api, ns, key, "credentials", True, pod_policy))
+        checks.append(check_secret_key(clients, ns, key, "credentials", True, pod_policy))
     known_hosts = resources.mounted_known_hosts(session)
     if known_hosts is not None:
-        checks.append(check_secret_key(api, ns, known_hosts, "known_hosts", False, pod_policy))
+        checks.append(check_secret_key(clients, ns, known_hosts, "known_hosts", False, pod_policy))
     for check in checks:
         if not check.ok:
             return check

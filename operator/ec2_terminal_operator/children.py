@@ -85,12 +85,12 @@ def rotate_token(owner: Owner) -> None:
     """
     clients, session = owner.clients, owner.session
     name = kube.TOKEN_SECRET.name(session)
-    read = kube.TOKEN_SECRET.call(clients, kube.Verb.READ)
-    if session.uid not in kube.owner_uids(kube.read_json(read, name, session.namespace)):
+    existing = kube.read_json(clients, kube.TOKEN_SECRET, name, session.namespace)
+    if session.uid not in kube.owner_uids(existing):
         raise NameConflict(kube.TOKEN_SECRET.kind, name)
     body = resources.build_token_secret(session, secrets.token_urlsafe(32))
-    kube.TOKEN_SECRET.call(clients, kube.Verb.PATCH)(
-        name=name, namespace=session.namespace, body={"data": body["data"]}, _preload_content=False
+    kube.TOKEN_SECRET.call(
+        clients, kube.Verb.PATCH, session.namespace, name, {"data": body["data"]}
     )
     logger.info("session %s/%s: rotated the token", session.namespace, session.name)
     owner.event(

@@ -20,30 +20,52 @@ from ec2_terminal_operator.spec import GROUP, PLURAL, VERSION, Session
 
 logger = logging.getLogger(__name__)
 
-# Calls pass _preload_content=False: turning every response into the client's model objects
-# costs more CPU than the rest of a reconcile pass, and the operator needs none of them.
+
+class Group(enum.Enum):
+    """The API group and version of a child, as the prefix of its paths."""
+
+    CORE = "/api/v1"
+    NETWORKING = "/apis/networking.k8s.io/v1"
+    RBAC = "/apis/rbac.authorization.k8s.io/v1"
+    COORDINATION = "/apis/coordination.k8s.io/v1"
 
 
-@dataclasses.dataclass(frozen=True)
 class Clients:
-    """The typed Kubernetes API groups the operator talks to."""
+    """JSON calls to the API server over the kubernetes package's transport (auth, TLS, pool).
 
-    core: client.CoreV1Api
-    networking: client.NetworkingV1Api
-    rbac: client.RbacAuthorizationV1Api
-    custom: client.CustomObjectsApi
-    coordination: client.CoordinationV1Api
+    Not the package's typed API classes: importing CoreV1Api alone costs the operator ~80 MiB
+    (thousands of pydantic-validated methods) and turning responses into its model objects
+    costs more CPU than the rest of a pass; the operator reads and writes plain JSON.
+    """
 
-    @classmethod
-    def from_api_client(cls, api: client.ApiClient) -> Clients:
-        """Wraps one configured ApiClient."""
-        return cls(
-            core=client.CoreV1Api(api),
-            networking=client.NetworkingV1Api(api),
-            rbac=client.RbacAuthorizationV1Api(api),
-            custom=client.CustomObjectsApi(api),
-            coordination=client.CoordinationV1Api(api),
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """One call; the answer's JSON ({} if empty); ApiException on any non-2xx status."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        request = self._api.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
         )
+        response = self._api.call_api(*request)
+        data: bytes = response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return dict(json.loads(data)) if data else {}
 
 
 def load_clients(pool_size: int) -> Clients:
@@ -55,25 +77,16 @@ def load_clients(pool_size: int) -> Clients:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return Clients.from_api_client(client.ApiClient(configuration))
-
-
-class Group(enum.Enum):
-    """The API group of a child, by the name of its field in `Clients`."""
-
-    CORE = "core"
-    NETWORKING = "networking"
-    RBAC = "rbac"
-    COORDINATION = "coordination"
+    return Clients(client.ApiClient(configuration))
 
 
 class Verb(enum.Enum):
-    """An API call on one namespaced object."""
+    """An API call on one namespaced object, by its HTTP method."""
 
-    CREATE = "create"
-    READ = "read"
-    PATCH = "patch"
-    DELETE = "delete"
+    CREATE = "POST"
+    READ = "GET"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
 
 
 class Update(enum.Enum):
@@ -100,23 +113,50 @@ class Child:
 
     kind: str
     group: Group
-    # The client names every call `<verb>_namespaced_<resource>`.
-    resource: str
+    # The resource's name in its paths: /api/v1/namespaces/NS/<plural>/NAME.
+    plural: str
     name: Callable[[Session], str]
     build: Builder
     update: Update
 
-    def call(self, clients: Clients, verb: Verb) -> Callable[..., Any]:
-        """The client method for `verb` on this kind."""
-        api = getattr(clients, self.group.value)
-        method: Callable[..., Any] = getattr(api, f"{verb.value}_namespaced_{self.resource}")
-        return method
+    def path(self, namespace: str, name: str | None = None) -> str:
+        """The collection's path in `namespace`, or one object's."""
+        return object_path(self.group, self.plural, namespace, name)
+
+    def call(
+        self,
+        clients: Clients,
+        verb: Verb,
+        namespace: str,
+        name: str | None = None,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """`verb` on this kind (a patch is a strategic merge, as kubectl's)."""
+        patch = verb is Verb.PATCH
+        return clients.request(
+            verb.value,
+            self.path(namespace, name),
+            body,
+            query,
+            STRATEGIC_MERGE if patch else "application/json",
+        )
+
+
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def object_path(group: Group, plural: str, namespace: str, name: str | None = None) -> str:
+    """/<group prefix>/namespaces/NS/<plural>[/NAME]."""
+    path = f"{group.value}/namespaces/{namespace}/{plural}"
+    return f"{path}/{name}" if name is not None else path
 
 
 NETWORK_POLICY = Child(
     "NetworkPolicy",
     Group.NETWORKING,
-    "network_policy",
+    "networkpolicies",
     resources.network_policy_name,
     resources.build_network_policy,
     Update.PRUNE,
@@ -124,7 +164,7 @@ NETWORK_POLICY = Child(
 TOKEN_SECRET = Child(
     "Secret",
     Group.CORE,
-    "secret",
+    "secrets",
     resources.token_secret_name,
     _new_token_secret,
     Update.KEEP,  # only a token rotation replaces the token
@@ -132,7 +172,7 @@ TOKEN_SECRET = Child(
 LEASE = Child(
     "Lease",
     Group.COORDINATION,
-    "lease",
+    "leases",
     resources.lease_name,
     lambda session, _: resources.build_lease(session),
     Update.KEEP,  # the session pod writes it; its spec is the pod's report, not ours
@@ -140,7 +180,7 @@ LEASE = Child(
 SERVICE_ACCOUNT = Child(
     "ServiceAccount",
     Group.CORE,
-    "service_account",
+    "serviceaccounts",
     resources.rbac_name,
     lambda session, _: resources.build_service_account(session),
     Update.KEEP,
@@ -148,7 +188,7 @@ SERVICE_ACCOUNT = Child(
 ROLE = Child(
     "Role",
     Group.RBAC,
-    "role",
+    "roles",
     resources.rbac_name,
     lambda session, _: resources.build_role(session),
     Update.PATCH,
@@ -156,7 +196,7 @@ ROLE = Child(
 ROLE_BINDING = Child(
     "RoleBinding",
     Group.RBAC,
-    "role_binding",
+    "rolebindings",
     resources.rbac_name,
     lambda session, _: resources.build_role_binding(session),
     Update.KEEP,  # roleRef is immutable and fixed by name
@@ -164,7 +204,7 @@ ROLE_BINDING = Child(
 SERVICE = Child(
     "Service",
     Group.CORE,
-    "service",
+    "services",
     resources.service_name,
     resources.build_service,
     Update.PATCH,
@@ -172,7 +212,7 @@ SERVICE = Child(
 INGRESS = Child(
     "Ingress",
     Group.NETWORKING,
-    "ingress",
+    "ingresses",
     resources.ingress_name,
     resources.build_ingress,
     Update.PRUNE,
@@ -180,7 +220,7 @@ INGRESS = Child(
 POD = Child(
     "Pod",
     Group.CORE,
-    "pod",
+    "pods",
     resources.pod_name,
     resources.build_pod,
     Update.KEEP,  # pod specs are immutable: a changed pod is deleted and created again
@@ -228,12 +268,14 @@ class NameConflict(Exception):
         self.kind = kind
 
 
-def read_json(read: Callable[..., Any], name: str, namespace: str) -> dict[str, Any]:
+def read_json(clients: Clients, child: Child, name: str, namespace: str) -> dict[str, Any]:
     """One object as a dict (ApiException on any error, 404 included)."""
-    data: dict[str, Any] = json.loads(
-        read(name=name, namespace=namespace, _preload_content=False).data
-    )
-    return data
+    return child.call(clients, Verb.READ, namespace, name)
+
+
+def read_secret(clients: Clients, name: str, namespace: str) -> dict[str, Any]:
+    """Any Secret of the namespace as a dict (ApiException on any error, 404 included)."""
+    return clients.request("GET", object_path(Group.CORE, "secrets", namespace, name))
 
 
 def owner_uids(obj: Mapping[str, Any]) -> set[str]:
@@ -252,20 +294,18 @@ def create_or_patch(
     """
     name = manifest["metadata"]["name"]
     try:
-        child.call(clients, Verb.CREATE)(namespace=namespace, body=manifest, _preload_content=False)
+        child.call(clients, Verb.CREATE, namespace, body=manifest)
         return Outcome.CREATED
     except ApiException as exc:
         if exc.status != 409:
             raise
-    existing = read_json(child.call(clients, Verb.READ), name, namespace)
+    existing = read_json(clients, child, name, namespace)
     if not owner_uids(manifest) & owner_uids(existing):
         raise NameConflict(child.kind, name)
     if child.update is Update.KEEP:
         return Outcome.EXISTS
     body = removals(manifest, existing) if child.update is Update.PRUNE else manifest
-    child.call(clients, Verb.PATCH)(
-        name=name, namespace=namespace, body=body, _preload_content=False
-    )
+    child.call(clients, Verb.PATCH, namespace, name, body)
     return Outcome.PATCHED
 
 
@@ -291,12 +331,7 @@ def removals(manifest: dict[str, Any], existing: Mapping[str, Any]) -> dict[str,
 def delete(clients: Clients, child: Child, name: str, namespace: str) -> bool:
     """Deletes a child known to be the session's (from its index); False when already gone."""
     try:
-        child.call(clients, Verb.DELETE)(
-            name=name,
-            namespace=namespace,
-            propagation_policy="Background",
-            _preload_content=False,
-        )
+        child.call(clients, Verb.DELETE, namespace, name, query={"propagationPolicy": "Background"})
         return True
     except ApiException as exc:
         if exc.status == 404:
@@ -313,7 +348,7 @@ def delete_owned(clients: Clients, child: Child, session: Session) -> Removal:
     """
     name, namespace = child.name(session), session.namespace
     try:
-        obj = read_json(child.call(clients, Verb.READ), name, namespace)
+        obj = read_json(clients, child, name, namespace)
     except ApiException as exc:
         if exc.status == 404:
             return Removal.GONE
@@ -325,9 +360,7 @@ def delete_owned(clients: Clients, child: Child, session: Session) -> Removal:
         "preconditions": {"uid": (obj.get("metadata") or {}).get("uid")},
     }
     try:
-        child.call(clients, Verb.DELETE)(
-            name=name, namespace=namespace, body=options, _preload_content=False
-        )
+        child.call(clients, Verb.DELETE, namespace, name, body=options)
     except ApiException as exc:
         # 404: gone meanwhile; 409: the precondition failed, it is a different object now.
         if exc.status == 404:
@@ -338,11 +371,20 @@ def delete_owned(clients: Clients, child: Child, session: Session) -> Removal:
     return Removal.DELETED
 
 
+def session_path(namespace: str, name: str) -> str:
+    """A TerminalSession's path."""
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
 def patch_status(clients: Clients, namespace: str, name: str, changes: Mapping[str, Any]) -> bool:
     """Merge-patches a session's status; False if the session is gone."""
     try:
-        clients.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": changes}, _preload_content=False
+        clients.request(
+            "PATCH",
+            f"{session_path(namespace, name)}/status",
+            {"status": changes},
+            None,
+            MERGE_PATCH,
         )
     except ApiException as exc:
         if exc.status == 404:
@@ -354,13 +396,7 @@ def patch_status(clients: Clients, namespace: str, name: str, changes: Mapping[s
 def delete_session(clients: Clients, session: Session) -> None:
     """Deletes the TerminalSession itself (lifetime.onExpiry: Delete)."""
     try:
-        clients.custom.delete_namespaced_custom_object(
-            group=GROUP,
-            version=VERSION,
-            namespace=session.namespace,
-            plural=PLURAL,
-            name=session.name,
-        )
+        clients.request("DELETE", session_path(session.namespace, session.name))
         logger.info("session %s/%s: deleted after expiry", session.namespace, session.name)
     except ApiException as exc:
         if exc.status != 404:

@@ -24,9 +24,10 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime.datetime]
 # The support children are brought in line on a spec change, a missing route or a pod that
 # is not ready, and otherwise every this many passes, so a child someone deleted (token
-# Secret, RBAC) comes back within a minute or so; cheap, since creates of existing objects
-# return 409.
-SUPPORT_RECHECK_PASSES = 12
+# Secret, RBAC) comes back within about five minutes. A recheck costs 17 requests (a create
+# answered 409, a read, a patch for some); every minute that was 0.28 requests per second
+# per session at rest, above the 0.1 of issue 15 (bench/operator_scale.py).
+SUPPORT_RECHECK_PASSES = 60
 
 
 def utcnow() -> datetime.datetime:
@@ -143,7 +144,7 @@ def reconcile(p: Pass) -> dict[str, Any]:
     no_pod_wanted = p.deleting or session.suspend or status.is_expired(prior_status)
     creds = checks.prior_check(prior_status, ConditionType.CREDENTIALS_READY)
     if creds is None or not checks.credentials_verdict_stands(creds, pod, no_pod_wanted):
-        creds = checks.check_credentials(p.clients.core, session, config.pod_policy)
+        creds = checks.check_credentials(p.clients, session, config.pod_policy)
 
     want_ingress = route_plan is not None and accepted.ok
     route = checks.route_check(session, config, want_ingress, p.services, p.ingresses)
