@@ -39,7 +39,14 @@ from tests.test_image import ROOT, archive_json, hack
 from tests.test_operator_chart import CHART
 from tests.test_realnode import containers, pod_containers, running_tasks
 
-pytestmark = [pytest.mark.realnode, pytest.mark.browser, pytest.mark.slow]
+# The first test also pays for the module's fixtures: the cluster, the node, the image saved
+# and imported into containerd, and the chart (up to 270 s at load 14; more on a cold cache).
+pytestmark = [
+    pytest.mark.realnode,
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.timeout(1200),
+]
 
 RELEASE = "e2e"
 # Sessions get <name>-<namespace>.sessions.test (.test is reserved: it never resolves for real);
