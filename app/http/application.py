@@ -25,6 +25,7 @@ from app.metrics import Metrics
 from app.settings import Settings
 from app.ssh.connector import SSHConnector
 from app.telemetry import Telemetry
+from app.terminal.heap import HeapTrimmer, malloc_trim
 from app.terminal.ports import Connector
 from app.terminal.registry import SessionRegistry
 
@@ -71,7 +72,13 @@ def create_app(
     if connector is None:
         plans = partial(prepare_connection, settings, aws=AwsClientCache())
         connector = SSHConnector(plans, settings.limits)
-    registry = SessionRegistry(connector, settings.limits, metrics, settings.recordings_dir)
+    registry = SessionRegistry(
+        connector,
+        settings.limits,
+        metrics,
+        settings.recordings_dir,
+        trimmer=HeapTrimmer(malloc_trim()),
+    )
     auth = Authenticator(
         AccessKey(settings.token, settings.token_file),
         LoginStore(settings.login_ttl),

@@ -12,6 +12,7 @@ from enum import Enum
 from app.errors import TooManyViewers
 from app.metrics import Metrics
 from app.settings import Limits
+from app.terminal.heap import HeapTrimmer
 from app.terminal.ports import Attachment, RemoteTerminal, Watcher
 from app.terminal.protocol import MAX_OUTPUT_CHUNK
 from app.terminal.ratelimit import Clock, TokenBucket
@@ -47,6 +48,7 @@ class Session:
         recorder: Recorder | None = None,
         clock: Clock = time.monotonic,
         size: Size = DEFAULT_SIZE,
+        trimmer: HeapTrimmer | None = None,
     ) -> None:
         self.id = session_id
         # What a viewer presents to join read-only: unlike the id, it cannot resume (take over).
@@ -58,6 +60,7 @@ class Session:
         self._bytes_out = metrics.bytes_total.labels("out")
         self._bytes_in = metrics.bytes_total.labels("in")
         self.recorder = recorder
+        self._trimmer = trimmer
         self.clock = clock
         self.buffer = ReplayBuffer(limits.replay_buffer)
         self.acked = 0
@@ -92,6 +95,8 @@ class Session:
         self._bytes_out.inc(len(data))
         if self.recorder:
             self.recorder.output(data)
+        if self._trimmer is not None:
+            self._trimmer.note(len(data))
         if self.terminal and self._paused_since is None and self.unacked > self.limits.flow_window:
             self.terminal.pause_reading()
             self._paused_since = self.clock()
