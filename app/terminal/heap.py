@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import logging
 from collections.abc import Callable
 
@@ -26,11 +25,11 @@ QUIET_SECONDS = 1.0
 
 def malloc_trim() -> Callable[[], None] | None:
     """glibc's `malloc_trim(0)`, or None where the C library has none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
+    # The process's own symbols include its C library's: no find_library (which may run
+    # ldconfig in a subprocess at start-up).
     try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError, TypeError):
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
