@@ -24,6 +24,7 @@ from app.settings import Settings
 from app.ssh.connector import PlanSource, SSHConnector
 from app.ssh.plan import ConnectPlan, host_plan
 from app.telemetry import Telemetry
+from app.terminal.heap import HeapTrimmer, malloc_trim
 from app.terminal.ports import Connector
 from app.terminal.registry import SessionRegistry
 
@@ -93,7 +94,13 @@ def create_app(
         aws_readiness = AwsReadiness(settings.target.region)
     if connector is None:
         connector = SSHConnector(plan_source(settings), settings.limits)
-    registry = SessionRegistry(connector, settings.limits, metrics, settings.recordings_dir)
+    registry = SessionRegistry(
+        connector,
+        settings.limits,
+        metrics,
+        settings.recordings_dir,
+        trimmer=HeapTrimmer(malloc_trim()),
+    )
     auth = Authenticator(
         AccessKey(settings.token, settings.token_file),
         LoginStore(settings.login_ttl),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import re
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncssh
@@ -110,6 +111,51 @@ class _Channel(asyncssh.SSHClientSession[bytes]):
         self.sink.ended(ExitInfo(self.exit_status, reason))
 
 
+class _CorkedTransport:
+    """The connection's transport, able to hold writes back and send them as one.
+
+    asyncssh sends an SSH_MSG_IGNORE packet before every packet it sends, each in a write of
+    its own: two send(2) calls per keystroke, and two wake-ups of sshd. Corked around a
+    channel write, both packets leave in one.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is None:
+            self._transport.write(data)
+        else:
+            self._held.append(data)
+
+    @contextlib.contextmanager
+    def corked(self) -> Iterator[None]:
+        """Hold writes back until the block ends, then write them at once."""
+        held: list[bytes] = []
+        self._held = held
+        try:
+            yield
+        finally:
+            self._held = None
+            if held:
+                self._transport.write(b"".join(held))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _cork(conn: asyncssh.SSHClientConnection) -> _CorkedTransport | None:
+    """Put a corkable transport under `conn` (None if this asyncssh keeps it elsewhere)."""
+    transport = getattr(conn, "_transport", None)
+    # Not isinstance(asyncio.Transport): uvloop's transports do not derive from it.
+    if transport is None or not callable(getattr(transport, "write", None)):
+        return None
+    corked = _CorkedTransport(transport)
+    conn._transport = corked  # type: ignore[assignment]
+    return corked
+
+
 class SSHTerminal:
     """A shell in a PTY over one SSH connection."""
 
@@ -123,12 +169,17 @@ class SSHTerminal:
         self._conn = conn
         self._channel = channel
         self._handler = handler
+        self._transport = _cork(conn)
         self._files = SFTPFiles(conn, sftp_timeout)
         key = conn.get_server_host_key()
         self.host_key_sha256 = sha256(key) if key is not None else ""
 
     def write(self, data: bytes) -> None:
-        self._channel.write(data)
+        if self._transport is None:
+            self._channel.write(data)
+            return
+        with self._transport.corked():
+            self._channel.write(data)
 
     async def drain(self) -> None:
         await self._handler.writable.wait()

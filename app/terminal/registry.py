@@ -11,6 +11,7 @@ from pathlib import Path
 from app.errors import SessionNotFound, TooManySessions
 from app.metrics import Metrics
 from app.settings import Limits
+from app.terminal.heap import HeapTrimmer
 from app.terminal.ports import Connector
 from app.terminal.ratelimit import Clock
 from app.terminal.recording import start_recording
@@ -30,8 +31,11 @@ class SessionRegistry:
         metrics: Metrics,
         recordings_dir: Path | None = None,
         clock: Clock = time.monotonic,
+        trimmer: HeapTrimmer | None = None,
     ) -> None:
         self.connector = connector
+        # Told of every session's output, to give memory back after a burst.
+        self.trimmer = trimmer
         self.limits = limits
         self.metrics = metrics
         self.recordings_dir = recordings_dir
@@ -69,7 +73,9 @@ class SessionRegistry:
         if self.recordings_dir is not None:
             recorder = start_recording(self.recordings_dir, size, self.limits.max_recording_bytes)
             log.info("session %s records to %s", session_id, recorder.path.name)
-        session = Session(session_id, self.limits, self.metrics, recorder, self.clock, size)
+        session = Session(
+            session_id, self.limits, self.metrics, recorder, self.clock, size, self.trimmer
+        )
         self._sessions[session_id] = session
         if session.view_id is not None:
             self._by_view[session.view_id] = session
@@ -117,6 +123,8 @@ class SessionRegistry:
         """End every session with `reason` and wait, up to `patience` s, for clients to hear."""
         for session in list(self._sessions.values()):
             session.end(reason, resumable=False)
+        if self.trimmer is not None:
+            self.trimmer.close()
         if self._supervisors:
             _, pending = await asyncio.wait(set(self._supervisors), timeout=patience)
             for task in pending:

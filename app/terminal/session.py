@@ -12,6 +12,7 @@ from enum import Enum
 from app.errors import TooManyViewers
 from app.metrics import Metrics
 from app.settings import Limits
+from app.terminal.heap import HeapTrimmer
 from app.terminal.ports import Attachment, RemoteTerminal, Watcher
 from app.terminal.protocol import MAX_OUTPUT_CHUNK
 from app.terminal.ratelimit import Clock, TokenBucket
@@ -47,6 +48,7 @@ class Session:
         recorder: Recorder | None = None,
         clock: Clock = time.monotonic,
         size: Size = DEFAULT_SIZE,
+        trimmer: HeapTrimmer | None = None,
     ) -> None:
         self.id = session_id
         # What a viewer presents to join read-only: unlike the id, it cannot resume (take over).
@@ -58,6 +60,7 @@ class Session:
         self._bytes_out = metrics.bytes_total.labels("out")
         self._bytes_in = metrics.bytes_total.labels("in")
         self.recorder = recorder
+        self._trimmer = trimmer
         self.clock = clock
         self.buffer = ReplayBuffer(limits.replay_buffer)
         self.acked = 0
@@ -92,6 +95,8 @@ class Session:
         self._bytes_out.inc(len(data))
         if self.recorder:
             self.recorder.output(data)
+        if self._trimmer is not None:
+            self._trimmer.note(len(data))
         if self.terminal and self._paused_since is None and self.unacked > self.limits.flow_window:
             self.terminal.pause_reading()
             self._paused_since = self.clock()
@@ -141,6 +146,17 @@ class Session:
         """
         self.touch()
         self._bytes_in.inc(len(data))
+        if (
+            not self._input_queued
+            and self.terminal is not None
+            and self.exit is None
+            and self._input_bucket.try_take(len(data))
+        ):
+            # Typing's usual case, nothing queued and tokens to spare: write at once rather
+            # than wake the writer task (a task switch per keystroke). The writer drains
+            # before it writes anything queued after this.
+            self._write_now(self.terminal, data)
+            return
         while self._input_queued >= INPUT_BACKLOG and self.exit is None:
             self._input_space.clear()
             await self._input_space.wait()
@@ -154,16 +170,21 @@ class Session:
             while not self._input:
                 self._input_ready.clear()
                 await self._input_ready.wait()
-            data = self._input.popleft()
+            data = self._input[0]  # still counted as queued: `write` must not overtake it
             await self._input_bucket.take(len(data))
             if self.terminal and self.exit is None:
-                try:
-                    self.terminal.write(data)
-                    await self.terminal.drain()
-                except OSError as exc:  # the channel closed under us: the session is ending
-                    log.debug("session %s: input not delivered: %s", self.id, exc)
+                await self.terminal.drain()
+                if self.exit is None:
+                    self._write_now(self.terminal, data)
+            self._input.popleft()
             self._input_queued -= len(data)
             self._input_space.set()
+
+    def _write_now(self, terminal: RemoteTerminal, data: bytes) -> None:
+        try:
+            terminal.write(data)
+        except OSError as exc:  # the channel closed under us: the session is ending
+            log.debug("session %s: input not delivered: %s", self.id, exc)
 
     def resize(self, size: Size) -> None:
         """Resize the remote PTY."""
