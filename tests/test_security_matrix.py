@@ -293,7 +293,11 @@ def check_security_headers(response: httpx.Response, what: str, no_store: bool) 
     assert directives.get("frame-ancestors") == "'none'", what
     script = directives.get("script-src", directives.get("default-src", ""))
     assert script == "'self'", (what, script)
-    assert "unsafe" not in csp, (what, csp)
+    # Style attributes are the one inline thing allowed (the DOM renderer's per-cell colours);
+    # never inline script, eval, or a <style> element.
+    assert directives.get("style-src-attr", "'unsafe-inline'") == "'unsafe-inline'", (what, csp)
+    others = {k: v for k, v in directives.items() if k != "style-src-attr"}
+    assert not [v for v in others.values() if "unsafe" in v], (what, csp)
     assert response.headers.get("referrer-policy") == "no-referrer", what
     assert response.headers.get("x-content-type-options") == "nosniff", what
     assert response.headers.get("x-frame-options") == "DENY", what

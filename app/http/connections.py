@@ -27,6 +27,8 @@ _TOO_LARGE = (
 # A request's headers, in bytes: far above any real request (the login cookie is 60 bytes),
 # far below what a flood of header bytes within the header timeout would make the server hold.
 MAX_HEADER_BYTES = 64 * 1024
+# How long a connection closed for a protocol error may go on sending before it is cut.
+LINGER_SECONDS = 5.0
 _OVER_CAPACITY = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 40\r\nretry-after: 5\r\nconnection: close\r\n\r\n"
@@ -131,6 +133,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     level (app.logs), instead of uvicorn's.
     """
 
+    _lingering = False
+
     def __init__(
         self,
         config: Config,
@@ -171,6 +175,34 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.close_sent = True
         self.transport.close()
         self.loop.call_later(self.ping_timeout or 0.0, self.transport.abort)
+
+    def handle_parser_exception(self) -> None:
+        """A frame broke the protocol or the size limit: close with the code and reason, then
+        linger, reading and dropping what still arrives.
+
+        uvicorn closes the socket at once, while the client is typically still sending the
+        message it was refused (a 50 MiB paste); closing a socket with unread bytes makes the
+        kernel reset the connection, and the client then loses the close frame that said why
+        (1009 and the limit) and sees 1006. Instead the write side is shut after the close
+        frame and the rest is discarded as it comes, until the client closes or LINGER_SECONDS
+        pass: nothing is buffered, so memory stays flat.
+        """
+        assert self.conn.close_sent is not None
+        close = self.conn.close_sent
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": close.code, "reason": close.reason}
+        )
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self._lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.close_timer = self.loop.call_later(LINGER_SECONDS, self.transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the rest of a refused message: dropped unread by the protocol
+        super().data_received(data)
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
