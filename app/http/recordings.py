@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 
 from app.http.middleware import NO_STORE, PLAYER_CONTENT_SECURITY_POLICY
-from app.http.routes import STATIC_DIR
+from app.http.routes import denied, static_page
 from app.http.state import server_state
 from app.terminal.recording import list_recordings, recording_path
 
@@ -47,14 +47,11 @@ async def recordings(request: Request) -> Response:
     """The list of this server's asciicast recordings, the page that plays them, or one file."""
     name = request.path_params.get("name")
     if name is None and wants_page(request):
-        page = STATIC_DIR / "recordings.html"
-        if not page.is_file():
-            return PlainTextResponse("The front end is not built: run hack/setup.", status_code=503)
         headers = NO_STORE | VARY | {"Content-Security-Policy": PLAYER_CONTENT_SECURITY_POLICY}
-        return FileResponse(page, headers=headers)
+        return static_page("recordings.html", headers)
     state = server_state(request.app)
     if state.auth.caller(request.headers, request.cookies) is None:
-        return PlainTextResponse("authentication required", status_code=401, headers=NO_STORE)
+        return denied(401, "authentication required")
     directory = state.settings.recordings_dir
     if name is None:
         found = list_recordings(directory) if directory is not None else []
@@ -62,5 +59,5 @@ async def recordings(request: Request) -> Response:
         return JSONResponse(body, headers=NO_STORE | VARY)
     path = recording_path(directory, name) if directory is not None else None
     if path is None:
-        return PlainTextResponse("no such recording", status_code=404, headers=NO_STORE)
+        return denied(404, "no such recording")
     return FileResponse(path, media_type="application/x-asciicast", headers=NO_STORE)

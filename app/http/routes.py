@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -40,10 +41,15 @@ def _auth(request: Request | WebSocket) -> Authenticator:
 
 async def page(request: Request) -> Response:
     """The terminal page; a token in its URL is left for the page to POST (a preview must not)."""
-    index = STATIC_DIR / "index.html"
-    if not index.is_file():
+    return static_page("index.html", NO_STORE)
+
+
+def static_page(name: str, headers: Mapping[str, str]) -> Response:
+    """A page of the built front end, or 503 saying how to build it."""
+    path = STATIC_DIR / name
+    if not path.is_file():
         return PlainTextResponse("The front end is not built: run hack/setup.", status_code=503)
-    return FileResponse(index, headers=NO_STORE)
+    return FileResponse(path, headers=headers)
 
 
 async def add_slash(request: Request) -> Response:
@@ -76,7 +82,8 @@ async def metrics(request: Request) -> Response:
     )
 
 
-def _denied(status: int, message: str) -> Response:
+def denied(status: int, message: str) -> Response:
+    """A refusal in plain words, never cached."""
     return PlainTextResponse(message, status_code=status, headers=NO_STORE)
 
 
@@ -123,23 +130,23 @@ async def terminal_socket(websocket: WebSocket) -> None:
     auth = state.auth
     if not auth.origin_ok(websocket.headers, websocket.url.scheme):
         log.warning("refused a WebSocket from origin %r", websocket.headers.get("origin"))
-        await websocket.send_denial_response(_denied(403, "origin not allowed"))
+        await websocket.send_denial_response(denied(403, "origin not allowed"))
         return
     caller = auth.caller(websocket.headers, websocket.cookies)
     if caller is None:
-        await websocket.send_denial_response(_denied(401, "authentication required"))
+        await websocket.send_denial_response(denied(401, "authentication required"))
         return
     if caller.login is not None and "origin" not in websocket.headers:
         # A login cookie belongs to a browser, and browsers always send Origin on WebSocket
         # handshakes: a cookie without one was not sent by the page.
         log.info("refused a WebSocket with a login cookie and no Origin")
-        await websocket.send_denial_response(_denied(403, "origin required"))
+        await websocket.send_denial_response(denied(403, "origin required"))
         return
     if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
-        await websocket.send_denial_response(_denied(400, f"subprotocol {SUBPROTOCOL} required"))
+        await websocket.send_denial_response(denied(400, f"subprotocol {SUBPROTOCOL} required"))
         return
     if state.draining:
-        await websocket.send_denial_response(_denied(503, "server is shutting down"))
+        await websocket.send_denial_response(denied(503, "server is shutting down"))
         return
     observer = websocket.scope.get(CONNECTION_OBSERVER)
     bridge = Bridge(
