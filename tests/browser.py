@@ -40,7 +40,7 @@ document.addEventListener('securitypolicyviolation',
 
 
 def choose_webgl(context: BrowserContext) -> None:
-    """Pages of `context` render with WebGL, as a user can choose: SwiftShader's here, on the CPU."""
+    """Pages of `context` render with WebGL, as a user may choose (SwiftShader here, on the CPU)."""
     context.add_init_script(f"localStorage.setItem('{RENDERER_KEY}', 'webgl');")
 
 
