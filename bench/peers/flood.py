@@ -6,7 +6,7 @@ from playwright.async_api import Page, async_playwright
 
 from bench.peers.figures import Better, Figure
 from bench.peers.servers import Peer, Target
-from bench.peers.sizes import MIB
+from bench.peers.sizes import MIB, FloodRenderer
 from bench.peers.stream import marker
 from bench.peers.workloads import STEP_TIMEOUT, Context
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
@@ -119,11 +119,18 @@ async def flood(target: Target, ctx: Context) -> list[Figure]:
         try:
             page = await browser.new_page(viewport={"width": 900, "height": 500})
             page.set_default_timeout(timeout_ms)
+            chosen = ctx.sizes.flood_renderer
+            if chosen is not FloodRenderer.AUTO:
+                # As a user chooses (web/src/renderer.ts), before the page's first script.
+                await page.add_init_script(
+                    f"localStorage.setItem('ec2-terminal:renderer', '{chosen}');"
+                )
             await page.goto(target.server.link())
             await page.wait_for_function(
                 "() => window.__ec2terminal && "
                 "window.__ec2terminal.connection.uiState === 'connected'"
             )
+            ctx.details["renderer"] = await page.evaluate("() => window.__ec2terminal.renderer")
             await page.evaluate(_WATCH_JS, ready.decode())
             await page.evaluate("() => { window.__floodStart = performance.now(); }")
             await _type(page, ready_cmd)
