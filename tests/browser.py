@@ -31,10 +31,17 @@ _SCREEN_JS = """() => {
   for (let i = 0; i < buf.length; i++) lines.push(buf.getLine(i).translateToString(true));
   return lines;
 }"""
+#: The page's localStorage key for a chosen renderer (web/src/renderer.ts).
+RENDERER_KEY = "ec2-terminal:renderer"
 # Collects CSP violations from the first script on, before the page's own.
 _CSP_WATCH_JS = """window.__csp = [];
 document.addEventListener('securitypolicyviolation',
   (e) => window.__csp.push(e.effectiveDirective + ' ' + (e.blockedURI || 'inline')));"""
+
+
+def choose_webgl(context: BrowserContext) -> None:
+    """Pages of `context` render with WebGL, as a user may choose (SwiftShader here, on the CPU)."""
+    context.add_init_script(f"localStorage.setItem('{RENDERER_KEY}', 'webgl');")
 
 
 @contextlib.contextmanager

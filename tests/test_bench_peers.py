@@ -128,6 +128,7 @@ def test_the_suite_runs_every_workload_on_every_peer(tmp_path: Path) -> None:
     assert throughput is not None
     assert throughput["ratio_ssh"] > 0
     assert ours["flood: page / parse alone"] is not None
+    assert ours["flood: page / slower of parse and delivery"] is not None
     assert ours["start-up to ready"] is not None
     assert ours["idle: server memory, 2 sessions"] is not None
 
@@ -163,9 +164,11 @@ def test_goals_are_judged_on_ratios_and_unmeasured_ones_say_so() -> None:
             "idle: memory per session, 1 sessions": {"median": 900},
             "idle: memory per session, 200 sessions": {"median": 80},
             "flood: page / parse alone": {"median": 1.3, "low": 1.2, "high": 1.4},
+            "flood: page / slower of parse and delivery": {"median": 1.1, "low": 1, "high": 1.2},
         }
     )
-    verdicts = {o.goal: o.verdict for o in goals.check(summary, [])}
+    outcomes = goals.check(summary, [])
+    verdicts = {o.goal: o.verdict for o in outcomes}
     assert verdicts["throughput >= 1.0x `ssh -tt`"] is goals.Verdict.MET
     assert verdicts["throughput ahead of every peer"] is goals.Verdict.MISSED
     assert verdicts["echo p50 <= 1.5x `ssh -tt`"] is goals.Verdict.MET
@@ -173,7 +176,9 @@ def test_goals_are_judged_on_ratios_and_unmeasured_ones_say_so() -> None:
     # One session pays for what is loaded once; the marginal cost is the largest count's.
     assert verdicts["< 200 KiB of server memory per additional idle session"] is goals.Verdict.MET
     flood = "Chromium renders the flood within 1.2x xterm.js's own parse time"
-    assert verdicts[flood] is goals.Verdict.MISSED
+    assert verdicts[flood] is goals.Verdict.MISSED, "judged on parse alone, as the issue says"
+    measured = next(o.measured for o in outcomes if o.goal == flood)
+    assert "1.10x (1.00..1.20) the slower of parse alone and delivery alone" in measured
 
 
 @pytest.mark.parametrize(

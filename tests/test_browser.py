@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import BrowserContext
 
-from tests.browser import TerminalPage, chromium
+from tests.browser import TerminalPage, choose_webgl, chromium
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
 
@@ -195,6 +195,7 @@ def test_exit_reason_shows_and_new_session_starts(
 def test_dom_renderer_after_webgl_context_loss(
     browser: BrowserContext, server: RunningServer
 ) -> None:
+    choose_webgl(browser)
     terminal = open_terminal(browser, server)
     if terminal.eval("window.__ec2terminal.renderer") == "webgl":
         terminal.eval(

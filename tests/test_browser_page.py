@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext
 
-from tests.browser import TerminalPage, chromium
+from tests.browser import RENDERER_KEY, TerminalPage, choose_webgl, chromium
 from tests.fixtures_server import RunningServer, ServerFactory
 from tests.fixtures_sshd import Sshd
 from tests.tcpgate import tcp_gate
@@ -42,12 +42,25 @@ def colorful_output(terminal: TerminalPage, marker: str) -> None:
     terminal.wait_line(f"{marker}-42")
 
 
-def test_no_csp_violation_in_either_renderer(
+def test_dom_renderer_on_a_software_webgl_driver_unless_chosen(
     browser: BrowserContext, server: RunningServer
 ) -> None:
     terminal = open_terminal(browser, server.link())
+    # Headless Chromium here has WebGL 2 from SwiftShader, on the CPU: slower than the DOM.
+    assert terminal.eval("() => window.__ec2terminal.renderer") == "dom"
+    terminal.eval(f"() => localStorage.setItem('{RENDERER_KEY}', 'webgl')")
+    terminal.page.reload()
+    terminal.page.wait_for_function("() => window.__ec2terminal")
+    assert terminal.eval("() => window.__ec2terminal.renderer") == "webgl"
+
+
+def test_no_csp_violation_in_either_renderer(
+    browser: BrowserContext, server: RunningServer
+) -> None:
+    choose_webgl(browser)
+    terminal = open_terminal(browser, server.link())
     renderer = terminal.eval("() => window.__ec2terminal.renderer")
-    assert renderer == "webgl", "headless Chromium here renders with WebGL (SwiftShader)"
+    assert renderer == "webgl", "headless Chromium here has WebGL (SwiftShader), chosen"
     colorful_output(terminal, "webgl")
     terminal.page.keyboard.press("Control+Shift+F")
     terminal.page.keyboard.type("orange")

@@ -161,7 +161,8 @@ class Attacher:
         self._outbox_ready = asyncio.Event()
         self._leave = asyncio.Event()
         self._leave_status = 0
-        self._pong = asyncio.Event()
+        # Any frame from the server since the last PING (see _keepalive).
+        self._heard = asyncio.Event()
         self._told_read_only = False
 
     async def run(self) -> int:
@@ -327,6 +328,7 @@ class Attacher:
                 frame = decode_server(message)
             except ProtocolViolation as exc:
                 raise _Done(FAILED, str(exc)) from None
+            self._heard.set()
             status = await self._handle(ws, frame)
             if status is not None:
                 return status
@@ -361,8 +363,6 @@ class Attacher:
         elif kind is FrameType.PING:
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(encode(FrameType.PONG, frame.data))
-        elif kind is FrameType.PONG:
-            self._pong.set()
         return None
 
     def _status(self, body: dict[str, object]) -> None:
@@ -419,15 +419,21 @@ class Attacher:
                 last = size
 
     async def _keepalive(self, ws: ClientConnection) -> None:
+        """PINGs; the connection is dropped when nothing at all arrives within pong_timeout.
+
+        Any frame is a sign of life, not only the PONG: behind a paste into a target that reads
+        nothing the server stops reading the socket, so the PING waits unread behind the INPUT,
+        and the server PINGs this client instead (docs/architecture.md, Flow control).
+        """
         seq = 0
         while True:
             await asyncio.sleep(self.timing.ping_interval)
             seq += 1
-            self._pong.clear()
+            self._heard.clear()
             await ws.send(encode(FrameType.PING, seq.to_bytes(8, "big")))
             try:
                 async with asyncio.timeout(self.timing.pong_timeout):
-                    await self._pong.wait()
+                    await self._heard.wait()
             except TimeoutError:
                 raise _Dropped("no answer to keepalive") from None
 

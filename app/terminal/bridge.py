@@ -289,6 +289,10 @@ class Bridge:
         self._why = f"EXIT delivered ({info.reason})"
         await self._close(CloseCode.NORMAL, info.reason)
 
+    async def _stalled(self) -> None:
+        """Not reading the socket (the input backlog is full): a PING says this end is alive."""
+        await self._send(encode(FrameType.PING, b"stalled"))
+
     async def _pump_input(self, session: Session) -> None:
         while True:
             frame = decode(await self.socket.receive())
@@ -296,7 +300,7 @@ class Bridge:
             if kind is FrameType.INPUT:
                 if self._input_since is None:
                     self._input_since = time.perf_counter()
-                await session.write(payload)
+                await session.write(payload, self._stalled)
                 self.registry.note_activity()
             elif kind is FrameType.RESIZE:
                 size = parse_resize(payload)

@@ -7,6 +7,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from enum import Enum
 
 from app.errors import TooManyViewers
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 # Input received but not yet written to the remote terminal. Beyond this the client's socket
 # is no longer read; below it, ACK and PING frames behind a large paste are handled at once.
 INPUT_BACKLOG = 1024 * 1024
+# While the backlog is full the client's frames, its keepalive PING too, wait unread in the
+# socket; the connection tells the client it is alive this often instead (a PING of its own).
+STALLED_PING_SECONDS = 5
 DEFAULT_SIZE = Size(80, 24)
 
 
@@ -138,8 +142,11 @@ class Session:
             self._output_ready.clear()
             await self._output_ready.wait()
 
-    async def write(self, data: bytes) -> None:
-        """Queue input for the remote terminal; waits only while the backlog is full.
+    async def write(
+        self, data: bytes, stalled: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Queue input for the remote terminal; waits only while the backlog is full, calling
+        `stalled` every STALLED_PING_SECONDS of that wait.
 
         The session writes the queue at the input rate, so a socket stays responsive (ACK,
         PING, RESIZE) during a large paste, and queued input survives a reconnect.
@@ -159,7 +166,12 @@ class Session:
             return
         while self._input_queued >= INPUT_BACKLOG and self.exit is None:
             self._input_space.clear()
-            await self._input_space.wait()
+            try:
+                async with asyncio.timeout(STALLED_PING_SECONDS):
+                    await self._input_space.wait()
+            except TimeoutError:
+                if stalled is not None:
+                    await stalled()
         self._input.append(data)
         self._input_queued += len(data)
         self._input_ready.set()

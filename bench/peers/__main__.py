@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.peers.runner import Options, render, run
 from bench.peers.servers import Peer
-from bench.peers.sizes import FULL, QUICK
+from bench.peers.sizes import FULL, QUICK, FloodRenderer
 from bench.peers.workloads import Workload
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -36,6 +36,12 @@ def parse(argv: list[str]) -> Options:
         "--idle-sessions", type=int, nargs="+", dest="idle_counts", help="idle session counts"
     )
     parser.add_argument("--flood-mib", type=int, help="output flooded into Chromium")
+    parser.add_argument(
+        "--flood-renderer",
+        type=FloodRenderer,
+        choices=list(FloodRenderer),
+        help="the page's renderer in the flood (default: auto, the page's own choice)",
+    )
     parser.add_argument(
         "--peers",
         nargs="+",

@@ -6,7 +6,7 @@ from playwright.async_api import Page, async_playwright
 
 from bench.peers.figures import Better, Figure
 from bench.peers.servers import Peer, Target
-from bench.peers.sizes import MIB
+from bench.peers.sizes import MIB, FloodRenderer
 from bench.peers.stream import marker
 from bench.peers.workloads import STEP_TIMEOUT, Context
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
@@ -71,13 +71,41 @@ _WATCH_JS = """(marker) => {
 }"""
 
 
+# The same `cat` delivered to the same page over its socket, each OUTPUT acknowledged as soon as
+# it arrives instead of written to xterm.js: how fast the bytes can reach the page at all (the
+# PTY, sshd, the server, Chromium's network stack). Resolves window.__flood with the
+# milliseconds from window.__floodStart until `marker` arrived and a frame is drawn; the
+# terminal writes again afterwards. The marker is in the last bytes of the output (only a line
+# break and the prompt follow it): the last 256 bytes of each chunk are searched, with the
+# previous chunk's last 256 in front.
+_DELIVER_ONLY_JS = """(marker) => {
+  const renderer = window.__ec2terminal.connection.renderer;
+  const write = renderer.write;
+  const decoder = new TextDecoder('latin1');
+  let carry = '';
+  window.__flood = new Promise((resolve) => {
+    renderer.write = (data, done) => {
+      const tail = decoder.decode(data.subarray(Math.max(0, data.length - 256)));
+      const seen = (carry + tail).includes(marker);
+      carry = tail;
+      done();
+      if (seen) {
+        renderer.write = write;
+        requestAnimationFrame(() => resolve(performance.now() - window.__floodStart));
+      }
+    };
+  });
+}"""
+
+
 async def _type(page: Page, text: str) -> None:
     await page.locator(".xterm-helper-textarea").focus()
     await page.keyboard.type(text)
 
 
 async def flood(target: Target, ctx: Context) -> list[Figure]:
-    """The payload's first N MiB `cat` into the page, timed until rendered, against parse-only."""
+    """The payload's first N MiB `cat` into the page, timed until rendered, against parse-only
+    and delivery-only (the bytes acknowledged unparsed), before and after it, best of two."""
     if target.peer is not Peer.EC2_TERMINAL or target.server is None:
         raise NotImplementedError("the flood runs on ec2-terminal's page only")
     size = min(ctx.sizes.flood_mib * MIB, ctx.payload.size)
@@ -91,11 +119,18 @@ async def flood(target: Target, ctx: Context) -> list[Figure]:
         try:
             page = await browser.new_page(viewport={"width": 900, "height": 500})
             page.set_default_timeout(timeout_ms)
+            chosen = ctx.sizes.flood_renderer
+            if chosen is not FloodRenderer.AUTO:
+                # As a user chooses (web/src/renderer.ts), before the page's first script.
+                await page.add_init_script(
+                    f"localStorage.setItem('ec2-terminal:renderer', '{chosen}');"
+                )
             await page.goto(target.server.link())
             await page.wait_for_function(
                 "() => window.__ec2terminal && "
                 "window.__ec2terminal.connection.uiState === 'connected'"
             )
+            ctx.details["renderer"] = await page.evaluate("() => window.__ec2terminal.renderer")
             await page.evaluate(_WATCH_JS, ready.decode())
             await page.evaluate("() => { window.__floodStart = performance.now(); }")
             await _type(page, ready_cmd)
@@ -105,16 +140,31 @@ async def flood(target: Target, ctx: Context) -> list[Figure]:
             # reuse them; JIT warm-up too. Then parse-only before and after the flood, best kept.
             await page.evaluate(_PARSE_ONLY_JS, min(size, WARM_UP))
             parse_ms = float(await page.evaluate(_PARSE_ONLY_JS, size))
-            await page.evaluate(_WATCH_JS, flooded.decode())
-            await _type(page, f"head -c {size} {ctx.payload.path}; echo; {flood_cmd}")
-            await page.evaluate("() => { window.__floodStart = performance.now(); }")
-            await page.keyboard.press("Enter")
-            flood_ms = float(await page.evaluate("() => window.__flood"))
+            command = f"head -c {size} {ctx.payload.path}; echo; {flood_cmd}"
+            deliver_ms = await _timed_cat(page, command, _DELIVER_ONLY_JS, flooded)
+            flood_ms = await _timed_cat(page, command, _WATCH_JS, flooded)
             parse_ms = min(parse_ms, float(await page.evaluate(_PARSE_ONLY_JS, size)))
+            deliver_ms = min(deliver_ms, await _timed_cat(page, command, _DELIVER_ONLY_JS, flooded))
         finally:
             await browser.close()
     return [
         Figure("flood: rendered in the page", flood_ms / 1000, "s", Better.LOWER),
         Figure("flood: xterm.js parse alone", parse_ms / 1000, "s", Better.NONE),
+        Figure("flood: delivered alone", deliver_ms / 1000, "s", Better.NONE),
         Figure("flood: page / parse alone", flood_ms / parse_ms, "", Better.LOWER),
+        Figure(
+            "flood: page / slower of parse and delivery",
+            flood_ms / max(parse_ms, deliver_ms),
+            "",
+            Better.LOWER,
+        ),
     ]
+
+
+async def _timed_cat(page: Page, command: str, watch_js: str, marker: bytes) -> float:
+    """Milliseconds from Enter on `command` until `watch_js` saw `marker` (window.__flood)."""
+    await page.evaluate(watch_js, marker.decode())
+    await _type(page, command)
+    await page.evaluate("() => { window.__floodStart = performance.now(); }")
+    await page.keyboard.press("Enter")
+    return float(await page.evaluate("() => window.__flood"))

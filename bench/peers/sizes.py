@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 MIB = 1024 * 1024
+
+
+class FloodRenderer(StrEnum):
+    """The page's renderer in the flood: its own choice, or one set as a user can set it."""
+
+    AUTO = "auto"
+    WEBGL = "webgl"
+    DOM = "dom"
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,7 @@ class Sizes:
     stall_mib: int = 256
     idle_counts: tuple[int, ...] = (1, 50, 200)
     flood_mib: int = 50
+    flood_renderer: FloodRenderer = FloodRenderer.AUTO
     #: Rounds of the short workloads (throughput, echo, connect, flood).
     rounds: int = 3
     #: Rounds of the long ones (stall, idle sessions).

@@ -85,7 +85,10 @@ export interface ConnectionOptions {
   /** ACK rendered output at most this long after it rendered (sooner after ACK_EVERY_BYTES). */
   ackDelayMs: number;
   pingIntervalMs: number;
-  /** A socket whose PING gets no PONG within this time is dead: drop it and reconnect. */
+  /**
+   * A socket is dead, dropped and reconnected, once a PING has waited this long for its PONG
+   * and this long has passed since anything else arrived (see `watchPong`).
+   */
   pongTimeoutMs: number;
   /** Without a session to resume, give up after this many attempts in a row that never opened. */
   maxFailedOpens: number;
@@ -151,6 +154,8 @@ export class Connection {
   private pongTimer: unknown = null;
   private pingSeq = 0;
   private pingSent: { seq: number; at: number } | null = null;
+  /** When the current socket last received a frame, any frame. */
+  private heardAt = 0;
   private pending: Frame[] = [];
   private pendingBytes = 0;
   private lastSize: { cols: number; rows: number } | null = null;
@@ -300,6 +305,7 @@ export class Connection {
 
   private onMessage(socket: SocketLike, data: unknown): void {
     if (socket !== this.socket) return;
+    this.heardAt = this.clock.now();
     if (!(data instanceof ArrayBuffer)) {
       this.protocolFailure(new ProtocolError("text frames are not part of the protocol"));
       return;
@@ -492,13 +498,24 @@ export class Connection {
     new DataView(payload.buffer).setUint32(0, this.pingSeq);
     this.pingSent = { seq: this.pingSeq, at: this.clock.now() };
     this.send(encodePing(payload));
-    if (this.pongTimer === null) {
-      this.pongTimer = this.clock.setTimeout(() => {
-        this.pongTimer = null;
-        this.abandon("no answer to keepalive");
-      }, this.options.pongTimeoutMs);
-    }
+    if (this.pongTimer === null) this.watchPong(this.options.pongTimeoutMs);
     this.pingTimer = this.clock.setTimeout(() => this.ping(), this.options.pingIntervalMs);
+  }
+
+  /**
+   * Drops the socket if, `delay` from now, the PING is still unanswered and nothing else has
+   * arrived for `pongTimeoutMs` either. Any frame is a sign of life: behind a large paste
+   * into a target that reads nothing, the server stops reading this socket (its input backlog
+   * is full), so the PING waits unread behind the INPUT; the server PINGs the page meanwhile
+   * instead. Cutting such a socket would lose the paste still queued in it.
+   */
+  private watchPong(delay: number): void {
+    this.pongTimer = this.clock.setTimeout(() => {
+      this.pongTimer = null;
+      const quiet = this.clock.now() - this.heardAt;
+      if (quiet < this.options.pongTimeoutMs) this.watchPong(this.options.pongTimeoutMs - quiet);
+      else this.abandon("no answer to keepalive");
+    }, delay);
   }
 
   private onPong(data: Uint8Array): void {

@@ -10,6 +10,7 @@ import { Unicode11Addon } from "@xterm/addon-unicode11";
 import { WebLinksAddon } from "@xterm/addon-web-links";
 import { WebglAddon } from "@xterm/addon-webgl";
 
+import { chooseRenderer, savedRenderer, type RendererKind } from "./renderer.js";
 import { Connection, socketUrl, type SessionMemory, type UiState } from "./connection.js";
 import { osc52Handler } from "./clipboard.js";
 import { divertStyleElements, mirrorStyleElements } from "./cspstyles.js";
@@ -44,6 +45,16 @@ function loadWebgl(term: Terminal, onFallback: () => void): boolean {
   } catch {
     return false;
   }
+}
+
+/** The WebGL 2 driver's name (unmasked where the browser allows), or null without WebGL 2. */
+function webglDriver(doc: Document): string | null {
+  const gl = doc.createElement("canvas").getContext("webgl2");
+  if (!gl) return null;
+  const info = gl.getExtension("WEBGL_debug_renderer_info");
+  const name = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+  gl.getExtension("WEBGL_lose_context")?.loseContext();
+  return name;
 }
 
 /** Copies `text` to the clipboard; false when the browser refused. */
@@ -162,8 +173,11 @@ function main(): void {
   );
   term.unicode.activeVersion = "11";
   term.open(container);
-  let renderer = "dom";
-  if (loadWebgl(term, () => (renderer = "dom"))) renderer = "webgl";
+  let renderer: RendererKind = "dom";
+  const saved = savedRenderer(localStore());
+  if (chooseRenderer(saved, saved === null ? webglDriver(document) : null) === "webgl") {
+    if (loadWebgl(term, () => (renderer = "dom"))) renderer = "webgl";
+  }
 
   const encoder = new TextEncoder();
   const taps = new Set<(data: Uint8Array) => void>();

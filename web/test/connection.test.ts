@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { RELOAD_REPLAY_BYTES, socketUrl } from "../src/connection.js";
 import { ACK_EVERY_BYTES } from "../src/output.js";
 import { SUBPROTOCOL } from "../src/protocol.js";
-import { MemoryStub, json, output, setup, text } from "./harness.js";
+import { MemoryStub, encoder, json, output, setup, text } from "./harness.js";
 
 test("the socket URL is beside the page, with ws: or wss:", () => {
   assert.equal(socketUrl("http://h:8080/t/demo/"), "ws://h:8080/t/demo/ws");
@@ -237,6 +237,51 @@ test("a socket without PONG is dropped and resumed", () => {
   assert.equal(t.sockets.length, 2);
   t.last().accept();
   assert.equal(t.last().hello().resume?.id, "sess-1");
+});
+
+test("a server that PINGs while its socket is unread keeps it; silence after that drops it", () => {
+  // A paste the target does not read: the server stops reading the socket, so the page's PING
+  // waits unread behind the INPUT, and the server PINGs every 5 s instead.
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  t.conn.sendInput(new Uint8Array(300_000));
+  for (let s = 0; s < 120; s += 5) {
+    t.clock.advance(5_000);
+    t.last().push(Uint8Array.of(0x03, ...encoder.encode("stalled")));
+  }
+  assert.equal(t.sockets.length, 1);
+  assert.equal(t.sockets[0]!.closedWith, null, "a server that says it is alive is not cut");
+  assert.ok(t.last().frames(0x03).length >= 8, "the page kept pinging");
+  t.clock.advance(19_999);
+  assert.equal(t.sockets[0]!.closedWith, null);
+  t.clock.advance(1);
+  assert.equal(t.sockets[0]!.closedWith, 4000, "20 s of silence with a PING unanswered");
+});
+
+test("the PONG still decides when nothing else arrives; output is a sign of life too", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  t.clock.advance(15_000);
+  t.last().push(output(0, "busy"));
+  t.clock.advance(5_000); // 20 s after the first PING, 5 s after the output
+  assert.equal(t.sockets[0]!.closedWith, null);
+  t.clock.advance(14_999);
+  assert.equal(t.sockets[0]!.closedWith, null);
+  t.clock.advance(1);
+  assert.equal(t.sockets[0]!.closedWith, 4000);
+});
+
+test("a late PONG, an earlier PING's, is a sign of life too", () => {
+  const t = setup();
+  t.conn.start();
+  t.connect();
+  const ping = t.last().frames(0x03)[0]!;
+  t.clock.advance(19_000);
+  t.last().push(Uint8Array.of(0x04, ...ping));
+  t.clock.advance(14_000); // before the next PING's own 20 s
+  assert.equal(t.sockets[0]!.closedWith, null);
 });
 
 test("the test hook drops the socket and the session resumes", () => {
