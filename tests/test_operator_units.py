@@ -429,6 +429,18 @@ def test_a_deleted_session_is_terminating_in_its_phase_and_conditions() -> None:
     assert {(e.type, e.reason) for e in v.events} == {("Normal", "Terminating")}
 
 
+def test_ready_held_back_by_a_condition_posts_its_event_once() -> None:
+    # Ready copies the reason and message of PodReady here: one Event, not two alike.
+    ready = run(body(), observe(pod()), {}, T0)
+    starting = run(body(), observe(pod(ready=False)), ready.status, T0)
+    assert conds(starting)["Ready"]["reason"] == conds(starting)["PodReady"]["reason"]
+    reasons = [e.reason for e in starting.events]
+    assert len(reasons) == len(set(reasons)) > 0
+    deleting = dataclasses.replace(observe(pod()), deleting=True)
+    v = run(body(), deleting, ready.status, T0 + datetime.timedelta(seconds=1))
+    assert [(e.type, e.reason) for e in v.events] == [("Normal", "Terminating")]
+
+
 def test_an_evicted_pod_reports_its_own_reason_while_it_is_replaced() -> None:
     ready = run(body(), observe(pod()), {}, T0)
     evicted = pod(ready=False, phase="Failed", reason="Evicted", message="low on memory")
