@@ -337,7 +337,9 @@ def main() -> int:
         "api_requests_per_second_quiet": round(run["requests_per_second_quiet"], 2),
         "api_requests_per_second_per_session": round(net_rate / args.sessions, 4),
         "api_requests_at_rest_by_kind": run["requests_at_rest_by_kind"],
-        "api_requests_until_ready_per_session": round(run["requests_until_ready"] / args.sessions, 1),
+        "api_requests_until_ready_per_session": round(
+            run["requests_until_ready"] / args.sessions, 1
+        ),
         "api_requests_until_ready_by_kind": run["requests_until_ready_by_kind"],
         "bench_nodes": nodes,
         "load_average_1m": round(os.getloadavg()[0], 1),
