@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from ec2_terminal_operator import kube, loop, observed, origin, resources, runner
+from ec2_terminal_operator import kube, loop, observed, origin, persistence, resources, runner
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.metrics import OperatorMetrics
 from ec2_terminal_operator.spec import GROUP, PLURAL, VERSION
@@ -46,9 +46,8 @@ def register(
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
             prefix="ec2-terminal.io"
         )
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="ec2-terminal.io", key="last-handled-configuration"
-        )
+        # No handler needs a diff: no last-handled-configuration annotation (a PATCH each).
+        settings.persistence.diffbase_storage = persistence.NoDiffBase()
         # Events come from reconcile (kopf.event); kopf's own INFO lines would only repeat
         # them in `kubectl describe`, so only its warnings become Events.
         settings.posting.level = logging.WARNING
