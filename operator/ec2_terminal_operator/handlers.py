@@ -73,14 +73,17 @@ def register(
         # KUBECONFIG, through the kubernetes client library.
         return kopf.login_via_client(**kwargs)
 
+    # The indexes are async: kopf runs sync handlers in the executor, where they queued behind
+    # the passes (each waiting on API calls) and held up every watch event, a new session's
+    # daemon included. Each only picks a few fields from the body, on the event loop.
     @kopf.index("pods", labels=SESSION_SELECTOR, id="session_pods", registry=registry)
-    def session_pods(
+    async def session_pods(
         namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
     ) -> Any:
         return {_key(namespace, labels[resources.LABEL_SESSION]): observed.pod_view(body)}
 
     @kopf.index("services", labels=SESSION_SELECTOR, id="session_services", registry=registry)
-    def session_services(
+    async def session_services(
         namespace: str | None, labels: Mapping[str, str], name: str, **_: Any
     ) -> Any:
         return {_key(namespace, labels[resources.LABEL_SESSION]): name}
@@ -93,7 +96,7 @@ def register(
         id="session_ingresses",
         registry=registry,
     )
-    def session_ingresses(
+    async def session_ingresses(
         namespace: str | None, labels: Mapping[str, str], name: str, **_: Any
     ) -> Any:
         return {_key(namespace, labels[resources.LABEL_SESSION]): name}
@@ -106,13 +109,13 @@ def register(
         id="session_leases",
         registry=registry,
     )
-    def session_leases(
+    async def session_leases(
         namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
     ) -> Any:
         return {_key(namespace, labels[resources.LABEL_SESSION]): observed.activity_view(body)}
 
     @kopf.index(GROUP, VERSION, PLURAL, id="session_origins", registry=registry)
-    def session_origins(body: kopf.Body, **_: Any) -> Any:
+    async def session_origins(body: kopf.Body, **_: Any) -> Any:
         # Every session's host (or the shared origin), so a pass sees who else wants it.
         return origin.claim_of(body, cfg.ingress)
 
