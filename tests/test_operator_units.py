@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import datetime
 from typing import Any
 
+import kopf
 import pytest
-from ec2_terminal_operator import lifetime, resources, status
+from ec2_terminal_operator import connections, lifetime, resources, status
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.observed import (
     Activity,
@@ -499,3 +501,20 @@ def test_operator_config_from_env() -> None:
     assert cfg.resync_seconds == 1.5
     with pytest.raises(ValueError, match="RESYNC_SECONDS"):
         OperatorConfig.from_env({"EC2_TERMINAL_OPERATOR_RESYNC_SECONDS": "soon"})
+
+
+def test_kopfs_session_to_the_api_server_has_a_bounded_pool() -> None:
+    async def made() -> tuple[int, str, str | None]:
+        info = kopf.ConnectionInfo(server="https://127.0.0.1:6443", token="t", scheme="Bearer")
+        context = connections.bounded_session(info)
+        try:
+            session = context.aiohttp_session
+            assert session.connector is not None
+            return session.connector.limit, context.server, session.headers.get("Authorization")
+        finally:
+            await context.aiohttp_session.close()
+
+    limit, server, auth = asyncio.run(made())
+    assert 0 < limit <= connections.MAX_CONNECTIONS
+    assert server == "https://127.0.0.1:6443"
+    assert auth == "Bearer t"

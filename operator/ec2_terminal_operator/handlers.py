@@ -8,7 +8,16 @@ from typing import Any
 
 import kopf
 
-from ec2_terminal_operator import kube, loop, observed, origin, persistence, resources, runner
+from ec2_terminal_operator import (
+    connections,
+    kube,
+    loop,
+    observed,
+    origin,
+    persistence,
+    resources,
+    runner,
+)
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.metrics import OperatorMetrics
 from ec2_terminal_operator.spec import GROUP, PLURAL, VERSION
@@ -68,10 +77,12 @@ def register(
         )
 
     @kopf.on.login(registry=registry, id="login")
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
         # A fresh registry has none of kopf's default login handlers: in-cluster account or
-        # KUBECONFIG, through the kubernetes client library.
-        return kopf.login_via_client(**kwargs)
+        # KUBECONFIG, through the kubernetes client library. Async: the session is made on
+        # the event loop.
+        info = kopf.login_via_client(**kwargs)
+        return None if info is None else connections.bounded_session(info)
 
     # The indexes are async: kopf runs sync handlers in the executor, where they queued behind
     # the passes (each waiting on API calls) and held up every watch event, a new session's
