@@ -86,6 +86,9 @@ def test_valid_session_becomes_ready_with_owned_children(
     assert condition(ts, "Expired")["status"] == "False"
     assert condition(ts, "TargetReachable")["status"] == "Unknown"
     assert "ec2-terminal.io/cleanup" in ts["metadata"]["finalizers"]
+    # No handler needs kopf's diff-base: no annotation (and no PATCH) for it.
+    annotations = ts["metadata"].get("annotations") or {}
+    assert not [a for a in annotations if a.endswith("last-handled-configuration")], annotations
 
     for kind, pattern in CHILDREN:
         obj = kube_cluster.kubectl_json("get", kind, pattern.format(n="web"), namespace=namespace)
@@ -128,9 +131,17 @@ def test_valid_session_becomes_ready_with_owned_children(
     # The short name and the category both find it.
     assert "web" in kube_cluster.kubectl("get", "ec2-terminal", "-o", "name", namespace=namespace)
 
-    created = ("SecretCreated", "PodCreated", "ServiceCreated", "IngressCreated")
-    wanted = [("Normal", r) for r in (*created, "SessionReady")]
-    wait_events(kube_cluster, namespace, "web", *wanted)
+    wanted = [("Normal", r) for r in ("ChildrenCreated", "PodCreated", "SessionReady")]
+    got = wait_events(kube_cluster, namespace, "web", *wanted)
+    # One Event for the children a pass made, and none posted twice on the way to Ready.
+    assert len(got) == len(set(got)), got
+    selector = "involvedObject.name=web,reason=ChildrenCreated"
+    items = kube_cluster.kubectl_json(
+        "get", "events", f"--field-selector={selector}", namespace=namespace
+    )["items"]
+    message = items[0]["message"]
+    for created in ("NetworkPolicy web", "Secret web-token", "Service web", "Ingress web"):
+        assert created in message, message
 
 
 def _invalid(name: str, **spec: Any) -> dict[str, Any]:

@@ -73,26 +73,34 @@ def current_pod(s: Session, config: OperatorConfig = CONFIG, **kw: Any) -> PodVi
 def test_support_runs_on_a_new_generation_then_every_few_passes() -> None:
     s = session()
     state = reconcile.SessionState()
-    assert reconcile.support_due(state, s, OK, pod(), no_pod_wanted=False)
-    state.ensured_generation = s.generation
+    assert reconcile.support_due(state, s, OK, pod(), no_pod_wanted=False, now=T0)
+    state.ensured_generation, state.ensured_at = s.generation, T0
     due = []
-    for _ in range(2 * reconcile.SUPPORT_RECHECK_PASSES):
-        due.append(reconcile.support_due(state, s, OK, pod(), no_pod_wanted=False))
+    for i in range(2 * reconcile.SUPPORT_RECHECK_PASSES):
+        now = T0 + datetime.timedelta(seconds=5 * i)
+        due.append(reconcile.support_due(state, s, OK, pod(), no_pod_wanted=False, now=now))
         state.passes_since_support = 0 if due[-1] else state.passes_since_support + 1
     # A ready pod and its route: only the periodic recheck, every SUPPORT_RECHECK_PASSES.
     assert due.count(True) == 2
     assert due.index(True) == reconcile.SUPPORT_RECHECK_PASSES - 1
 
 
-def test_support_runs_every_pass_while_the_route_or_a_wanted_pod_is_missing() -> None:
+def test_support_runs_again_once_the_route_or_a_wanted_pod_stays_missing() -> None:
     s = session()
-    state = reconcile.SessionState(ensured_generation=s.generation)
+    state = reconcile.SessionState(ensured_generation=s.generation, ensured_at=T0)
     missing = Check(False, "ServiceNotFound", "gone")
-    assert reconcile.support_due(state, s, missing, pod(), no_pod_wanted=False)
-    assert reconcile.support_due(state, s, OK, None, no_pod_wanted=False)
-    assert reconcile.support_due(state, s, OK, pod(ready=False), no_pod_wanted=False)
+    soon = T0 + reconcile.SUPPORT_GRACE - datetime.timedelta(seconds=1)
+    late = T0 + reconcile.SUPPORT_GRACE
+    for route, found in ((missing, pod()), (OK, None), (OK, pod(ready=False))):
+        # Just after they were brought in line: a pod starting or a watch event on its way.
+        assert not reconcile.support_due(state, s, route, found, no_pod_wanted=False, now=soon)
+        assert reconcile.support_due(state, s, route, found, no_pod_wanted=False, now=late)
     # A suspended session wants no pod: its absence is no reason.
-    assert not reconcile.support_due(state, s, OK, None, no_pod_wanted=True)
+    assert not reconcile.support_due(state, s, OK, None, no_pod_wanted=True, now=late)
+    # Rechecks that found every child in place stretch the wait.
+    state.grace = 2 * reconcile.SUPPORT_GRACE
+    assert not reconcile.support_due(state, s, OK, None, no_pod_wanted=False, now=late)
+    assert reconcile.support_due(state, s, OK, None, no_pod_wanted=False, now=T0 + state.grace)
 
 
 # --- when the Secrets are read

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import datetime
 from typing import Any
 
+import kopf
 import pytest
-from ec2_terminal_operator import lifetime, resources, status
+from ec2_terminal_operator import connections, lifetime, resources, status
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.observed import (
     Activity,
@@ -429,6 +431,18 @@ def test_a_deleted_session_is_terminating_in_its_phase_and_conditions() -> None:
     assert {(e.type, e.reason) for e in v.events} == {("Normal", "Terminating")}
 
 
+def test_ready_held_back_by_a_condition_posts_its_event_once() -> None:
+    # Ready copies the reason and message of PodReady here: one Event, not two alike.
+    ready = run(body(), observe(pod()), {}, T0)
+    starting = run(body(), observe(pod(ready=False)), ready.status, T0)
+    assert conds(starting)["Ready"]["reason"] == conds(starting)["PodReady"]["reason"]
+    reasons = [e.reason for e in starting.events]
+    assert len(reasons) == len(set(reasons)) > 0
+    deleting = dataclasses.replace(observe(pod()), deleting=True)
+    v = run(body(), deleting, ready.status, T0 + datetime.timedelta(seconds=1))
+    assert [(e.type, e.reason) for e in v.events] == [("Normal", "Terminating")]
+
+
 def test_an_evicted_pod_reports_its_own_reason_while_it_is_replaced() -> None:
     ready = run(body(), observe(pod()), {}, T0)
     evicted = pod(ready=False, phase="Failed", reason="Evicted", message="low on memory")
@@ -487,3 +501,20 @@ def test_operator_config_from_env() -> None:
     assert cfg.resync_seconds == 1.5
     with pytest.raises(ValueError, match="RESYNC_SECONDS"):
         OperatorConfig.from_env({"EC2_TERMINAL_OPERATOR_RESYNC_SECONDS": "soon"})
+
+
+def test_kopfs_session_to_the_api_server_has_a_bounded_pool() -> None:
+    async def made() -> tuple[int, str, str | None]:
+        info = kopf.ConnectionInfo(server="https://127.0.0.1:6443", token="t", scheme="Bearer")
+        context = connections.bounded_session(info)
+        try:
+            session = context.aiohttp_session
+            assert session.connector is not None
+            return session.connector.limit, context.server, session.headers.get("Authorization")
+        finally:
+            await context.aiohttp_session.close()
+
+    limit, server, auth = asyncio.run(made())
+    assert 0 < limit <= connections.MAX_CONNECTIONS
+    assert server == "https://127.0.0.1:6443"
+    assert auth == "Bearer t"

@@ -45,8 +45,10 @@ class Owner:
         self.emit(self.body, type_, reason, message)
 
 
-def ensure_support(owner: Owner, has_ingress: bool = True, want_ingress: bool = False) -> None:
+def ensure_support(owner: Owner, has_ingress: bool = True, want_ingress: bool = False) -> bool:
     """Every child but the pod: NetworkPolicy, token Secret, Lease, RBAC, Service, Ingress.
+
+    True if any of them had to be created.
 
     `want_ingress`: exposed by Ingress and accepted by the operator's policy; otherwise an
     Ingress the session owns is deleted (`has_ingress` False, from the ingress index, spares
@@ -72,9 +74,14 @@ def ensure_support(owner: Owner, has_ingress: bool = True, want_ingress: bool = 
                 else "exposure.type is no longer Ingress"
             )
             owner.event("Normal", "IngressDeleted", f"deleted Ingress: {why}")
-    for kind, name in created:
-        logger.info("session %s/%s: created %s %s", ns, session.name, kind, name)
-        owner.event("Normal", f"{kind}Created", f"created {kind} {name}")
+    if created:
+        # One Event for the lot (a new session's seven children were seven Event POSTs);
+        # a single child made again (say a deleted Secret) keeps its own reason.
+        listed = ", ".join(f"{kind} {name}" for kind, name in created)
+        logger.info("session %s/%s: created %s", ns, session.name, listed)
+        reason = f"{created[0][0]}Created" if len(created) == 1 else "ChildrenCreated"
+        owner.event("Normal", reason, f"created {listed}")
+    return bool(created)
 
 
 def rotate_token(owner: Owner) -> None:

@@ -8,7 +8,16 @@ from typing import Any
 
 import kopf
 
-from ec2_terminal_operator import kube, loop, observed, origin, resources, runner
+from ec2_terminal_operator import (
+    connections,
+    kube,
+    loop,
+    observed,
+    origin,
+    persistence,
+    resources,
+    runner,
+)
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.metrics import OperatorMetrics
 from ec2_terminal_operator.spec import GROUP, PLURAL, VERSION
@@ -46,9 +55,8 @@ def register(
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
             prefix="ec2-terminal.io"
         )
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="ec2-terminal.io", key="last-handled-configuration"
-        )
+        # No handler needs a diff: no last-handled-configuration annotation (a PATCH each).
+        settings.persistence.diffbase_storage = persistence.NoDiffBase()
         # Events come from reconcile (kopf.event); kopf's own INFO lines would only repeat
         # them in `kubectl describe`, so only its warnings become Events.
         settings.posting.level = logging.WARNING
@@ -69,19 +77,24 @@ def register(
         )
 
     @kopf.on.login(registry=registry, id="login")
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
         # A fresh registry has none of kopf's default login handlers: in-cluster account or
-        # KUBECONFIG, through the kubernetes client library.
-        return kopf.login_via_client(**kwargs)
+        # KUBECONFIG, through the kubernetes client library. Async: the session is made on
+        # the event loop.
+        info = kopf.login_via_client(**kwargs)
+        return None if info is None else connections.bounded_session(info)
 
+    # The indexes are async: kopf runs sync handlers in the executor, where they queued behind
+    # the passes (each waiting on API calls) and held up every watch event, a new session's
+    # daemon included. Each only picks a few fields from the body, on the event loop.
     @kopf.index("pods", labels=SESSION_SELECTOR, id="session_pods", registry=registry)
-    def session_pods(
+    async def session_pods(
         namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
     ) -> Any:
         return {_key(namespace, labels[resources.LABEL_SESSION]): observed.pod_view(body)}
 
     @kopf.index("services", labels=SESSION_SELECTOR, id="session_services", registry=registry)
-    def session_services(
+    async def session_services(
         namespace: str | None, labels: Mapping[str, str], name: str, **_: Any
     ) -> Any:
         return {_key(namespace, labels[resources.LABEL_SESSION]): name}
@@ -94,7 +107,7 @@ def register(
         id="session_ingresses",
         registry=registry,
     )
-    def session_ingresses(
+    async def session_ingresses(
         namespace: str | None, labels: Mapping[str, str], name: str, **_: Any
     ) -> Any:
         return {_key(namespace, labels[resources.LABEL_SESSION]): name}
@@ -107,13 +120,13 @@ def register(
         id="session_leases",
         registry=registry,
     )
-    def session_leases(
+    async def session_leases(
         namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
     ) -> Any:
         return {_key(namespace, labels[resources.LABEL_SESSION]): observed.activity_view(body)}
 
     @kopf.index(GROUP, VERSION, PLURAL, id="session_origins", registry=registry)
-    def session_origins(body: kopf.Body, **_: Any) -> Any:
+    async def session_origins(body: kopf.Body, **_: Any) -> Any:
         # Every session's host (or the shared origin), so a pass sees who else wants it.
         return origin.claim_of(body, cfg.ingress)
 

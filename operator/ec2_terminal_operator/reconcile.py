@@ -22,12 +22,19 @@ from ec2_terminal_operator.status import ConditionType, EventType, OwnedStatus
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime.datetime]
-# The support children are brought in line on a spec change, a missing route or a pod that
-# is not ready, and otherwise every this many passes, so a child someone deleted (token
-# Secret, RBAC) comes back within about five minutes. A recheck costs 17 requests (a create
-# answered 409, a read, a patch for some); every minute that was 0.28 requests per second
-# per session at rest, above the 0.1 of issue 15 (bench/operator_scale.py).
+# The support children are brought in line on a spec change, and otherwise every this many
+# passes, so a child someone deleted (token Secret, RBAC) comes back within about five
+# minutes. A recheck costs 17 requests (a create answered 409, a read, a patch for some);
+# every minute that was 0.28 requests per second per session at rest, above the 0.1 of
+# issue 15 (bench/operator_scale.py).
 SUPPORT_RECHECK_PASSES = 60
+# A missing route or a wanted pod that is not ready also brings them in line, but only this
+# long after the last time: sooner, it is the pod starting or a watch event still on its
+# way, not a lost child (a recheck on every pass until the pod was ready took 17 of the 45
+# requests a new session made). Each such recheck that finds every child in place doubles
+# the wait, up to MAX_SUPPORT_GRACE, so a pod that never gets ready costs little.
+SUPPORT_GRACE = datetime.timedelta(seconds=10)
+MAX_SUPPORT_GRACE = datetime.timedelta(minutes=5)
 
 
 def utcnow() -> datetime.datetime:
@@ -44,8 +51,10 @@ def post_event(body: Mapping[str, Any], type_: EventType, reason: str, message: 
 class SessionState:
     """What a session's passes carry from one to the next (a restarted operator starts afresh)."""
 
-    # The generation whose support children were last brought in line.
+    # The generation whose support children were last brought in line, and when.
     ensured_generation: int | None = None
+    ensured_at: datetime.datetime | None = None
+    grace: datetime.timedelta = SUPPORT_GRACE
     passes_since_support: int = 0
     # The status as the operator last wrote it, over a body the watch may not have updated.
     written: OwnedStatus = dataclasses.field(default_factory=OwnedStatus)
@@ -57,14 +66,17 @@ def support_due(
     route: Check,
     pod: PodView | None,
     no_pod_wanted: bool,
+    now: datetime.datetime,
 ) -> bool:
     """Whether this pass brings the support children in line (see SUPPORT_RECHECK_PASSES)."""
-    return (
+    if (
         state.ensured_generation != session.generation
-        or not route.ok
-        or (not no_pod_wanted and (pod is None or not pod.ready))
+        or state.ensured_at is None
         or state.passes_since_support + 1 >= SUPPORT_RECHECK_PASSES
-    )
+    ):
+        return True
+    unsettled = not route.ok or (not no_pod_wanted and (pod is None or not pod.ready))
+    return unsettled and now - state.ensured_at >= state.grace
 
 
 @dataclasses.dataclass
@@ -97,21 +109,27 @@ class Pass:
 
 
 def _ensure_support(
-    p: Pass, route: Check, pod: PodView | None, no_pod_wanted: bool, want_ingress: bool
+    p: Pass,
+    route: Check,
+    pod: PodView | None,
+    no_pod_wanted: bool,
+    want_ingress: bool,
+    now: datetime.datetime,
 ) -> tuple[Check, Check | None]:
     """Brings the support children in line when due; returns the route and any conflict."""
     session, state = p.session, p.state
-    if not support_due(state, session, route, pod, no_pod_wanted):
+    if not support_due(state, session, route, pod, no_pod_wanted, now):
         state.passes_since_support += 1
         return route, None
     state.passes_since_support = 0
     has_ingress = bool(list(p.ingresses))
     try:
-        children.ensure_support(p.owner, has_ingress, want_ingress)
+        created = children.ensure_support(p.owner, has_ingress, want_ingress)
     except NameConflict as exc:
         conflict = Check(False, "NameConflict", str(exc))
         return conflict, conflict
-    state.ensured_generation = session.generation
+    state.ensured_generation, state.ensured_at = session.generation, now
+    state.grace = SUPPORT_GRACE if created else min(2 * state.grace, MAX_SUPPORT_GRACE)
     return checks.route_check(session, p.config, want_ingress, [True], [True]), None
 
 
@@ -151,7 +169,7 @@ def reconcile(p: Pass) -> dict[str, Any]:
     conflict: Check | None = None
     rotated: str | None = prior_status.get("tokenRotation")
     if not p.deleting:
-        route, conflict = _ensure_support(p, route, pod, no_pod_wanted, want_ingress)
+        route, conflict = _ensure_support(p, route, pod, no_pod_wanted, want_ingress, now)
     if not p.deleting and conflict is None:
         rotated, conflict = _rotate(p, rotated)
 

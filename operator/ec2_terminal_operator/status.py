@@ -309,7 +309,9 @@ def compute(
     prior_conditions = prior_status.get("conditions") or []
     rendered, changed = merge_conditions(prior_conditions, conditions, session.generation, now)
     first = not prior_conditions
-    events = tuple(e for e in (_event_for(c, first) for c in changed) if e is not None)
+    # Ready takes the reason and message of the condition that holds it back: one Event
+    # for that change, not the same line twice.
+    events = tuple(dict.fromkeys(e for e in (_event_for(c, first) for c in changed) if e))
     ready_time = life.ready_time
     status: dict[str, Any] = {
         "observedGeneration": session.generation,
