@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures_server import RunningServer, ServerFactory
-from tests.fixtures_sshd import Sshd
+from tests.fixtures_sshd import Sshd, SshdFactory
 from tests.wsclient import connected
 
 pytestmark = pytest.mark.anyio
@@ -82,6 +82,24 @@ async def test_echo_latency_is_one_observation_per_answered_input(server: Runnin
     # Output without input before it (the login banner, the prompt) is not an echo.
     assert samples["ec2_terminal_echo_latency_seconds_count"] == 3
     assert samples["ec2_terminal_echo_latency_seconds_sum"] > 0
+    await client.ws.close()
+
+
+async def test_a_keystroke_is_one_ssh_packet_without_an_ignore_before_it(
+    server_factory: ServerFactory, sshd_factory: SshdFactory
+) -> None:
+    # sshd at DEBUG3 logs the type of every packet it receives; SSH_MSG_IGNORE is type 2.
+    sshd = sshd_factory("Match all\n  LogLevel DEBUG3")
+    server = server_factory(sshd)
+    client = await connected(server)
+    await client.send_input("echo cat-$((6*7)); cat > /dev/null\r")
+    await client.until(lambda c: b"cat-42\r\n" in c.output)
+    ignored = sshd.log().count("receive packet: type 2\n")
+    for typed in range(1, 21):
+        await client.send_input("k")
+        await client.until(lambda c, typed=typed: c.output.endswith(b"k" * typed))  # type: ignore[misc]
+    # Each echo left sshd after it logged the packets before the keystroke: the count is final.
+    assert sshd.log().count("receive packet: type 2\n") == ignored
     await client.ws.close()
 
 
