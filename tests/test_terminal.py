@@ -6,6 +6,7 @@ import json
 import re
 import secrets
 import stat
+import time
 
 import httpx
 import pytest
@@ -59,12 +60,22 @@ async def test_ping_is_answered_with_the_same_bytes(server: RunningServer) -> No
 
 async def test_metrics_count_sessions_and_bytes(server: RunningServer) -> None:
     client = await connected(server)
-    await client.send_input("echo metrics-$((1+1))\r")
+    typed = "echo metrics-$((1+1))\r"
+    before = time.time()
+    await client.send_input(typed)
     await client.until_text("metrics-2")
     text = httpx.get(f"{server.origin}/metrics").text
     assert "ec2_terminal_active_sessions 1.0" in text
-    assert 'ec2_terminal_bytes_total{direction="in"}' in text
     assert "ec2_terminal_ssh_connect_seconds_count 1.0" in text
+    samples = {
+        (sample.name, sample.labels.get("direction")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples["ec2_terminal_bytes_total", "in"] == len(typed)
+    assert samples["ec2_terminal_bytes_total", "out"] >= client.offset
+    assert samples["ec2_terminal_bytes_created", "out"] <= before
+    assert before <= samples["ec2_terminal_last_activity_timestamp_seconds", None] <= time.time()
     await client.ws.close()
 
 
