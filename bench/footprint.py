@@ -28,13 +28,12 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from bench.bridge import save_result
+from bench.bridge import minimal_argv, save_result
 from tests.fixtures_server import target_flags
 from tests.fixtures_sshd import Sshd, start_sshd
 from tests.support import CLI, cpu_seconds, env_without_proxies, free_port, memory_kib, stop
 from tests.wsclient import open_client
 
-ROOT = Path(__file__).resolve().parents[1]
 # Printed after the command so the echoed command line cannot match it.
 MARKER = "__FOOT$((6*7))__"
 SEEN = "__FOOT42__"
@@ -63,20 +62,6 @@ def server_argv(sshd: Sshd, port: int, token_file: Path) -> list[str]:
         "log-level": "warning",
     }
     return [CLI, "serve", *(arg for k, v in flags.items() for arg in (f"--{k}", v))]
-
-
-def minimal_argv(sshd: Sshd, port: int, token_file: Path) -> list[str]:
-    return [
-        sys.executable,
-        str(ROOT / "bench/minimal_bridge.py"),
-        f"--listen-port={port}",
-        f"--host={sshd.host}",
-        f"--port={sshd.port}",
-        f"--user={sshd.user}",
-        f"--key-file={sshd.client_key_path}",
-        f"--known-hosts={sshd.known_hosts_path}",
-        f"--token-file={token_file}",
-    ]
 
 
 async def server_session(port: int, token: str) -> Any:
