@@ -308,7 +308,10 @@ def percentile(values: list[float], p: float) -> float:
 
 async def run(size_mib: int, samples: int, rounds: int) -> dict[str, Any]:
     with bench_stack(size_mib) as (sshd, server, payload):
-        minimal = start_minimal(sshd, server.log_path.parent)
+        # A directory of its own: the server's holds the server's token file.
+        directory = server.log_path.parent.parent / "minimal"
+        directory.mkdir()
+        minimal = start_minimal(sshd, directory)
         try:
             return await _run(sshd, server, minimal, payload, size_mib, samples, rounds)
         finally:
