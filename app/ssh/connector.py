@@ -27,6 +27,7 @@ from app.ssh.errors import (
 )
 from app.ssh.hostkeys import HostKeyVerifier, sha256
 from app.ssh.plan import ConnectPlan
+from app.ssh.readbuffer import ReadBuffer
 from app.ssh.sftp import SFTPFiles
 from app.telemetry import annotate, record_span, traced
 from app.terminal.ports import OutputSink
@@ -153,6 +154,13 @@ def _cork(conn: asyncssh.SSHClientConnection) -> _CorkedTransport | None:
     return corked
 
 
+def _parse_in_place(conn: asyncssh.SSHClientConnection) -> None:
+    """Give the connection a receive buffer whose rest is never copied (ReadBuffer)."""
+    pending = getattr(conn, "_inpbuf", None)
+    if isinstance(pending, bytes):  # else an asyncssh that keeps it otherwise: leave it
+        conn._inpbuf = ReadBuffer(pending)  # type: ignore[assignment]
+
+
 def _drop_cbc_padding(conn: asyncssh.SSHClientConnection) -> None:
     """Stop asyncssh sending an SSH_MSG_IGNORE before every packet once encrypted.
 
@@ -189,6 +197,7 @@ class SSHTerminal:
         self._handler = handler
         self._transport = _cork(conn)
         _drop_cbc_padding(conn)
+        _parse_in_place(conn)
         self._files = SFTPFiles(conn, sftp_timeout)
         key = conn.get_server_host_key()
         self.host_key_sha256 = sha256(key) if key is not None else ""
