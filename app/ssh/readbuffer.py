@@ -10,10 +10,10 @@ class ReadBuffer:
 
     asyncssh keeps them as one `bytes` and, per packet, slices off the header and then the
     body (`buf = buf[n:]`), copying everything after it each time: a socket read of 200 KiB
-    holds ~50 PTY-sized packets, so each read copied ~5 MiB and allocated buffers of every
-    size up to the read's, which left glibc's heap fragmented (+60 to +120 MiB RSS during a
-    fast transfer). Here the rest is a view (the same bytes and an offset); only a packet's
-    own bytes are copied out, and the unparsed tail once, when more data arrives.
+    holds ~50 PTY-sized packets, so each read copied ~5 MiB, in buffers of every size up to
+    the read's (~13 % of the server's CPU per MiB, and a likely part of the heap's high-water
+    mark during a fast transfer). Here the rest is a view (the same bytes and an offset); only
+    a packet's own bytes are copied out, and the unparsed tail once, when more data arrives.
     """
 
     __slots__ = ("_data", "_start")
