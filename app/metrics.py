@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+
+
+class TerminalBytes:
+    """ec2_terminal_bytes_total as two plain integers, read when Prometheus scrapes.
+
+    Output is counted per SSH packet (4 KiB from a PTY) and input per keystroke; a prometheus
+    Counter takes a lock and several calls for each, a measurable share of the hot path.
+    """
+
+    def __init__(self) -> None:
+        self.inbound = 0
+        self.outbound = 0
+        self._created = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "ec2_terminal_bytes",
+            "Terminal bytes moved, by direction (in: keyboard to host, out: host to browser).",
+            labels=["direction"],
+        )
+        family.add_metric(["in"], self.inbound, created=self._created)
+        family.add_metric(["out"], self.outbound, created=self._created)
+        yield family
 
 
 class Metrics:
@@ -25,12 +52,8 @@ class Metrics:
             "Read-only viewers watching a session.",
             registry=self.registry,
         )
-        self.bytes_total = Counter(
-            "ec2_terminal_bytes",
-            "Terminal bytes moved, by direction (in: keyboard to host, out: host to browser).",
-            ["direction"],
-            registry=self.registry,
-        )
+        self.terminal_bytes = TerminalBytes()
+        self.registry.register(self.terminal_bytes)
         self.transfer_bytes = Counter(
             "ec2_terminal_transfer_bytes",
             "File bytes moved over SFTP, by direction (upload: to the target).",

@@ -2,8 +2,10 @@
 
     .venv/bin/python -m bench.bridge [--size-mib 256] [--samples 300]
 
-Starts a real sshd and the real session server; prints ratios (bridge / direct) and writes JSON
-to bench/results/bridge.json. Everything runs on 127.0.0.1 and stops by itself.
+Starts a real sshd, the real session server and bench/minimal_bridge.py (asyncssh plus
+websockets and nothing else: the floor of a Python bridge, for echo latency); prints ratios
+(bridge / direct) and writes JSON to bench/results/bridge.json. Everything runs on 127.0.0.1
+and stops by itself.
 """
 
 from __future__ import annotations
@@ -15,21 +17,73 @@ import contextlib
 import json
 import os
 import resource
+import secrets
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from websockets.asyncio.client import ClientConnection, connect
+
 from tests.fixtures_server import RunningServer, start_server
 from tests.fixtures_sshd import Sshd, start_sshd
-from tests.support import cpu_seconds, stop
+from tests.support import cpu_seconds, free_port, poll, stop
 from tests.wsclient import TerminalClient, connected
 
 END = b"<<END>>"
 RESULTS = Path(__file__).parent / "results"
+MINIMAL = Path(__file__).parent / "minimal_bridge.py"
+
+
+@dataclass
+class Minimal:
+    """A running bench/minimal_bridge.py."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    token: str
+
+
+def minimal_argv(sshd: Sshd, port: int, token_file: Path) -> list[str]:
+    return [
+        sys.executable,
+        str(MINIMAL),
+        f"--listen-port={port}",
+        f"--host={sshd.host}",
+        f"--port={sshd.port}",
+        f"--user={sshd.user}",
+        f"--key-file={sshd.client_key_path}",
+        f"--known-hosts={sshd.known_hosts_path}",
+        f"--token-file={token_file}",
+    ]
+
+
+def start_minimal(sshd: Sshd, directory: Path) -> Minimal:
+    """Start the minimal bridge against `sshd` and wait until it listens."""
+    token = secrets.token_urlsafe(24)
+    (directory / "token").write_text(token + "\n")
+    port = free_port()
+    process = subprocess.Popen(minimal_argv(sshd, port, directory / "token"))
+    minimal = Minimal(process, port, token)
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"the minimal bridge exited with {process.returncode}")
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        poll(listening, timeout=60, what="the minimal bridge to listen")
+    except BaseException:
+        stop(process)
+        raise
+    return minimal
 
 
 @contextlib.contextmanager
@@ -46,6 +100,47 @@ def bench_stack(size_mib: int) -> Iterator[tuple[Sshd, RunningServer, Path]]:
         finally:
             server.stop()
             stop(sshd.process)
+
+
+async def _minimal_echo(ws: ClientConnection, expected: bytes) -> bytes:
+    """Output of the minimal bridge until it ends with `expected`."""
+    seen = b""
+    while not seen.endswith(expected):
+        seen += await ws.recv(decode=False)
+    return seen
+
+
+async def minimal_latencies(minimal: Minimal, samples: int) -> list[float]:
+    """Echo latency through the minimal bridge: binary frames in, binary frames out."""
+    ws = await connect(
+        f"ws://127.0.0.1:{minimal.port}/ws",
+        additional_headers={"Authorization": f"Bearer {minimal.token}"},
+        compression=None,
+        open_timeout=30,
+    )
+    await ws.send(b"echo cat-$((6*7)); cat > /dev/null\r")
+    async with asyncio.timeout(30):
+        seen = b""
+        while b"cat-42\r\n" not in seen:
+            seen += await ws.recv(decode=False)
+    # As in bridge_latencies: type until a keystroke's echo is the last thing shown.
+    while True:
+        await ws.send(b"w")
+        try:
+            async with asyncio.timeout(2):
+                await _minimal_echo(ws, b"w")
+            break
+        except TimeoutError:
+            continue
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        await ws.send(b"k")
+        echo = await asyncio.wait_for(ws.recv(decode=False), 10)
+        times.append(time.perf_counter() - started)
+        assert echo == b"k", echo
+    await ws.close()
+    return times
 
 
 def ssh_argv(sshd: Sshd, *extra: str) -> list[str]:
@@ -213,39 +308,82 @@ def percentile(values: list[float], p: float) -> float:
 
 async def run(size_mib: int, samples: int, rounds: int) -> dict[str, Any]:
     with bench_stack(size_mib) as (sshd, server, payload):
-        rates: dict[str, list[float]] = {"direct": [], "direct_tty": [], "bridge": []}
-        # CPU spent per MiB by what sits between the SSH server and the reader: the
-        # `ssh -tt` client on one side, the session server on the other.
-        cpu = {"direct_tty": 0.0, "bridge": 0.0}
-        # Interleave the runs so drifting machine load hits each side alike.
-        for _ in range(rounds):
-            rates["direct"].append(await direct_throughput(sshd, payload, tty=False))
-            before = children_cpu_seconds()
-            rates["direct_tty"].append(await direct_throughput(sshd, payload, tty=True))
-            cpu["direct_tty"] += children_cpu_seconds() - before
-            before = cpu_seconds(server.pid)
-            rates["bridge"].append(await bridge_throughput(server, payload))
-            cpu["bridge"] += cpu_seconds(server.pid) - before
-        direct_lat = await direct_latencies(sshd, samples)
-        bridge_lat = await bridge_latencies(server, samples)
+        # A directory of its own: the server's holds the server's token file.
+        directory = server.log_path.parent.parent / "minimal"
+        directory.mkdir()
+        minimal = start_minimal(sshd, directory)
+        try:
+            return await _run(sshd, server, minimal, payload, size_mib, samples, rounds)
+        finally:
+            stop(minimal.process)
+
+
+async def _run(
+    sshd: Sshd,
+    server: RunningServer,
+    minimal: Minimal,
+    payload: Path,
+    size_mib: int,
+    samples: int,
+    rounds: int,
+) -> dict[str, Any]:
+    rates: dict[str, list[float]] = {"direct": [], "direct_tty": [], "bridge": []}
+    # CPU spent per MiB by what sits between the SSH server and the reader: the
+    # `ssh -tt` client on one side, the session server on the other.
+    cpu = {"direct_tty": 0.0, "bridge": 0.0}
+    # Interleave the runs so drifting machine load hits each side alike.
+    for _ in range(rounds):
+        rates["direct"].append(await direct_throughput(sshd, payload, tty=False))
+        before = children_cpu_seconds()
+        rates["direct_tty"].append(await direct_throughput(sshd, payload, tty=True))
+        cpu["direct_tty"] += children_cpu_seconds() - before
+        before = cpu_seconds(server.pid)
+        rates["bridge"].append(await bridge_throughput(server, payload))
+        cpu["bridge"] += cpu_seconds(server.pid) - before
+    # Echo, interleaved too, in a rotated order: `ssh -tt`, the minimal bridge (the floor of
+    # asyncssh plus websockets) and the session server; server CPU per key includes a connect.
+    latencies: dict[str, list[float]] = {"direct": [], "minimal": [], "bridge": []}
+    round_p50: dict[str, list[float]] = {name: [] for name in latencies}
+    key_cpu = {"minimal": 0.0, "bridge": 0.0}
+    pids = {"minimal": minimal.process.pid, "bridge": server.pid}
+    measure = {
+        "direct": lambda: direct_latencies(sshd, samples),
+        "minimal": lambda: minimal_latencies(minimal, samples),
+        "bridge": lambda: bridge_latencies(server, samples),
+    }
+    order = list(measure)
+    for index in range(rounds):
+        for name in order[index % 3 :] + order[: index % 3]:
+            before = cpu_seconds(pids[name]) if name in pids else 0.0
+            got = await measure[name]()
+            if name in pids:
+                key_cpu[name] += cpu_seconds(pids[name]) - before
+            latencies[name] += got
+            round_p50[name].append(round(statistics.median(got) * 1000, 3))
     best = {k: max(v) for k, v in rates.items()}
+    p50 = {k: statistics.median(v) for k, v in latencies.items()}
     return {
         "size_mib": size_mib,
         "rounds": rounds,
+        "samples_per_round": samples,
         "throughput_mib_s": {k: round(v / 2**20, 1) for k, v in best.items()},
         "throughput_ratio_vs_ssh": round(best["bridge"] / best["direct"], 3),
         "throughput_ratio_vs_ssh_tt": round(best["bridge"] / best["direct_tty"], 3),
         "cpu_ms_per_mib": {k: round(v * 1000 / (size_mib * rounds), 2) for k, v in cpu.items()},
         "latency_ms": {
-            "direct_p50": round(statistics.median(direct_lat) * 1000, 3),
-            "direct_p99": round(percentile(direct_lat, 99) * 1000, 3),
-            "bridge_p50": round(statistics.median(bridge_lat) * 1000, 3),
-            "bridge_p99": round(percentile(bridge_lat, 99) * 1000, 3),
+            **{f"{k}_p50": round(v * 1000, 3) for k, v in p50.items()},
+            **{f"{k}_p99": round(percentile(v, 99) * 1000, 3) for k, v in latencies.items()},
         },
-        "latency_ratio_p50": round(
-            statistics.median(bridge_lat) / statistics.median(direct_lat), 3
+        "latency_p50_per_round_ms": round_p50,
+        "latency_ratio_p50": round(p50["bridge"] / p50["direct"], 3),
+        "latency_ratio_p99": round(
+            percentile(latencies["bridge"], 99) / percentile(latencies["direct"], 99), 3
         ),
-        "latency_ratio_p99": round(percentile(bridge_lat, 99) / percentile(direct_lat, 99), 3),
+        "minimal_latency_ratio_p50": round(p50["minimal"] / p50["direct"], 3),
+        "latency_ratio_p50_vs_minimal": round(p50["bridge"] / p50["minimal"], 3),
+        "echo_cpu_us_per_key": {
+            k: round(v * 1e6 / (samples * rounds), 1) for k, v in key_cpu.items()
+        },
     }
 
 

@@ -5,9 +5,9 @@
 Starts the test sshd, then, round by round and alternating which goes first: the real session
 server (`ec2-terminal serve`, a host target with a key, tracing off, as a session pod runs it)
 and bench/minimal_bridge.py, each in a fresh process. For each: seconds from the process's
-start until `/readyz` answers 200, RSS once ready and idle, RSS with one session that has
-logged in and run a command. Prints medians and ratios (server / minimal) and writes
-bench/results/footprint.json.
+start until `/readyz` answers 200 and the CPU seconds it took, RSS once ready and idle, RSS
+with one session that has logged in and run a command. Prints medians and ratios
+(server / minimal) and writes bench/results/footprint.json.
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from bench.bridge import save_result
+from bench.bridge import minimal_argv, save_result
 from tests.fixtures_server import target_flags
 from tests.fixtures_sshd import Sshd, start_sshd
-from tests.support import CLI, env_without_proxies, free_port, memory_kib, stop
+from tests.support import CLI, cpu_seconds, env_without_proxies, free_port, memory_kib, stop
 from tests.wsclient import open_client
 
-ROOT = Path(__file__).resolve().parents[1]
 # Printed after the command so the echoed command line cannot match it.
 MARKER = "__FOOT$((6*7))__"
 SEEN = "__FOOT42__"
@@ -63,20 +62,6 @@ def server_argv(sshd: Sshd, port: int, token_file: Path) -> list[str]:
         "log-level": "warning",
     }
     return [CLI, "serve", *(arg for k, v in flags.items() for arg in (f"--{k}", v))]
-
-
-def minimal_argv(sshd: Sshd, port: int, token_file: Path) -> list[str]:
-    return [
-        sys.executable,
-        str(ROOT / "bench/minimal_bridge.py"),
-        f"--listen-port={port}",
-        f"--host={sshd.host}",
-        f"--port={sshd.port}",
-        f"--user={sshd.user}",
-        f"--key-file={sshd.client_key_path}",
-        f"--known-hosts={sshd.known_hosts_path}",
-        f"--token-file={token_file}",
-    ]
 
 
 async def server_session(port: int, token: str) -> Any:
@@ -121,6 +106,8 @@ def measure(
                 raise RuntimeError(f"{argv[0]} never became ready (log: {cwd / 'process.log'})")
             time.sleep(0.005)
         startup = time.perf_counter() - started
+        # Wall time to ready stretches with the machine's load; the CPU it took much less.
+        startup_cpu = cpu_seconds(process.pid)
         time.sleep(SETTLE_SECONDS)
         idle = memory_kib(process.pid)
 
@@ -134,6 +121,7 @@ def measure(
         active = asyncio.run(one_session())
         return {
             "startup_s": startup,
+            "startup_cpu_s": startup_cpu,
             "idle_rss_mib": idle / 1024,
             "one_session_rss_mib": active / 1024,
             "peak_rss_mib": memory_kib(process.pid, "VmHWM") / 1024,

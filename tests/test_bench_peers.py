@@ -130,6 +130,7 @@ def test_the_suite_runs_every_workload_on_every_peer(tmp_path: Path) -> None:
     assert ours["flood: page / parse alone"] is not None
     assert ours["flood: page / slower of parse and delivery"] is not None
     assert ours["start-up to ready"] is not None
+    assert ours["start-up: server CPU"] is not None
     assert ours["idle: server memory, 2 sessions"] is not None
 
     echo_trials = [t for t in result["trials"] if t["workload"] == "echo"]

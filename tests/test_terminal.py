@@ -6,13 +6,14 @@ import json
 import re
 import secrets
 import stat
+import time
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures_server import RunningServer, ServerFactory
-from tests.fixtures_sshd import Sshd
+from tests.fixtures_sshd import Sshd, SshdFactory
 from tests.wsclient import connected
 
 pytestmark = pytest.mark.anyio
@@ -59,12 +60,22 @@ async def test_ping_is_answered_with_the_same_bytes(server: RunningServer) -> No
 
 async def test_metrics_count_sessions_and_bytes(server: RunningServer) -> None:
     client = await connected(server)
-    await client.send_input("echo metrics-$((1+1))\r")
+    typed = "echo metrics-$((1+1))\r"
+    before = time.time()
+    await client.send_input(typed)
     await client.until_text("metrics-2")
     text = httpx.get(f"{server.origin}/metrics").text
     assert "ec2_terminal_active_sessions 1.0" in text
-    assert 'ec2_terminal_bytes_total{direction="in"}' in text
     assert "ec2_terminal_ssh_connect_seconds_count 1.0" in text
+    samples = {
+        (sample.name, sample.labels.get("direction")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples["ec2_terminal_bytes_total", "in"] == len(typed)
+    assert samples["ec2_terminal_bytes_total", "out"] >= client.offset
+    assert samples["ec2_terminal_bytes_created", "out"] <= before
+    assert before <= samples["ec2_terminal_last_activity_timestamp_seconds", None] <= time.time()
     await client.ws.close()
 
 
@@ -82,6 +93,24 @@ async def test_echo_latency_is_one_observation_per_answered_input(server: Runnin
     # Output without input before it (the login banner, the prompt) is not an echo.
     assert samples["ec2_terminal_echo_latency_seconds_count"] == 3
     assert samples["ec2_terminal_echo_latency_seconds_sum"] > 0
+    await client.ws.close()
+
+
+async def test_a_keystroke_is_one_ssh_packet_without_an_ignore_before_it(
+    server_factory: ServerFactory, sshd_factory: SshdFactory
+) -> None:
+    # sshd at DEBUG3 logs the type of every packet it receives; SSH_MSG_IGNORE is type 2.
+    sshd = sshd_factory("Match all\n  LogLevel DEBUG3")
+    server = server_factory(sshd)
+    client = await connected(server)
+    await client.send_input("echo cat-$((6*7)); cat > /dev/null\r")
+    await client.until(lambda c: b"cat-42\r\n" in c.output)
+    ignored = sshd.log().count("receive packet: type 2\n")
+    for typed in range(1, 21):
+        await client.send_input("k")
+        await client.until(lambda c, typed=typed: c.output.endswith(b"k" * typed))  # type: ignore[misc]
+    # Each echo left sshd after it logged the packets before the keystroke: the count is final.
+    assert sshd.log().count("receive packet: type 2\n") == ignored
     await client.ws.close()
 
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import re
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncssh
+from asyncssh.constants import MSG_IGNORE
 
 from app.errors import TerminalError
 from app.settings import Limits
@@ -27,6 +27,7 @@ from app.ssh.errors import (
 )
 from app.ssh.hostkeys import HostKeyVerifier, sha256
 from app.ssh.plan import ConnectPlan
+from app.ssh.readbuffer import ReadBuffer
 from app.ssh.sftp import SFTPFiles
 from app.telemetry import annotate, record_span, traced
 from app.terminal.ports import OutputSink
@@ -114,9 +115,8 @@ class _Channel(asyncssh.SSHClientSession[bytes]):
 class _CorkedTransport:
     """The connection's transport, able to hold writes back and send them as one.
 
-    asyncssh sends an SSH_MSG_IGNORE packet before every packet it sends, each in a write of
-    its own: two send(2) calls per keystroke, and two wake-ups of sshd. Corked around a
-    channel write, both packets leave in one.
+    A channel write larger than one SSH packet (a paste) makes several packets, each written
+    on its own: corked around the write, they leave in one send(2).
     """
 
     def __init__(self, transport: asyncio.Transport) -> None:
@@ -129,17 +129,15 @@ class _CorkedTransport:
         else:
             self._held.append(data)
 
-    @contextlib.contextmanager
-    def corked(self) -> Iterator[None]:
-        """Hold writes back until the block ends, then write them at once."""
-        held: list[bytes] = []
-        self._held = held
-        try:
-            yield
-        finally:
-            self._held = None
-            if held:
-                self._transport.write(b"".join(held))
+    def hold(self) -> None:
+        """Keep writes back until `release` (a method pair: a context manager per key costs)."""
+        self._held = []
+
+    def release(self) -> None:
+        """Write what was held, as one."""
+        held, self._held = self._held, None
+        if held:
+            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
@@ -156,6 +154,34 @@ def _cork(conn: asyncssh.SSHClientConnection) -> _CorkedTransport | None:
     return corked
 
 
+def _parse_in_place(conn: asyncssh.SSHClientConnection) -> None:
+    """Give the connection a receive buffer whose rest is never copied (ReadBuffer)."""
+    pending = getattr(conn, "_inpbuf", None)
+    if isinstance(pending, bytes):  # else an asyncssh that keeps it otherwise: leave it
+        conn._inpbuf = ReadBuffer(pending)  # type: ignore[assignment]
+
+
+def _drop_cbc_padding(conn: asyncssh.SSHClientConnection) -> None:
+    """Stop asyncssh sending an SSH_MSG_IGNORE before every packet once encrypted.
+
+    asyncssh does so for every cipher, as RFC 4251 (9.3.1) advises against a chosen-plaintext
+    attack on CBC's predictable IVs; none of CIPHERS is a CBC mode (AES-GCM and
+    ChaCha20-Poly1305 are AEAD, CTR has no chained IV), so it only costs: a second packet per
+    keystroke to build, encrypt, send, and for sshd to decrypt and skip. Kept if the
+    connection somehow negotiated a CBC cipher.
+    """
+    cipher = str(conn.get_extra_info("send_cipher", ""))
+    if "cbc" in cipher:
+        return
+    send = conn.send_packet
+
+    def send_packet(pkttype: int, *args: bytes, handler: Any = None) -> None:
+        if pkttype != MSG_IGNORE:
+            send(pkttype, *args, handler=handler)
+
+    conn.send_packet = send_packet  # type: ignore[method-assign]
+
+
 class SSHTerminal:
     """A shell in a PTY over one SSH connection."""
 
@@ -170,6 +196,8 @@ class SSHTerminal:
         self._channel = channel
         self._handler = handler
         self._transport = _cork(conn)
+        _drop_cbc_padding(conn)
+        _parse_in_place(conn)
         self._files = SFTPFiles(conn, sftp_timeout)
         key = conn.get_server_host_key()
         self.host_key_sha256 = sha256(key) if key is not None else ""
@@ -178,8 +206,11 @@ class SSHTerminal:
         if self._transport is None:
             self._channel.write(data)
             return
-        with self._transport.corked():
+        self._transport.hold()
+        try:
             self._channel.write(data)
+        finally:
+            self._transport.release()
 
     async def drain(self) -> None:
         await self._handler.writable.wait()

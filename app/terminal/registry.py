@@ -44,6 +44,8 @@ class SessionRegistry:
         self._by_view: dict[str, Session] = {}
         self._supervisors: set[asyncio.Task[None]] = set()
         self._last_activity_wall: float | None = None
+        # Read when scraped: note_activity runs per keystroke, a gauge's set takes a lock.
+        metrics.last_activity.set_function(lambda: self._last_activity_wall or 0.0)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -112,7 +114,6 @@ class SessionRegistry:
     def note_activity(self) -> None:
         """Remember that a user did something just now (wall clock, for reports)."""
         self._last_activity_wall = time.time()
-        self.metrics.last_activity.set(self._last_activity_wall)
 
     def activity(self) -> tuple[int, float | None]:
         """Attached connections and the Unix time of the last user activity."""

@@ -61,8 +61,7 @@ class Session:
         self.limits = limits
         self.metrics = metrics
         # Resolved once: a label lookup per chunk costs more than the count itself.
-        self._bytes_out = metrics.bytes_total.labels("out")
-        self._bytes_in = metrics.bytes_total.labels("in")
+        self._bytes = metrics.terminal_bytes
         self.recorder = recorder
         self._trimmer = trimmer
         self.clock = clock
@@ -96,7 +95,7 @@ class Session:
     def feed(self, data: bytes) -> None:
         """Take output from the remote terminal, pausing it when the client lags a window behind."""
         self.buffer.append(data, keep_from=self.acked)
-        self._bytes_out.inc(len(data))
+        self._bytes.outbound += len(data)
         if self.recorder:
             self.recorder.output(data)
         if self._trimmer is not None:
@@ -152,7 +151,7 @@ class Session:
         PING, RESIZE) during a large paste, and queued input survives a reconnect.
         """
         self.touch()
-        self._bytes_in.inc(len(data))
+        self._bytes.inbound += len(data)
         if (
             not self._input_queued
             and self.terminal is not None

@@ -31,6 +31,9 @@ OPEN_BATCH = 10
 SETTLE_S = 2.0
 #: Seconds between memory samples during a stall.
 SAMPLE_S = 0.5
+#: After a stall's last byte, how long the output stays quiet before memory is read again:
+#: ec2-terminal gives its heap back once output has paused for 1 s (app/terminal/heap.py).
+SETTLE_S = 3.0
 KIB = 1024
 
 
@@ -290,6 +293,9 @@ async def stall(target: Target, ctx: Context) -> list[Figure]:
                 "rss_kib": after.main_rss_kib,
             }
         )
+        # The session stays open and quiet: what the server keeps, not what it just used.
+        await asyncio.sleep(SETTLE_S)
+        settled = target.usage()
     finally:
         await session.close()
     complete = (
@@ -297,6 +303,7 @@ async def stall(target: Target, ctx: Context) -> list[Figure]:
     )
     # The stall's own samples; the last one, taken after reading it all, is reported apart.
     peak = max(s["pss_kib"] for s in series[:-1])
+    ctx.details["settled_pss_kib"] = settled.pss_kib
     ctx.details["memory_series"] = series
     ctx.details["received_bytes"] = scan.count
     ctx.details["reconnects"] = session.reconnects
@@ -312,6 +319,12 @@ async def stall(target: Target, ctx: Context) -> list[Figure]:
         Figure(
             "stall: server memory growth once all was read",
             (after.pss_kib - before.pss_kib) / KIB,
+            "MiB",
+            Better.LOWER,
+        ),
+        Figure(
+            f"stall: server memory growth {SETTLE_S:g} s later",
+            (settled.pss_kib - before.pss_kib) / KIB,
             "MiB",
             Better.LOWER,
         ),
