@@ -190,3 +190,25 @@ async def test_a_target_that_stops_reading_during_a_paste_loses_nothing(
     assert peak < 64, f"the server grew by {peak:.1f} MiB for a {PASTE >> 20} MiB paste"
     assert "keepalive" not in server.log()
     assert problems_in(server.log().splitlines()) == []
+
+
+async def test_a_fast_paste_waits_for_the_target_instead_of_filling_the_ssh_buffer(
+    server_factory: ServerFactory, sshd: Sshd
+) -> None:
+    # At 16 MiB/s of input tokens, a second's worth went past the 1 MiB backlog straight into
+    # the SSH channel's buffer while the target read nothing; now it waits in the backlog.
+    server = server_factory(sshd, input_rate=16 * 2**20)
+    client = await connected(server)
+    size = 6 * PASTE
+    await client.send_input(f"stty raw -echo; sleep 6; head -c {size} | sha256sum\r")
+    await client.until(lambda c: b"sleep 6" in c.output)
+    restart_peak(server.pid)
+    baseline = rss_mib(server)
+    data = bytes(0x21 + (n * 7919) % 94 for n in range(size))
+    sending = asyncio.create_task(paste(client, data))
+    await client.until_text(hashlib.sha256(data).hexdigest(), timeout=90)
+    await sending
+    peak = memory_kib(server.pid, "VmHWM") / 1024 - baseline
+    record("ssh_fast_paste_stall", {"paste_mib": size >> 20, "peak_rss_growth_mib": round(peak, 1)})
+    assert peak < 10, f"the server grew by {peak:.1f} MiB for a {size >> 20} MiB paste"
+    assert problems_in(server.log().splitlines()) == []

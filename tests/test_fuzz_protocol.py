@@ -138,6 +138,9 @@ class EchoTerminal:
     async def drain(self) -> None:
         await asyncio.sleep(0)
 
+    def writable(self) -> bool:
+        return True
+
     def resize(self, size: Size) -> None:
         self.sink.feed(f"[{size.cols}x{size.rows}]".encode())
 

@@ -215,6 +215,9 @@ class SSHTerminal:
     async def drain(self) -> None:
         await self._handler.writable.wait()
 
+    def writable(self) -> bool:
+        return self._handler.writable.is_set()
+
     def resize(self, size: Size) -> None:
         self._channel.change_terminal_size(size.cols, size.rows)
 

@@ -57,6 +57,9 @@ class RemoteTerminal(Protocol):
     async def drain(self) -> None:
         """Wait until written input has been handed to the transport."""
 
+    def writable(self) -> bool:
+        """Whether input written now goes out at once rather than piling up in a buffer."""
+
     def resize(self, size: Size) -> None:
         """Change the PTY's size."""
 

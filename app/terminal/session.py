@@ -156,11 +156,14 @@ class Session:
             not self._input_queued
             and self.terminal is not None
             and self.exit is None
+            and self.terminal.writable()
             and self._input_bucket.try_take(len(data))
         ):
-            # Typing's usual case, nothing queued and tokens to spare: write at once rather
-            # than wake the writer task (a task switch per keystroke). The writer drains
-            # before it writes anything queued after this.
+            # Typing's usual case, nothing queued, the channel taking input and tokens to
+            # spare: write at once rather than wake the writer task (a task switch per
+            # keystroke). The writer drains before it writes anything queued after this.
+            # Behind a target that reads nothing, input queues against INPUT_BACKLOG
+            # instead: else every second's tokens would pile up in the SSH channel's buffer.
             self._write_now(self.terminal, data)
             return
         while self._input_queued >= INPUT_BACKLOG and self.exit is None:
