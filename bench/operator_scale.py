@@ -41,6 +41,9 @@ CRD = ROOT / "charts/ec2-terminal/crds/terminalsessions.ec2-terminal.io.yaml"
 PODS_PER_BENCH_NODE = 250
 BENCH_NODE_LABEL = "ec2-terminal.io/bench-node"
 REQUESTS = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M)
+DURATIONS = re.compile(
+    r"^apiserver_request_duration_seconds_sum\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.M
+)
 LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -94,14 +97,23 @@ class Kube:
 
     def requests(self) -> Counter[tuple[str, str]]:
         """apiserver_request_total by (verb, resource/subresource), summed over codes."""
-        counts: Counter[tuple[str, str]] = Counter()
-        for match in REQUESTS.finditer(self.run("get", "--raw", "/metrics")):
+        return Counter({k: int(v) for k, v in self.metric(REQUESTS).items()})
+
+    def request_seconds(self) -> dict[tuple[str, str], float]:
+        """The API server's own time spent on requests, by (verb, resource/subresource)."""
+        return self.metric(DURATIONS)
+
+    def metric(self, pattern: re.Pattern[str]) -> dict[tuple[str, str], float]:
+        """A counter of /metrics summed by (verb, resource/subresource)."""
+        totals: dict[tuple[str, str], float] = {}
+        for match in pattern.finditer(self.run("get", "--raw", "/metrics")):
             labels = dict(LABEL.findall(match["labels"]))
             resource = labels.get("resource", "") + (
                 "/" + labels["subresource"] if labels.get("subresource") else ""
             )
-            counts[(labels.get("verb", ""), resource)] += int(float(match["value"]))
-        return counts
+            key = (labels.get("verb", ""), resource)
+            totals[key] = totals.get(key, 0.0) + float(match["value"])
+        return totals
 
 
 @contextmanager
@@ -196,6 +208,18 @@ def request_rate(kube: Kube, seconds: float) -> tuple[float, Counter[tuple[str, 
     return delta.total() / elapsed, delta
 
 
+def slowest(
+    seconds: dict[tuple[str, str], float], counts: Counter[tuple[str, str]], top: int = 6
+) -> dict[str, float]:
+    """Mean seconds per request of the kinds that took the API server longest in all."""
+    # A watch's duration is how long it stayed open, not how slow it was.
+    kinds = [(k, v) for k, v in seconds.items() if counts[k] and k[0] != "WATCH"]
+    kinds.sort(key=lambda kv: -kv[1])
+    return {
+        f"{verb} {resource}": v / counts[(verb, resource)] for (verb, resource), v in kinds[:top]
+    }
+
+
 def release_sessions(kube: Kube, namespace: str) -> None:
     """Drops the operator's finalizer from every session, so the namespace can go without it.
 
@@ -278,8 +302,11 @@ def sessions_run(
             ]
             cpu_before = cpu_seconds(proc.pid)
             before = kube.requests()
+            seconds_before = kube.request_seconds()
             start = time.monotonic()
             kube.create(sessions, ns)
+            # kubectl POSTs them one at a time: the last one exists only from here on.
+            created = time.monotonic() - start
 
             def all_ready() -> bool:
                 phases = kube.field("terminalsessions", ns, "{.items[*].status.phase}")
@@ -290,6 +317,9 @@ def sessions_run(
             cpu_ready = cpu_seconds(proc.pid)
             # What reaching Ready cost the API server, less the bench's own creates and polls.
             to_ready = kube.requests() - before
+            seconds_to_ready = {
+                k: v - seconds_before.get(k, 0.0) for k, v in kube.request_seconds().items()
+            }
             to_ready[("POST", "terminalsessions")] -= count
             to_ready[("LIST", "terminalsessions")] -= polls
             to_ready = +to_ready
@@ -297,6 +327,7 @@ def sessions_run(
             cpu_rest = cpu_seconds(proc.pid) - cpu_ready
             return {
                 "seconds": elapsed,
+                "created_seconds": created,
                 "operator_peak_rss_mib": memory_kib(proc.pid, "VmHWM") / 1024,
                 "operator_idle_rss_mib": idle_rss / 1024,
                 "operator_rss_at_rest_mib": memory_kib(proc.pid, "VmRSS") / 1024,
@@ -311,6 +342,8 @@ def sessions_run(
                 "requests_until_ready_by_kind": {
                     f"{verb} {resource}": n for (verb, resource), n in to_ready.most_common()
                 },
+                # Which kinds the API server was slow to answer (the Service POST, issue 15).
+                "mean_request_seconds_until_ready_by_kind": slowest(seconds_to_ready, to_ready),
             }
         finally:
             proc.terminate()
@@ -343,6 +376,7 @@ def main() -> int:
         "resync_seconds": args.resync,
         "baseline_bare_pods_ready_seconds": round(base, 2),
         "sessions_ready_seconds": round(run["seconds"], 2),
+        "sessions_all_created_seconds": round(run["created_seconds"], 2),
         "ratio_sessions_to_bare_pods": round(run["seconds"] / base, 2),
         "operator_peak_rss_mib": round(run["operator_peak_rss_mib"], 1),
         "operator_idle_rss_mib": round(run["operator_idle_rss_mib"], 1),
@@ -357,6 +391,10 @@ def main() -> int:
             run["requests_until_ready"] / args.sessions, 1
         ),
         "api_requests_until_ready_by_kind": run["requests_until_ready_by_kind"],
+        "api_mean_seconds_until_ready_by_kind": {
+            kind: round(seconds, 3)
+            for kind, seconds in run["mean_request_seconds_until_ready_by_kind"].items()
+        },
         "bench_nodes": nodes,
         "load_average_1m": round(os.getloadavg()[0], 1),
     }
