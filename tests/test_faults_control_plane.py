@@ -15,7 +15,6 @@ from tests.artifacts import record
 from tests.fixtures_kube import KubeCluster, run_hack_cluster, wait_for
 from tests.fixtures_operator import (
     OperatorFactory,
-    get_session,
     key_secret,
     names,
     session_manifest,
@@ -57,8 +56,7 @@ def assert_exactly_once(
     after = tokens(cluster, namespace)
     for name, token in before.items():
         assert after[name] == token, f"{name} was replaced"
-    for name in expected:
-        ts = get_session(cluster, namespace, name)
+    for ts in cluster.kubectl_json("get", "terminalsessions", namespace=namespace)["items"]:
         assert ts["status"]["observedGeneration"] == ts["metadata"]["generation"]
 
 
@@ -116,11 +114,13 @@ def restart_while_creating(
     }
 
 
-def test_api_server_killed_while_20_sessions_are_created(
+# Enough sessions that the fault lands mid-work: the operator brings 20 Ready in about the
+# second it takes to read the tokens and phases before the fault (CI saw 20 of 20 Ready).
+def test_api_server_killed_while_60_sessions_are_created(
     kube_cluster: KubeCluster, namespace: str, operator_factory: OperatorFactory
 ) -> None:
     figures = restart_while_creating(
-        kube_cluster, namespace, operator_factory, 20, "kube-apiserver", "--kill"
+        kube_cluster, namespace, operator_factory, 60, "kube-apiserver", "--kill"
     )
     record("control_plane_apiserver_kill", figures)
 
@@ -128,7 +128,7 @@ def test_api_server_killed_while_20_sessions_are_created(
 def test_etcd_restarted_while_sessions_are_created(
     kube_cluster: KubeCluster, namespace: str, operator_factory: OperatorFactory
 ) -> None:
-    figures = restart_while_creating(kube_cluster, namespace, operator_factory, 10, "etcd")
+    figures = restart_while_creating(kube_cluster, namespace, operator_factory, 30, "etcd")
     # The operator's watches came back too: a session created now is served.
     kube_cluster.apply(session_manifest("late"), namespace=namespace)
     everyone = sorted([*expected_names(figures["sessions"]), "late"])
