@@ -8,9 +8,7 @@ import kopf
 # kopf's own session has no limit, and each TLS connection keeps a 256 KiB buffer: with
 # 1,000 sessions applied at once, their finalizer patches opened hundreds of connections
 # (most of the operator's peak memory). The watches hold one each (five); the rest queue.
-# kopf's own calls are few (a finalizer patch per new session, its warnings as Events; the
-# passes use `kube.Clients`), and 12 brought 1,000 sessions Ready no later than 32 did.
-MAX_CONNECTIONS = 12
+MAX_CONNECTIONS = 32
 
 
 def bounded_session(info: kopf.ConnectionInfo, limit: int = MAX_CONNECTIONS) -> kopf.AiohttpSession:
