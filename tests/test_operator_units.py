@@ -6,11 +6,13 @@ import asyncio
 import base64
 import dataclasses
 import datetime
-from typing import Any
+import subprocess
+import sys
+from typing import Any, cast
 
 import kopf
 import pytest
-from ec2_terminal_operator import connections, lifetime, resources, status
+from ec2_terminal_operator import connections, footprint, lifetime, resources, status
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.observed import (
     Activity,
@@ -518,3 +520,84 @@ def test_kopfs_session_to_the_api_server_has_a_bounded_pool() -> None:
     assert 0 < limit <= connections.MAX_CONNECTIONS
     assert server == "https://127.0.0.1:6443"
     assert auth == "Bearer t"
+
+
+def test_kopfs_live_body_of_a_session_keeps_no_managed_fields() -> None:
+    # Through kopf's own event processing: the daemon's live body (kopf's copy of each
+    # session, the bulk of its memory per session) is what the event handler slims.
+    from kopf._core.actions import lifecycles
+    from kopf._core.engines.indexing import OperatorIndexers
+    from kopf._core.reactor import inventory, processing
+
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.event("ec2-terminal.io", "v1", "terminalsessions", registry=registry)
+    async def slim(body: kopf.Body, **_: Any) -> None:
+        footprint.slim_body(body)
+
+    resource = kopf.Resource("ec2-terminal.io", "v1", "terminalsessions", namespaced=True)
+
+    def raw(generation: int) -> Any:  # kopf's RawBody
+        meta = {"name": "s", "namespace": "ns", "uid": "u1", "generation": generation}
+        meta["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+        return {"apiVersion": "ec2-terminal.io/v1", "kind": "TerminalSession", "metadata": meta}
+
+    async def process() -> Any:
+        memories = inventory.ResourceMemories()
+        memory = await memories.recall(raw(1))
+        memory.daemons_memory.live_fresh_body = kopf.Body(raw(1))  # as a running daemon has
+        await processing.process_resource_event(
+            lifecycle=lifecycles.all_at_once,
+            indexers=OperatorIndexers(),
+            registry=registry,
+            settings=kopf.OperatorSettings(),
+            memories=memories,
+            memobase=cast(Any, kopf.Memo()),
+            resource=resource,
+            raw_event={"type": "MODIFIED", "object": raw(2)},
+            event_queue=asyncio.Queue(),
+        )
+        return memory.daemons_memory.live_fresh_body
+
+    live = asyncio.run(process())
+    assert live.metadata["generation"] == 2  # the new body, as the daemon sees it
+    assert "managedFields" not in live.metadata
+
+
+def test_slim_body_leaves_what_the_passes_read() -> None:
+    body: Any = {
+        "metadata": {"name": "s", "labels": {"a": "b"}, "managedFields": [{"manager": "x"}]},
+        "spec": {"target": {}},
+    }
+    footprint.slim_body(kopf.Body(body))
+    assert body == {"metadata": {"name": "s", "labels": {"a": "b"}}, "spec": {"target": {}}}
+    footprint.slim_body(kopf.Body({}))  # no metadata: nothing to do, no error
+
+
+def test_malloc_arenas_are_capped_before_threads_allocate() -> None:
+    # glibc's malloc_stats() prints one "Arena N:" block per arena to stderr.
+    script = """
+import ctypes, sys, threading
+from ec2_terminal_operator import footprint
+if sys.argv[1] == "capped":
+    assert footprint.limit_malloc_arenas()
+barrier = threading.Barrier(8)
+def work():
+    keep = [bytearray(4096) for _ in range(200)]
+    barrier.wait()  # all 8 threads allocate at the same time
+    del keep
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+ctypes.CDLL(None).malloc_stats()
+"""
+
+    def arenas(mode: str) -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stderr.count("Arena ")
+
+    assert arenas("default") > footprint.ARENA_MAX  # the cap below is the mallopt's doing
+    assert arenas("capped") == footprint.ARENA_MAX

@@ -13,6 +13,7 @@ import kopf
 
 from app.errors import ConfigurationError
 from app.telemetry import Component, setup_telemetry
+from ec2_terminal_operator import footprint
 from ec2_terminal_operator.config import OperatorConfig
 from ec2_terminal_operator.handlers import register
 from ec2_terminal_operator.metrics import OperatorMetrics, serve_metrics
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    footprint.limit_malloc_arenas()  # before any thread allocates
     args = build_parser().parse_args(argv)
     try:
         cfg = OperatorConfig.from_env()

@@ -10,6 +10,7 @@ import kopf
 
 from ec2_terminal_operator import (
     connections,
+    footprint,
     kube,
     loop,
     observed,
@@ -148,6 +149,7 @@ def register(
     async def wake_on_change(
         namespace: str | None, name: str, body: kopf.Body, memo: Any, **_: Any
     ) -> None:
+        footprint.slim_body(body)
         # A spec edit (suspend, lifetime, exposure) takes effect now, not at the next resync;
         # the operator's own status patches (generation already observed) wake nobody.
         if body.status.get("observedGeneration") != body.metadata.get("generation"):
