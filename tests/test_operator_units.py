@@ -445,6 +445,25 @@ def test_ready_held_back_by_a_condition_posts_its_event_once() -> None:
     assert [(e.type, e.reason) for e in v.events] == [("Normal", "Terminating")]
 
 
+def test_pod_creating_posts_no_event() -> None:
+    # Every new session's first pass says PodCreating (right after the PodCreated Event):
+    # an Event for it was one more POST per session that told nothing (issue 15).
+    first = run(body(), observe(None), {}, T0)
+    assert conds(first)["PodReady"]["reason"] == "PodCreating"
+    assert conds(first)["Ready"]["reason"] == "PodCreating"
+    assert first.events == ()
+    # Nor when a Ready session's pod is gone and made again; the pod starting still gets one.
+    ready = run(body(), observe(pod()), first.status, T0 + datetime.timedelta(seconds=1))
+    assert {e.reason for e in ready.events} >= {"PodReady", "SessionReady"}
+    gone = run(body(), observe(None), ready.status, T0 + datetime.timedelta(seconds=2))
+    assert conds(gone)["Ready"]["reason"] == "PodCreating"
+    assert gone.events == ()
+    starting = run(
+        body(), observe(pod(ready=False)), gone.status, T0 + datetime.timedelta(seconds=3)
+    )
+    assert [(e.type, e.reason) for e in starting.events] == [("Normal", "PodStarting")]
+
+
 def test_an_evicted_pod_reports_its_own_reason_while_it_is_replaced() -> None:
     ready = run(body(), observe(pod()), {}, T0)
     evicted = pod(ready=False, phase="Failed", reason="Evicted", message="low on memory")

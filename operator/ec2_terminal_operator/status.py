@@ -47,7 +47,6 @@ class ConditionType(enum.Enum):
 _EXPECTED_REASONS = frozenset(
     {
         "PodStarting",
-        "PodCreating",
         "PodNotCreated",
         # The Accepted condition carries the Warning; PodReady only follows it.
         "NotAccepted",
@@ -66,6 +65,11 @@ _EXPECTED_REASONS = frozenset(
         "IdleTimeout",
     }
 )
+# Transient reasons that get no Event at all: the condition says it, and the Event would
+# tell nothing the children's own Events do not. `PodCreating` is every new session's first
+# pass (the pod was just created, the watch has not brought it yet) and right after its
+# `PodCreated` (or `PodReplaced`) Event: one more POST per session for nothing (issue 15).
+_SILENT_REASONS = frozenset({"PodCreating"})
 _REACHABLE_RESULTS = frozenset({"ok", "success", "reachable"})
 # Waiting reasons of a container that will not get better by itself.
 _STUCK_REASONS = frozenset(
@@ -274,7 +278,7 @@ def merge_conditions(
 def _event_for(cond: Condition, first: bool) -> Event | None:
     positive_is_true = cond.type is not ConditionType.EXPIRED
     good = (cond.status == "True") == positive_is_true
-    if cond.status == "Unknown" or (first and good):
+    if cond.status == "Unknown" or (first and good) or cond.reason in _SILENT_REASONS:
         return None  # nothing happened yet worth a line in `kubectl describe`
     if good:
         if cond.type is ConditionType.EXPIRED:

@@ -1,0 +1,26 @@
+"""bench/operator_scale.py's concurrent creation: every object once, in at most N slices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.operator_scale import slices
+
+
+@pytest.mark.parametrize(("count", "workers"), [(100, 16), (100, 1), (1000, 16), (3, 16), (16, 16)])
+def test_slices_cover_every_object_once(count: int, workers: int) -> None:
+    items: list[dict[str, Any]] = [{"n": i} for i in range(count)]
+    parts = slices(items, workers)
+    assert len(parts) == min(count, workers)
+    assert all(parts)
+    assert [x for part in parts for x in part] == items
+    sizes = {len(part) for part in parts}
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_one_worker_is_one_serial_create() -> None:
+    items: list[dict[str, Any]] = [{"n": i} for i in range(5)]
+    assert slices(items, 1) == [items]
+    assert slices(items, 0) == [items]
