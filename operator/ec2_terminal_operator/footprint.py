@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,11 +33,12 @@ def limit_malloc_arenas(arenas: int = ARENA_MAX) -> bool:
     RSS. Two arenas serve the event loop and the pool; passes wait on the API server, not
     on malloc's locks. Call it before the threads start.
     """
-    name = ctypes.util.find_library("c")
-    if name is None:
+    # The process's own symbols include its C library's, as app/terminal/heap.py finds
+    # malloc_trim: no find_library, which may run ldconfig in a subprocess at start-up.
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
         return False
-    libc = ctypes.CDLL(name)
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is None:
-        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
     return bool(mallopt(M_ARENA_MAX, arenas))
