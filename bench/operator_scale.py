@@ -149,6 +149,22 @@ def slices(items: list[dict[str, Any]], count: int) -> list[list[dict[str, Any]]
     return parts
 
 
+def net_of_bench(
+    requests: Counter[tuple[str, str]], resource: str, created: int, polls: int
+) -> Counter[tuple[str, str]]:
+    """`requests` (a difference of two `Kube.requests()`) less the bench's own: its `created`
+    POSTs of `resource` and its `polls` LISTs of them."""
+    net = requests.copy()
+    net[("POST", resource)] -= created
+    net[("LIST", resource)] -= polls
+    return +net
+
+
+def by_kind(requests: Counter[tuple[str, str]], top: int | None = None) -> dict[str, int]:
+    """Request counts keyed "VERB resource", the most first."""
+    return {f"{verb} {resource}": n for (verb, resource), n in requests.most_common(top)}
+
+
 @contextmanager
 def bench_nodes(kube: Kube, pods: int) -> Iterator[int]:
     """Enough extra kwok nodes for `pods` more pods; removed afterwards."""
@@ -235,17 +251,12 @@ def baseline_pods(
             lambda: kube.field("pods", ns, READY).count("True") == count, timeout, "pods", every
         )
         elapsed = time.monotonic() - start
-        to_ready = kube.requests() - before
-        to_ready[("POST", "pods")] -= count
-        to_ready[("LIST", "pods")] -= polls
-        to_ready = +to_ready
+        to_ready = net_of_bench(kube.requests() - before, "pods", count, polls)
         return {
             "seconds": elapsed,
             "created_seconds": created,
             "requests_until_ready": to_ready.total(),
-            "requests_until_ready_by_kind": {
-                f"{verb} {resource}": n for (verb, resource), n in to_ready.most_common()
-            },
+            "requests_until_ready_by_kind": by_kind(to_ready),
         }
 
 
@@ -369,14 +380,11 @@ def sessions_run(
             elapsed = time.monotonic() - start
             cpu_ready = cpu_seconds(proc.pid)
             # What reaching Ready cost the API server, less the bench's own creates and polls.
-            to_ready = kube.requests() - before
+            to_ready = net_of_bench(kube.requests() - before, "terminalsessions", count, polls)
             seconds_to_ready = {
                 k: v - seconds_before.get(k, 0.0) for k, v in kube.request_seconds().items()
             }
-            to_ready[("POST", "terminalsessions")] -= count
-            to_ready[("LIST", "terminalsessions")] -= polls
-            to_ready = +to_ready
-            rest_rate, by_kind = request_rate(kube, rest)
+            rest_rate, at_rest = request_rate(kube, rest)
             cpu_rest = cpu_seconds(proc.pid) - cpu_ready
             return {
                 "seconds": elapsed,
@@ -388,13 +396,9 @@ def sessions_run(
                 "operator_cpu_share_at_rest": cpu_rest / rest,
                 "requests_per_second_at_rest": rest_rate,
                 "requests_per_second_quiet": quiet_rate,
-                "requests_at_rest_by_kind": {
-                    f"{verb} {resource}": n for (verb, resource), n in by_kind.most_common(8)
-                },
+                "requests_at_rest_by_kind": by_kind(at_rest, 8),
                 "requests_until_ready": to_ready.total(),
-                "requests_until_ready_by_kind": {
-                    f"{verb} {resource}": n for (verb, resource), n in to_ready.most_common()
-                },
+                "requests_until_ready_by_kind": by_kind(to_ready),
                 # Which kinds the API server was slow to answer (the Service POST, issue 15).
                 "mean_request_seconds_until_ready_by_kind": slowest(seconds_to_ready, to_ready),
             }

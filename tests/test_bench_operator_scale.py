@@ -24,3 +24,14 @@ def test_one_worker_is_one_serial_create() -> None:
     items: list[dict[str, Any]] = [{"n": i} for i in range(5)]
     assert slices(items, 1) == [items]
     assert slices(items, 0) == [items]
+
+
+def test_the_bench_counts_requests_net_of_its_own_creates_and_polls() -> None:
+    from collections import Counter
+
+    from bench.operator_scale import by_kind, net_of_bench
+
+    seen = Counter({("POST", "pods"): 100, ("LIST", "pods"): 7, ("POST", "pods/binding"): 100})
+    net = net_of_bench(seen, "pods", 100, 7)
+    assert by_kind(net) == {"POST pods/binding": 100}
+    assert seen[("POST", "pods")] == 100  # the caller's counts are left as they were
